@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The two set-up commands, on a machine with nothing but Python 3.11+ and git:
+
+    python3 dev.py stack    # run the whole pipeline embedded (API on http://127.0.0.1:8000)
+    python3 dev.py test     # run the test suite
+
+Each makes ``.venv`` on first use and installs the project into it, again whenever
+``pyproject.toml`` changes. Further arguments go to the command (``python3 dev.py test -k upload``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+EXTRAS = "worker,models,test"
+
+
+def ensure_venv() -> Path:
+    python = BIN / "python"
+    if not python.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    stamp = VENV / ".installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        print("installing the project and its pinned dependencies into .venv", flush=True)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True, cwd=ROOT)
+        stamp.write_text(wanted)
+    return python
+
+
+def main() -> int:
+    commands = {"stack": ["-m", "embedded"], "test": ["-m", "pytest"]}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    python = ensure_venv()
+    os.chdir(ROOT)
+    args = [str(python), *commands[sys.argv[1]], *sys.argv[2:]]
+    if os.name == "nt":
+        return subprocess.call(args)
+    os.execv(args[0], args)  # noqa: S606 -- replace this process: Ctrl-C and exit codes pass straight through
+
+
+if __name__ == "__main__":
+    sys.exit(main())

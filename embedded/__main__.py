@@ -1,0 +1,145 @@
+"""``transcribe-stack``: the whole pipeline on one machine, with no Docker and no network.
+
+It starts a real redis-server (or uses ``REDIS_URL``), then the folder watcher, the router, one
+worker, the janitor and the API on 127.0.0.1:8000, each as its own process writing to this terminal.
+A service that dies is started again. Ctrl-C stops them all in order, Redis last. Everything lives
+under ``DATA_DIR`` (default ``./data``), so a second start carries on where the first stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+
+from embedded.redis_server import start_redis, stop_redis
+from transcribe_common.runtime import setup_logging
+from transcribe_common.settings import CommonSettings
+
+log = logging.getLogger("stack")
+
+SERVICES = {
+    "watcher": "embedded.watcher",
+    "router": "event_router",
+    "worker": "gpu_worker",
+    "janitor": "janitor",
+    "api": "ingest_api",
+}
+GRACE_SECONDS = 15.0
+RESTART_DELAY = 2.0
+
+
+class StackSettings(CommonSettings):
+    data_dir: Path = Field(Path("data"), description="Everything the embedded stack keeps.")
+    redis_url: str = Field("", description="Use this Redis instead of starting one.")
+    model_size: str = Field("base", description="Offline multilingual base model by default.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+
+class Supervisor:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def start(self, name: str) -> None:
+        command = [sys.executable, "-m", SERVICES[name]]
+        # A session of their own: Ctrl-C reaches only this supervisor, which stops them in order.
+        self.processes[name] = subprocess.Popen(command, env=self.env, start_new_session=True)
+
+    def watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for name, process in list(self.processes.items()):
+                if process.poll() is not None and not self.stopping.is_set():
+                    log.error("%s exited with %s; starting it again", name, process.returncode)
+                    self.stopping.wait(RESTART_DELAY)
+                    if not self.stopping.is_set():
+                        self.start(name)
+
+    def stop(self) -> None:
+        for name in reversed(SERVICES):
+            if (process := self.processes.get(name)) is not None and process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + GRACE_SECONDS
+        for name, process in self.processes.items():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", name, GRACE_SECONDS)
+                process.kill()
+                process.wait()
+
+
+def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
+    data = settings.data_dir.resolve()
+    defaults = {
+        "STORE_DIR": str(data / "buckets"),
+        "SCRATCH_DIR": str(data / "scratch"),
+        "MODEL_CACHE_DIR": str(data / "models"),
+    }
+    return {
+        **defaults,
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "STORE_BACKEND": "local",
+        "MODEL_SIZE": settings.model_size,
+        "PUBLIC_API_URL": os.environ.get("PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def wait_for_api(url: str, supervisor: Supervisor, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not supervisor.stopping.is_set():
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).is_success:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def main() -> None:
+    settings = StackSettings()
+    setup_logging("stack", settings.log_level)
+    redis_process = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis")
+        log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
+    env = child_env(settings, redis_url)
+    supervisor = Supervisor(env)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    for name in SERVICES:
+        supervisor.start(name)
+    threading.Thread(target=_announce, args=(settings, env, supervisor), daemon=True).start()
+    try:
+        supervisor.watch()
+    finally:
+        log.info("stopping")
+        supervisor.stop()
+        if redis_process is not None:
+            stop_redis(redis_process)
+        log.info("stopped")
+
+
+def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    if wait_for_api(url, supervisor):
+        inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
+        log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""``transcribe-watcher``: announce files that people copy into the local inbox folder.
+
+It does for the folder what MinIO's notification does for a bucket: each new object becomes an
+access-format record on the events list. A copy in progress shows up as ``added`` long before it
+is complete, and no event says "closed", so a file is announced only once its size and mtime have
+held still for ``SETTLE_SECONDS``. Files the store wrote itself were announced by the store and are
+recognised by their sidecar. At start the whole inbox is scanned, so files dropped while the stack
+was down are picked up too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from watchfiles import Change, watch
+
+from transcribe_common import keys
+from transcribe_common.runtime import connect_redis, setup_logging
+from transcribe_common.settings import CommonSettings
+from transcribe_common.store.local import LocalStore
+
+log = logging.getLogger(__name__)
+PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", "~")
+
+
+class WatcherSettings(CommonSettings):
+    settle_seconds: float = Field(2.0, gt=0, description="How long a new file must hold still before it is taken.")
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class InboxWatcher:
+    def __init__(self, store: LocalStore, bucket: str, settle_seconds: float) -> None:
+        self.store, self.bucket, self.settle_seconds = store, bucket, settle_seconds
+        self.folder = store.root / bucket
+        self.pending: dict[str, _Seen] = {}
+
+    def run(self, stopping: threading.Event) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.scan()
+        for changes in watch(
+            self.folder, stop_event=stopping, debounce=100, step=50, rust_timeout=250, yield_on_timeout=True
+        ):
+            for change, path in changes:
+                if change != Change.deleted:
+                    self.consider(Path(path))
+            self.settle()
+
+    def scan(self) -> None:
+        for dirpath, _dirs, files in os.walk(self.folder):
+            for name in files:
+                self.consider(Path(dirpath) / name)
+        self.settle()
+
+    def consider(self, path: Path) -> None:
+        key = self._key(path)
+        if key is None or key in self.pending or self.store.is_announced(self.bucket, key):
+            return
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, time.monotonic())
+
+    def settle(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for key, seen in list(self.pending.items()):
+            try:
+                st = self.store.data_path(self.bucket, key).stat()
+            except FileNotFoundError:
+                del self.pending[key]
+                continue
+            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
+                self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, now)
+            elif now - seen.since >= self.settle_seconds:
+                del self.pending[key]
+                if not self.store.is_announced(self.bucket, key):
+                    self.store.adopt(self.bucket, key)
+                    log.info("announced %s/%s (%d bytes)", self.bucket, key, st.st_size)
+
+    def _key(self, path: Path) -> str | None:
+        try:
+            rel = path.relative_to(self.folder)
+        except ValueError:
+            return None
+        if not path.is_file() or any(p.startswith(".") for p in rel.parts) or rel.name.endswith(PARTIAL_SUFFIXES):
+            return None
+        return rel.as_posix()
+
+
+def main() -> None:
+    settings = WatcherSettings()
+    setup_logging("watcher", settings.log_level)
+    conn = connect_redis(settings)
+    store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    watcher = InboxWatcher(store, settings.minio_inbox_bucket, settings.settle_seconds)
+    log.info("watching %s", watcher.folder)
+    watcher.run(stopping)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Turns bucket notifications into RQ jobs."""

@@ -1,0 +1,186 @@
+"""The RQ job function: one transcription from manifest to webhook.
+
+Success and failure are each handled in one place. Whatever goes wrong — bad media, a missing
+input, RQ's job timeout firing inside the model — ends as a ``failed`` status with a readable
+``error`` and a failure webhook; the scratch folder always goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from faster_whisper import WhisperModel
+from rq.timeouts import JobTimeoutException
+
+from gpu_worker import audio, render, webhook
+from gpu_worker.fetch import fetch_source
+from gpu_worker.settings import WorkerSettings
+from gpu_worker.transcript import Transcript, transcribe
+from transcribe_common import layout
+from transcribe_common.errors import PipelineError
+from transcribe_common.jobstate import JobStates
+from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest
+from transcribe_common.store.base import ObjectStore, get_json, put_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process sets up once: the model above all, loaded before any job runs."""
+
+    settings: WorkerSettings
+    store: ObjectStore
+    states: JobStates
+    model: WhisperModel
+
+
+_context: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    global _context
+    _context = context
+
+
+def run(job_id: str) -> str:
+    """Entry point named in ``keys.WORKER_FUNCTION``; RQ calls it with the job id."""
+    if _context is None:
+        raise RuntimeError("gpu_worker.job.run runs only inside transcribe-worker")
+    return JobRun(_context, job_id).run()
+
+
+class JobRun:
+    def __init__(self, context: WorkerContext, job_id: str) -> None:
+        self.ctx, self.job_id = context, job_id
+        self.settings = context.settings
+        self.bucket = context.settings.minio_bucket
+        self.scratch = self.settings.scratch_dir / job_id
+
+    def run(self) -> str:
+        try:
+            manifest = Manifest.model_validate(get_json(self.ctx.store, self.bucket, layout.manifest_key(self.job_id)))
+        except Exception as exc:
+            log.exception("job %s: unreadable manifest", self.job_id)
+            self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
+            return JobStatus.FAILED
+        if self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=socket.gethostname()) is None:
+            log.info("job %s: taken or done already; skipping", self.job_id)
+            return "skipped"
+        log.info("job %s: started", self.job_id)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            transcript = self.transcribe(manifest)
+            self.succeed(manifest, transcript)
+            return JobStatus.FINISHED
+        except Exception as exc:  # every failure ends the same way, whatever raised it
+            self.fail(manifest, exc)
+            return JobStatus.FAILED
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def transcribe(self, manifest: Manifest) -> Transcript:
+        if manifest.error:
+            raise PipelineError(manifest.error)
+        source = fetch_source(manifest, self.ctx.store, self.scratch, timeout=self.settings.download_timeout)
+        samples = audio.decode(source, self.scratch, timeout=self.settings.ffmpeg_timeout)
+        return transcribe(
+            self.ctx.model,
+            samples,
+            manifest.options,
+            model_name=self.settings.model_size,
+            beam_size=self.settings.beam_size,
+            on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent),
+            on_info=lambda language, duration: self.ctx.states.note(
+                self.job_id, language=language, duration=round(duration, 3)
+            ),
+        )
+
+    def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
+        outputs = self.write_outputs(manifest, transcript)
+        self.ctx.states.advance(
+            self.job_id,
+            JobStatus.FINISHED,
+            progress=100,
+            language=transcript.language,
+            duration=transcript.duration,
+            outputs=json.dumps(outputs),
+        )
+        fmt = manifest.options.output
+        log.info("job %s: finished (%.1f s of %s)", self.job_id, transcript.duration, transcript.language)
+        payload = FinishedWebhook(
+            job_id=self.job_id,
+            language=transcript.language,
+            duration=transcript.duration,
+            output=fmt,
+            minio_url=self.result_url(outputs[fmt], fmt),
+            db_id=manifest.db_id,
+        )
+        self.notify(manifest, payload)
+
+    def write_outputs(self, manifest: Manifest, transcript: Transcript) -> dict[str, str]:
+        """Every format into the job's folder, and the asked-for one beside an inbox drop."""
+        outputs = {}
+        for fmt, renderer in render.RENDERERS.items():
+            key = layout.result_key(self.job_id, fmt)
+            text = renderer(transcript).encode()
+            put_bytes(self.ctx.store, self.bucket, key, text, content_type=CONTENT_TYPES[fmt])
+            outputs[fmt] = key
+            if manifest.beside is not None and fmt == manifest.options.output:
+                self.write_beside(manifest, fmt, text, CONTENT_TYPES[fmt])
+        return outputs
+
+    def write_beside(self, manifest: Manifest, suffix: str, data: bytes, content_type: str) -> None:
+        assert manifest.beside is not None
+        key = layout.beside_key(manifest.beside.key, suffix)
+        marker = {layout.OUTPUT_MARKER: self.job_id}
+        put_bytes(self.ctx.store, manifest.beside.bucket, key, data, content_type=content_type, metadata=marker)
+
+    def fail(self, manifest: Manifest, exc: Exception) -> None:
+        error = describe(exc, self.settings.job_timeout)
+        if isinstance(exc, PipelineError | JobTimeoutException):
+            log.warning("job %s: failed: %s", self.job_id, error)
+        else:
+            log.exception("job %s: failed unexpectedly", self.job_id)
+        self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=error)
+        if manifest.beside is not None:
+            note = f"Transcription failed: {error}\n".encode()
+            self.write_beside(manifest, "error.txt", note, "text/plain; charset=utf-8")
+        if self.settings.webhook_on_error:
+            self.notify(manifest, FailedWebhook(job_id=self.job_id, error=error, db_id=manifest.db_id))
+
+    def notify(self, manifest: Manifest, payload: FinishedWebhook | FailedWebhook) -> None:
+        url = manifest.callback_url or self.settings.default_callback_url
+        if url is None:
+            return
+        webhook.deliver(
+            str(url),
+            payload,
+            secret=self.settings.webhook_secret,
+            timeout=self.settings.webhook_timeout,
+            attempts=self.settings.webhook_attempts,
+        )
+
+    def result_url(self, key: str, fmt: str) -> str:
+        presigned = self.ctx.store.download_url(self.bucket, key)
+        base = self.settings.public_api_url.rstrip("/")
+        return presigned or f"{base}/v1/jobs/{self.job_id}/result?format={fmt}"
+
+
+def describe(exc: BaseException, job_timeout: int) -> str:
+    """The error a user reads: ours are written for them; anything else is named plainly."""
+    if isinstance(exc, JobTimeoutException):
+        return f"the job ran longer than JOB_TIMEOUT ({job_timeout} s)"
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def scratch_root(settings: WorkerSettings) -> Path:
+    settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+    return settings.scratch_dir

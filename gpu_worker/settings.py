@@ -1,0 +1,29 @@
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, Field
+
+from transcribe_common.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    model_size: str = Field("small", description="Model name (tiny.en, base, small, ...) or a folder path.")
+    model_cache_dir: Path = Field(Path.home() / ".cache" / "transcribe" / "models")
+    whisper_device: str = Field("auto", description="auto, cpu or cuda.")
+    whisper_compute_type: str = Field("default", description="CTranslate2 compute type, e.g. int8, float16.")
+    whisper_cpu_threads: int = Field(0, description="CPU threads for CTranslate2; 0 lets it choose.")
+    beam_size: int = Field(5, ge=1, le=10)
+    max_concurrency: int = Field(2, ge=1, description="Jobs at once per worker (one job per process today).")
+    job_timeout: int = Field(1800, description="Seconds a job may run; enforced by RQ.")
+    ffmpeg_timeout: int = Field(300, description="Seconds ffmpeg may take to decode one input.")
+    download_timeout: float = Field(60.0, description="Seconds without progress before a URL download fails.")
+    scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
+    webhook_on_error: bool = True
+    webhook_secret: str = Field("", description="whsec_... secret; when set, webhooks are signed.")
+    webhook_timeout: float = 10.0
+    webhook_attempts: int = Field(3, ge=1)
+    default_callback_url: AnyHttpUrl | None = Field(
+        None, description="Webhook for jobs that name none, inbox drops among them."
+    )
+    public_api_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of the API, for result links when the store cannot presign."
+    )

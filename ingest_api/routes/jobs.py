@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ingest_api import jobs
+from ingest_api.schemas import JobView, Stats
+from ingest_api.services import ServicesDep
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, summary="Status and progress of a job")
+@router.post("/jobs/{job_id}", response_model=JobView, include_in_schema=False)
+async def get_job(job_id: str, services: ServicesDep) -> JobView:
+    return await run_in_threadpool(jobs.job_view, services, job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="The transcript of a finished job",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-subrip": {}, "text/vtt": {}, "text/plain": {}}}},
+)
+async def get_result(
+    job_id: str,
+    services: ServicesDep,
+    fmt: Annotated[str | None, Query(alias="format", description="srt, vtt, txt or json")] = None,
+) -> StreamingResponse:
+    name, content_type, stream = await run_in_threadpool(jobs.result_stream, services, job_id, fmt)
+    headers = {"Content-Disposition": f'inline; filename="{name}"'}
+    return StreamingResponse(stream, media_type=content_type, headers=headers)
+
+
+@router.get("/stats", response_model=Stats, tags=["service"], summary="Jobs by status, and live workers")
+async def get_stats(services: ServicesDep) -> Stats:
+    return await run_in_threadpool(jobs.stats, services)

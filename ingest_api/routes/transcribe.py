@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ingest_api import submit
+from ingest_api.schemas import JobAccepted, TranscribeRequest, links
+from ingest_api.services import ServicesDep
+from transcribe_common import layout
+from transcribe_common.errors import InvalidInput
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+MAX_JSON_BYTES = 64 * 1024
+
+_UPLOAD_FORM = {
+    "type": "object",
+    "required": ["source_type", "file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        **{
+            name: {"type": "string", "description": field.description or ""}
+            for name, field in TranscribeRequest.model_fields.items()
+            if name != "url"
+        },
+    },
+}
+
+
+@router.post(
+    "/transcribe",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    summary="Submit a job: JSON for a URL source, multipart/form-data for an upload",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": TranscribeRequest.model_json_schema()},
+                "multipart/form-data": {"schema": _UPLOAD_FORM},
+            },
+        }
+    },
+)
+async def transcribe(request: Request, response: Response, services: ServicesDep) -> JobAccepted:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        manifest = await submit.accept_upload(services, request)
+    elif content_type.startswith("application/json"):
+        body = await _json_body(request)
+        manifest = submit.url_manifest(layout.new_job_id(), body)
+    else:
+        raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
+    await run_in_threadpool(submit.write_manifest, services, manifest)
+    response.headers["Location"] = f"/v1/jobs/{manifest.job_id}"
+    return JobAccepted(job_id=manifest.job_id, links=links(manifest.job_id))
+
+
+async def _json_body(request: Request) -> TranscribeRequest:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise InvalidInput(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    try:
+        return TranscribeRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc

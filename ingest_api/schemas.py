@@ -1,0 +1,64 @@
+"""Request and response bodies of the public API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
+
+from transcribe_common.models import JobOptions, JobStatus
+
+
+class TranscribeRequest(JobOptions):
+    """A job: the source, how to transcribe it, and whom to tell."""
+
+    source_type: Literal["url", "upload"]
+    url: AnyHttpUrl | None = Field(None, description="Source to fetch, for source_type=url.")
+    callback_url: AnyHttpUrl | None = Field(None, description="Receives a POST when the job ends.")
+    db_id: str | int | None = Field(None, description="Your own reference, echoed in webhooks.")
+
+    @model_validator(mode="after")
+    def _url_matches_source_type(self) -> TranscribeRequest:
+        if self.source_type == "url" and self.url is None:
+            raise ValueError("'url' is required when source_type is 'url'")
+        if self.source_type == "upload" and self.url is not None:
+            raise ValueError("'url' is not allowed when source_type is 'upload'")
+        return self
+
+    def options(self) -> JobOptions:
+        return JobOptions.model_validate(self.model_dump(include=set(JobOptions.model_fields)))
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus = JobStatus.QUEUED
+    links: JobLinks
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: JobStatus
+    progress: float = Field(description="Percent of the audio transcribed, 0-100.")
+    language: str | None = None
+    duration: float | None = Field(None, description="Seconds of audio.")
+    error: str | None = None
+    updated_at: datetime | None = None
+    links: JobLinks
+
+
+class Stats(BaseModel):
+    queued: int
+    started: int
+    failed: int
+    finished: int
+    workers: int
+
+
+def links(job_id: str) -> JobLinks:
+    return JobLinks(self=f"/v1/jobs/{job_id}", result=f"/v1/jobs/{job_id}/result")

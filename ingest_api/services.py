@@ -1,0 +1,35 @@
+"""What the routes need, opened once per process and handed to them as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Request
+
+from ingest_api.settings import ApiSettings
+from transcribe_common.jobstate import JobStates
+from transcribe_common.runtime import connect_redis, open_store
+from transcribe_common.store.base import ObjectStore
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    redis: redis.Redis
+    store: ObjectStore
+    states: JobStates
+
+    @classmethod
+    def open(cls, settings: ApiSettings) -> Services:
+        conn = connect_redis(settings)
+        store = open_store(settings, conn)
+        return cls(settings, conn, store, JobStates(conn, store, settings.minio_bucket))
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(_services)]

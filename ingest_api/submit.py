@@ -1,0 +1,74 @@
+"""Accepting jobs: the input object (for uploads) and then the manifest, whose creation event
+starts the job."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ingest_api.schemas import TranscribeRequest
+from ingest_api.services import Services
+from ingest_api.upload import MultipartReader, UploadTooLarge, boundary_of, receive_upload
+from transcribe_common import layout
+from transcribe_common.errors import InvalidInput
+from transcribe_common.models import Manifest, ObjectSource, UrlSource
+from transcribe_common.store.base import ObjectWriter, put_model
+
+# Bytes a multipart body carries beyond the file itself (boundaries, headers, small fields).
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def write_manifest(services: Services, manifest: Manifest) -> None:
+    put_model(services.store, services.settings.minio_bucket, layout.manifest_key(manifest.job_id), manifest)
+
+
+def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
+    if request.source_type != "url":
+        raise InvalidInput("source_type 'upload' needs a multipart/form-data body with the file in 'file'")
+    assert request.url is not None
+    return Manifest(
+        job_id=job_id,
+        origin="api",
+        source=UrlSource(url=request.url),
+        options=request.options(),
+        filename=request.url.path.rsplit("/", 1)[-1] if request.url.path else None,
+        callback_url=request.callback_url,
+        db_id=request.db_id,
+    )
+
+
+async def accept_upload(services: Services, request: Request) -> Manifest:
+    """Stream the upload into ``<job_id>/input/``, then validate the form fields."""
+    settings = services.settings
+    max_bytes = settings.max_upload_mb * 2**20
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
+        raise UploadTooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
+    reader = MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
+    job_id = layout.new_job_id()
+
+    def open_writer(filename: str, content_type: str) -> ObjectWriter:
+        key = layout.input_key(job_id, filename)
+        return services.store.open_writer(settings.minio_bucket, key, content_type=content_type)
+
+    info = await receive_upload(request.stream(), reader, open_writer)
+    try:
+        form = TranscribeRequest.model_validate(reader.fields)
+        if form.source_type != "upload":
+            raise InvalidInput("a multipart body is an upload: set source_type=upload, or send JSON for a URL")
+    except (ValidationError, InvalidInput) as exc:
+        await run_in_threadpool(services.store.delete, settings.minio_bucket, info.key)
+        if isinstance(exc, ValidationError):
+            raise RequestValidationError(exc.errors(include_url=False)) from exc
+        raise
+    return Manifest(
+        job_id=job_id,
+        origin="api",
+        source=ObjectSource(bucket=settings.minio_bucket, key=info.key),
+        options=form.options(),
+        filename=reader.filename,
+        callback_url=form.callback_url,
+        db_id=form.db_id,
+    )

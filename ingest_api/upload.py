@@ -1,0 +1,145 @@
+"""Receiving a multipart upload as a stream.
+
+The body is parsed as it arrives (python-multipart's push parser) and the ``file`` part is written
+to the store chunk by chunk, so an upload of any size takes a few chunks of memory. Other parts are
+small form fields, capped in size. The fields may come before or after the file; they are only
+validated once the body is complete.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterator, Callable
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from transcribe_common.errors import InvalidInput
+from transcribe_common.store.base import ObjectInfo, ObjectWriter
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+
+
+class UploadTooLarge(InvalidInput):
+    """The upload is larger than MAX_UPLOAD_MB."""
+
+
+class MultipartReader:
+    """Feeds body chunks to the parser; collects form fields and hands back the file's bytes."""
+
+    def __init__(self, boundary: bytes, max_file_bytes: int) -> None:
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.content_type = "application/octet-stream"
+        self.file_bytes = 0
+        self.complete = False
+        self._max = max_file_bytes
+        self._pending: list[bytes] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._name = b""
+        self._value = b""
+        self._field: str | None = None
+        self._in_file = False
+        self._buffer = bytearray()
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda d, s, e: self._add_name(d[s:e]),
+                "on_header_value": lambda d, s, e: self._add_value(d[s:e]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": lambda d, s, e: self._data(d[s:e]),
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+        )
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Parse one chunk of the body; returns the file bytes it held."""
+        self._parser.write(chunk)
+        data = b"".join(self._pending)
+        self._pending.clear()
+        return data
+
+    def _part_begin(self) -> None:
+        self._headers, self._field, self._in_file = {}, None, False
+        self._buffer = bytearray()
+
+    def _add_name(self, data: bytes) -> None:
+        self._name += data
+
+    def _add_value(self, data: bytes) -> None:
+        self._value += data
+
+    def _header_end(self) -> None:
+        self._headers[self._name.lower()] = self._value
+        self._name, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode()
+        if b"filename" in params:
+            if name != "file" or self.filename is not None:
+                raise InvalidInput("send exactly one file, in the form field 'file'")
+            self.filename = params[b"filename"].decode("utf-8", errors="replace")
+            guessed = mimetypes.guess_type(self.filename)[0]
+            self.content_type = self._headers.get(b"content-type", b"").decode() or guessed or self.content_type
+            self._in_file = True
+        elif len(self.fields) >= MAX_FIELDS:
+            raise InvalidInput("too many form fields")
+        else:
+            self._field = name
+
+    def _data(self, data: bytes) -> None:
+        if self._in_file:
+            self.file_bytes += len(data)
+            if self.file_bytes > self._max:
+                raise UploadTooLarge(f"the upload is larger than MAX_UPLOAD_MB ({self._max // 2**20} MiB)")
+            self._pending.append(data)
+        else:
+            self._buffer += data
+            if len(self._buffer) > MAX_FIELD_BYTES:
+                raise InvalidInput(f"form field {self._field!r} is longer than {MAX_FIELD_BYTES} bytes")
+
+    def _part_end(self) -> None:
+        if self._field is not None:
+            self.fields[self._field] = self._buffer.decode("utf-8", errors="replace")
+
+    def _end(self) -> None:
+        self.complete = True
+
+
+def boundary_of(content_type: str) -> bytes:
+    kind, params = parse_options_header(content_type)
+    if kind != b"multipart/form-data" or not params.get(b"boundary"):
+        raise InvalidInput("uploads must be multipart/form-data with a boundary")
+    return params[b"boundary"]
+
+
+async def receive_upload(
+    body: AsyncIterator[bytes],
+    reader: MultipartReader,
+    open_writer: Callable[[str, str], ObjectWriter],
+) -> ObjectInfo:
+    """Stream the body into the store; the object exists only if the whole upload arrived."""
+    writer: ObjectWriter | None = None
+    try:
+        async for chunk in body:
+            data = reader.feed(chunk)
+            if writer is None and reader.filename is not None:
+                writer = open_writer(reader.filename, reader.content_type)
+            if data and writer is not None:
+                await run_in_threadpool(writer.write, data)
+        if not reader.complete:
+            raise InvalidInput("the multipart body ended before its closing boundary")
+        if writer is None:
+            raise InvalidInput("no file in the upload: send it in the form field 'file'")
+        if writer.size == 0:
+            raise InvalidInput("the uploaded file is empty")
+        return await run_in_threadpool(writer.commit)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise

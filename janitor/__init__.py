@@ -1,0 +1,1 @@
+"""Cleans up what jobs leave behind: local scratch folders today, orphaned objects later."""

@@ -1,0 +1,90 @@
+"""The one place a job changes status.
+
+Redis decides: a Lua script checks the move against ``ALLOWED``, sets the job's live hash and moves
+the per-status counters behind ``GET /v1/stats`` in one step, so duplicate events and racing
+workers cannot count a job twice or move it backwards. A refused move returns None. Moves that
+matter to someone reading the bucket (started, finished, failed) are then written to
+``<job_id>/status.json``, the durable record.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from transcribe_common import keys, layout
+from transcribe_common.errors import RetryableError
+from transcribe_common.models import JobStatus, StatusRecord, utcnow
+from transcribe_common.store.base import ObjectStore, put_model
+
+log = logging.getLogger(__name__)
+
+NEW = "new"  # no status yet
+ALLOWED: dict[JobStatus, tuple[str, ...]] = {
+    JobStatus.QUEUED: (NEW,),
+    JobStatus.STARTED: (JobStatus.QUEUED,),
+    JobStatus.FINISHED: (JobStatus.STARTED,),
+    JobStatus.FAILED: (NEW, JobStatus.QUEUED, JobStatus.STARTED),
+}
+PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED})
+
+_ADVANCE = """
+local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
+if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 3))
+if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 'ok'
+"""
+
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
+return 1
+"""
+
+
+class JobStates:
+    def __init__(self, conn: redis.Redis, store: ObjectStore, bucket: str) -> None:
+        self._redis, self._store, self._bucket = conn, store, bucket
+        self._advance = conn.register_script(_ADVANCE)
+        self._progress = conn.register_script(_PROGRESS)
+
+    def advance(self, job_id: str, status: JobStatus, **fields: object) -> StatusRecord | None:
+        """Move ``job_id`` to ``status`` and record ``fields`` with it; None if the move is refused."""
+        allowed = "," + ",".join(ALLOWED[status]) + ","
+        values = {"updated_at": utcnow().isoformat(), **fields}
+        flat = [str(v) for pair in values.items() if pair[1] is not None for v in pair]
+        try:
+            outcome = self._advance(keys=[keys.job(job_id), keys.STATS], args=[status.value, allowed, *flat])
+        except redis.RedisError as exc:
+            raise RetryableError(f"redis: {exc}") from exc
+        if outcome != b"ok":
+            log.info("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
+            return None
+        record = self.read(job_id)
+        assert record is not None
+        if status in PERSISTED:
+            put_model(self._store, self._bucket, layout.status_key(job_id), record)
+        return record
+
+    def progress(self, job_id: str, percent: float) -> None:
+        """Raise the live progress of a started job; it never goes backwards."""
+        self._progress(keys=[keys.job(job_id)], args=[f"{percent:.1f}", utcnow().isoformat()])
+
+    def note(self, job_id: str, **facts: object) -> None:
+        """Record facts learnt while a job runs (language, duration); not a change of status."""
+        self._redis.hset(keys.job(job_id), mapping={k: str(v) for k, v in facts.items() if v is not None})
+
+    def read(self, job_id: str) -> StatusRecord | None:
+        raw = self._redis.hgetall(keys.job(job_id))
+        if not raw:
+            return None
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return StatusRecord.model_validate({"job_id": job_id, **fields})
+
+    def counts(self) -> dict[str, int]:
+        raw = self._redis.hgetall(keys.STATS)
+        return {s.value: max(0, int(raw.get(s.value.encode(), 0))) for s in JobStatus}

@@ -1,0 +1,78 @@
+"""Where things live in the buckets.
+
+Jobs bucket (``MINIO_BUCKET``), one folder per job::
+
+    <job_id>/manifest.json     what to do (written last by the API; its creation event starts the job)
+    <job_id>/input/<filename>  an uploaded source
+    <job_id>/status.json       what happened
+    <job_id>/result.<format>   the transcript in each format
+
+Inbox bucket (``MINIO_INBOX_BUCKET``): anything dropped there becomes a job; the transcript is
+written beside the object, ``talks/a.mp4`` → ``talks/a.srt``, marked with ``OUTPUT_MARKER`` so that
+its own creation event is not taken for a new drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import unicodedata
+import uuid
+
+MANIFEST = "manifest.json"
+STATUS = "status.json"
+# User metadata (X-Amz-Meta-Transcribe-Output) on every object the pipeline writes into the inbox.
+OUTPUT_MARKER = "transcribe-output"
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def inbox_job_id(bucket: str, key: str, version: str | None) -> str:
+    """A stable id for an inbox object, so that duplicate events for it make one job."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version or ''}".encode()).hexdigest()
+    return digest[:32]
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_JOB_ID.match(value))
+
+
+def manifest_key(job_id: str) -> str:
+    return f"{job_id}/{MANIFEST}"
+
+
+def status_key(job_id: str) -> str:
+    return f"{job_id}/{STATUS}"
+
+
+def result_key(job_id: str, fmt: str) -> str:
+    return f"{job_id}/result.{fmt}"
+
+
+def input_key(job_id: str, filename: str) -> str:
+    return f"{job_id}/input/{safe_filename(filename)}"
+
+
+def job_id_of_manifest(key: str) -> str | None:
+    """The job id if ``key`` is a manifest key, else None."""
+    head, _, tail = key.partition("/")
+    return head if tail == MANIFEST and is_job_id(head) else None
+
+
+def beside_key(key: str, fmt: str) -> str:
+    stem, _ = posixpath.splitext(key)
+    return f"{stem}.{fmt}"
+
+
+def safe_filename(name: str | None) -> str:
+    """The last path segment of a client's filename, with only harmless characters left."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = unicodedata.normalize("NFC", base)
+    base = _UNSAFE.sub("_", base).strip(" .")
+    return base[:200] or "input"

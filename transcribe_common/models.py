@@ -1,0 +1,127 @@
+"""The data that crosses service boundaries: what a job asks for (the manifest), what happened
+to it (the status record) and what a webhook consumer receives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from transcribe_common.languages import WHISPER_LANGUAGES
+
+OutputFormat = Literal["srt", "vtt", "txt", "json"]
+OUTPUT_FORMATS: tuple[str, ...] = ("srt", "vtt", "txt", "json")
+CONTENT_TYPES = {
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.FINISHED, JobStatus.FAILED)
+
+
+class JobOptions(BaseModel):
+    """How to transcribe; recorded in the result so that it can be reproduced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(None, description="ISO 639-1 code such as 'en' or 'id'; detected if empty.")
+    task: Literal["transcribe", "translate"] = "transcribe"
+    output: OutputFormat = "srt"
+    vad_filter: bool = Field(True, description="Skip silence with Silero VAD before decoding.")
+    initial_prompt: str | None = Field(None, max_length=2000)
+    word_timestamps: bool = False
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _known_language(cls, value: object) -> object:
+        if value is None or value == "" or value == "auto":
+            return None
+        if not isinstance(value, str) or value.lower() not in WHISPER_LANGUAGES:
+            raise ValueError(f"unknown language code {value!r}; use an ISO 639-1 code such as 'en', or omit it")
+        return value.lower()
+
+
+class UrlSource(BaseModel):
+    type: Literal["url"] = "url"
+    url: AnyHttpUrl
+
+
+class ObjectSource(BaseModel):
+    type: Literal["object"] = "object"
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+Source = Annotated[UrlSource | ObjectSource, Field(discriminator="type")]
+
+
+class Manifest(BaseModel):
+    """`<job_id>/manifest.json` in the jobs bucket: everything a worker needs to run the job."""
+
+    job_id: str
+    created_at: datetime = Field(default_factory=utcnow)
+    origin: Literal["api", "inbox"]
+    source: Source
+    options: JobOptions = Field(default_factory=JobOptions)
+    filename: str | None = None
+    callback_url: AnyHttpUrl | None = None
+    db_id: str | int | None = None
+    # Where an inbox drop's transcript goes: beside the dropped object, in the inbox bucket.
+    beside: ObjectSource | None = None
+    # Set when the job was refused before it could run (bad object metadata, say): the worker
+    # fails it with this message through the same road as any other failure.
+    error: str | None = None
+
+
+class StatusRecord(BaseModel):
+    """`<job_id>/status.json` in the jobs bucket, and the live copy in Redis."""
+
+    job_id: str
+    status: JobStatus
+    progress: float = 0.0
+    language: str | None = None
+    duration: float | None = None
+    error: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs_from_redis(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class FinishedWebhook(BaseModel):
+    job_id: str
+    status: Literal["finished"] = "finished"
+    language: str | None
+    duration: float | None
+    output: str
+    minio_url: str
+    db_id: str | int | None = None
+
+
+class FailedWebhook(BaseModel):
+    job_id: str
+    status: Literal["failed"] = "failed"
+    error: str
+    db_id: str | int | None = None

@@ -1,0 +1,117 @@
+"""What every object store offers the services."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectWriter(Protocol):
+    """A streaming write: the object appears whole on ``commit`` or not at all."""
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> ObjectInfo: ...
+
+    def abort(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def open_writer(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> ObjectWriter: ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]: ...
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def download_url(self, bucket: str, key: str) -> str | None:
+        """A URL that downloads the object without credentials, if this store can make one."""
+        ...
+
+
+def put_bytes(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    data: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+) -> ObjectInfo:
+    writer = store.open_writer(bucket, key, content_type=content_type, metadata=metadata)
+    try:
+        writer.write(data)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+def put_model(store: ObjectStore, bucket: str, key: str, model: BaseModel, **kwargs: object) -> ObjectInfo:
+    data = model.model_dump_json(indent=2).encode()
+    return put_bytes(store, bucket, key, data, content_type="application/json", **kwargs)  # type: ignore[arg-type]
+
+
+def get_bytes(store: ObjectStore, bucket: str, key: str) -> bytes:
+    return b"".join(store.iter_bytes(bucket, key))
+
+
+def get_json(store: ObjectStore, bucket: str, key: str) -> object:
+    return json.loads(get_bytes(store, bucket, key))
+
+
+def download(store: ObjectStore, bucket: str, key: str, dest: Path) -> int:
+    """Copy an object to a local file in chunks; returns its size."""
+    with dest.open("wb") as out:
+        for chunk in store.iter_bytes(bucket, key):
+            out.write(chunk)
+    return dest.stat().st_size
+
+
+def upload_file(
+    store: ObjectStore, bucket: str, key: str, path: Path, *, content_type: str, metadata: dict[str, str] | None = None
+) -> ObjectInfo:
+    writer = store.open_writer(bucket, key, content_type=content_type, metadata=metadata)
+    try:
+        with path.open("rb") as src:
+            shutil.copyfileobj(src, _WriterFile(writer), CHUNK)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
+class _WriterFile:
+    def __init__(self, writer: ObjectWriter) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes) -> int:
+        self._writer.write(data)
+        return len(data)

@@ -1,0 +1,186 @@
+"""A folder that stands in for the object store: each bucket is a folder, each key a file.
+
+Writes land in ``.tmp/`` and are renamed into place, so a reader never sees half an object.
+An object's content type, user metadata and eTag sit in a sidecar under ``.meta/``. Like MinIO,
+the store announces each object it creates (``notify`` receives an access-format record); files
+that people copy into a bucket folder by hand are announced by the folder watcher, which calls
+``adopt`` once they have settled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from transcribe_common.errors import InvalidInput, NotFound
+from transcribe_common.events import access_record
+from transcribe_common.store.base import CHUNK, ObjectInfo
+
+Notify = Callable[[str], None]
+META_DIR = ".meta"
+TMP_DIR = ".tmp"
+
+
+def check_key(key: str) -> PurePosixPath:
+    path = PurePosixPath(key)
+    if not key or key.startswith("/") or "\x00" in key or any(p in ("", ".", "..") for p in key.split("/")):
+        raise InvalidInput(f"invalid object key {key!r}")
+    return path
+
+
+class LocalStore:
+    def __init__(self, root: Path, notify: Notify | None = None) -> None:
+        self.root = root.resolve()
+        self._notify = notify
+        (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+
+    def data_path(self, bucket: str, key: str) -> Path:
+        return self.root / bucket / check_key(key)
+
+    def meta_path(self, bucket: str, key: str) -> Path:
+        return self.root / META_DIR / bucket / f"{check_key(key)}.json"
+
+    def ensure_bucket(self, bucket: str) -> None:
+        if not bucket or bucket.startswith(".") or "/" in bucket:
+            raise InvalidInput(f"invalid bucket name {bucket!r}")
+        (self.root / bucket).mkdir(parents=True, exist_ok=True)
+
+    def open_writer(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> _LocalWriter:
+        return _LocalWriter(self, bucket, key, content_type, dict(metadata or {}))
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        data = self.data_path(bucket, key)
+        try:
+            st = data.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        sidecar = self._read_sidecar(bucket, key, st)
+        if sidecar is not None:
+            return sidecar
+        return ObjectInfo(bucket, key, st.st_size, _md5_file(data), _guess_type(key), {})
+
+    def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
+        try:
+            handle = self.data_path(bucket, key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise NotFound(f"no object {bucket}/{key}") from exc
+        with handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self.root / bucket
+        for dirpath, _dirs, files in os.walk(base):
+            for name in sorted(files):
+                key = (Path(dirpath) / name).relative_to(base).as_posix()
+                if key.startswith(prefix) and (info := self.stat(bucket, key)) is not None:
+                    yield info
+
+    def delete(self, bucket: str, key: str) -> None:
+        for path in (self.data_path(bucket, key), self.meta_path(bucket, key)):
+            path.unlink(missing_ok=True)
+
+    def download_url(self, bucket: str, key: str) -> str | None:
+        return None
+
+    def adopt(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Record and announce a file that was put into a bucket folder by hand."""
+        info = self.stat(bucket, key)
+        if info is not None:
+            self._publish(info, self.data_path(bucket, key).stat())
+        return info
+
+    def is_announced(self, bucket: str, key: str) -> bool:
+        """True if the current content of this file has been announced already."""
+        try:
+            st = self.data_path(bucket, key).stat()
+        except FileNotFoundError:
+            return True
+        return self._read_sidecar(bucket, key, st) is not None
+
+    def _read_sidecar(self, bucket: str, key: str, st: os.stat_result) -> ObjectInfo | None:
+        try:
+            meta = json.loads(self.meta_path(bucket, key).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if meta.get("size") != st.st_size or meta.get("mtime_ns") != st.st_mtime_ns:
+            return None  # the file was replaced by hand since the store wrote it
+        return ObjectInfo(bucket, key, st.st_size, meta["etag"], meta["content_type"], meta["metadata"])
+
+    def _publish(self, info: ObjectInfo, st: os.stat_result) -> None:
+        sidecar = self.meta_path(info.bucket, info.key)
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "etag": info.etag,
+            "content_type": info.content_type,
+            "metadata": info.metadata,
+        }
+        _atomic_write(sidecar, json.dumps(meta).encode(), self.root / TMP_DIR)
+        if self._notify is not None:
+            self._notify(
+                access_record(
+                    info.bucket,
+                    info.key,
+                    size=info.size,
+                    etag=info.etag,
+                    content_type=info.content_type,
+                    metadata=info.metadata,
+                )
+            )
+
+
+class _LocalWriter:
+    def __init__(self, store: LocalStore, bucket: str, key: str, content_type: str, metadata: dict[str, str]):
+        self._store, self._bucket, self._key = store, bucket, key
+        self._content_type, self._metadata = content_type, metadata
+        self._target = store.data_path(bucket, key)
+        fd, tmp = tempfile.mkstemp(dir=store.root / TMP_DIR, prefix="put-")
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._md5.update(data)
+        self.size += len(data)
+
+    def commit(self) -> ObjectInfo:
+        self._file.close()
+        self._target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, self._target)
+        info = ObjectInfo(self._bucket, self._key, self.size, self._md5.hexdigest(), self._content_type, self._metadata)
+        self._store._publish(info, self._target.stat())
+        return info
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="meta-")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def _md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _guess_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
