@@ -30,7 +30,9 @@ def start_redis(data_dir: Path, *, appendonly: bool = True) -> tuple[subprocess.
         *("--appendonly", "yes" if appendonly else "no", "--save", ""),
         *("--daemonize", "no", "--loglevel", "warning"),
     ]
-    process = subprocess.Popen(command)
+    # Its own session: Ctrl-C (sent to the whole foreground group) must not stop Redis before the
+    # services that are still writing to it; the stack stops it last.
+    process = subprocess.Popen(command, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

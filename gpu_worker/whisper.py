@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import ctranslate2
 from faster_whisper import WhisperModel
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,19 @@ def assemble_base(target: Path) -> Path:
     return target
 
 
+def device_and_compute_type(device: str, compute_type: str) -> tuple[str, str]:
+    """``auto`` picks CUDA when a GPU is visible; ``default``/``auto`` compute types follow the
+    device: float16 on a GPU, int8 on a CPU (the model files are float16, which CPUs run slowly)."""
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type in ("default", "auto"):
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
 def load_model(name_or_path: str, cache_dir: Path, *, device: str, compute_type: str, cpu_threads: int) -> WhisperModel:
     location = resolve_model(name_or_path, cache_dir)
+    device, compute_type = device_and_compute_type(device, compute_type)
     log.info("loading model %s from %s (device=%s, compute_type=%s)", name_or_path, location, device, compute_type)
     return WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
 
