@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from embedded.redis_server import free_port, start_redis, stop_redis
+from tests.helpers import SPEECH, FileServer, Receiver, wait_until
+from transcribe_common.jobstate import JobStates
+from transcribe_common.store.local import LocalStore
+
+JOBS_BUCKET = "transcribe"
+INBOX_BUCKET = "transcribe-inbox"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port; the tests use db 0, the stack db 1."""
+    process, url = start_redis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    yield url
+    stop_redis(process)
+
+
+@pytest.fixture
+def redis_conn(redis_server: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_server)
+    conn.flushdb()
+    yield conn
+    conn.close()
+
+
+@dataclass
+class Published:
+    """A local store whose announcements are kept, to be replayed by a test."""
+
+    store: LocalStore
+    records: list[str]
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> Published:
+    records: list[str] = []
+    store = LocalStore(tmp_path / "buckets", notify=records.append)
+    for bucket in (JOBS_BUCKET, INBOX_BUCKET):
+        store.ensure_bucket(bucket)
+    return Published(store, records)
+
+
+@pytest.fixture
+def states(redis_conn: redis.Redis, local_store: Published) -> JobStates:
+    return JobStates(redis_conn, local_store.store, JOBS_BUCKET)
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def file_server() -> Iterator[FileServer]:
+    server = FileServer(SPEECH)
+    yield server
+    server.close()
+
+
+@dataclass
+class Stack:
+    url: str
+    data: Path
+    redis_url: str
+    log: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.data / "buckets" / INBOX_BUCKET
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+    """The embedded stack, started by its real entry point as a user would, on tiny.en."""
+    data = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    redis_url = redis_server.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data),
+        "REDIS_URL": redis_url,
+        "MODEL_SIZE": "tiny.en",
+        "API_PORT": str(port),
+        "PUBLIC_API_URL": url,
+        "DEFAULT_CALLBACK_URL": f"{receiver.url}/default",
+        "SETTLE_SECONDS": "0.5",
+        "WHISPER_CPU_THREADS": "2",
+    }
+    log = data / "stack.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "embedded"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        stack = Stack(url, data, redis_url, log)
+        try:
+            wait_until(lambda: _ready(url), timeout=120, interval=0.2)
+        except AssertionError:
+            process.kill()
+            raise AssertionError(f"the stack did not come up:\n{stack.log_tail()}") from None
+        yield stack
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/stats", timeout=1).json()["workers"] >= 1
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
