@@ -1,0 +1,93 @@
+"""The router on a real Redis, with events replayed exactly as the local store announced them."""
+
+import pytest
+import redis
+from rq import Queue
+
+from event_router.router import Router
+from event_router.settings import RouterSettings
+from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
+from transcribe_common import keys, layout
+from transcribe_common.jobstate import JobStates
+from transcribe_common.models import JobStatus, Manifest, UrlSource
+from transcribe_common.store.base import get_json, put_bytes, put_model
+
+
+@pytest.fixture
+def router(redis_conn: redis.Redis, local_store) -> Router:  # type: ignore[no-untyped-def]
+    settings = RouterSettings(minio_bucket=JOBS_BUCKET, minio_inbox_bucket=INBOX_BUCKET)
+    return Router(settings, redis_conn, local_store.store)
+
+
+def drain(router: Router) -> None:
+    while router.run_once(timeout=0.05):
+        pass
+
+
+def test_a_manifest_event_delivered_twice_makes_one_job(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    job_id = layout.new_job_id()
+    manifest = Manifest(job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"))
+    put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
+    (record,) = local_store.records
+    redis_conn.rpush(keys.EVENTS, record, record)
+
+    drain(router)
+
+    queue = Queue(keys.QUEUE, connection=redis_conn)
+    assert queue.job_ids == [job_id]
+    assert queue.fetch_job(job_id).func_name == keys.WORKER_FUNCTION  # type: ignore[union-attr]
+    assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
+
+
+def test_an_inbox_drop_becomes_a_job_with_options_from_metadata(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    meta = {"language": "id", "output": "vtt", "db-id": "991", "callback-url": "http://hooks.test/x"}
+    info = put_bytes(local_store.store, INBOX_BUCKET, "talks/a b.mp3", b"ID3", content_type="audio/mpeg", metadata=meta)
+    redis_conn.rpush(keys.EVENTS, *local_store.records, *local_store.records)
+
+    drain(router)
+
+    job_id = layout.inbox_job_id(INBOX_BUCKET, "talks/a b.mp3", info.etag)
+    assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
+    manifest = Manifest.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id)))
+    assert (manifest.options.language, manifest.options.output, manifest.db_id) == ("id", "vtt", "991")
+    assert manifest.beside is not None and manifest.beside.key == "talks/a b.mp3"
+    assert manifest.error is None
+
+
+def test_bad_metadata_makes_a_job_that_says_what_is_wrong(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    info = put_bytes(local_store.store, INBOX_BUCKET, "x.mp3", b"ID3", content_type="audio/mpeg",
+                     metadata={"language": "klingon"})  # fmt: skip
+    redis_conn.rpush(keys.EVENTS, *local_store.records)
+    drain(router)
+    job_id = layout.inbox_job_id(INBOX_BUCKET, "x.mp3", info.etag)
+    manifest = Manifest.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id)))
+    assert manifest.error is not None and "unknown language code 'klingon'" in manifest.error
+
+
+def test_transcripts_written_into_the_inbox_are_not_new_drops(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    put_bytes(local_store.store, INBOX_BUCKET, "a.srt", b"1", content_type="text/plain",
+              metadata={layout.OUTPUT_MARKER: "j"})  # fmt: skip
+    redis_conn.rpush(keys.EVENTS, *local_store.records)
+    drain(router)
+    assert Queue(keys.QUEUE, connection=redis_conn).count == 0
+
+
+def test_events_left_in_flight_by_a_dead_router_are_recovered(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    job_id = layout.new_job_id()
+    manifest = Manifest(job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"))
+    put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
+    # The dead router had moved the event and even marked the job queued, but never enqueued it.
+    redis_conn.rpush(keys.EVENTS_PROCESSING, local_store.records[0])
+    JobStates(redis_conn, local_store.store, JOBS_BUCKET).advance(job_id, JobStatus.QUEUED)
+
+    router.recover()
+
+    assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
+    assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
+
+
+def test_garbage_is_kept_aside_not_lost(router: Router, redis_conn: redis.Redis) -> None:
+    redis_conn.rpush(keys.EVENTS, b"{not json")
+    drain(router)
+    assert redis_conn.lrange(keys.EVENTS_DEAD, 0, -1) == [b"{not json"]
+    assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0

@@ -1,0 +1,28 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.audio import SAMPLE_RATE, decode
+from tests.helpers import SPEECH
+from transcribe_common.errors import PermanentError
+
+
+def test_mp3_and_video_decode_to_16k_mono(tmp_path: Path) -> None:
+    assert decode(SPEECH / "upload.mp3", tmp_path, timeout=30).size / SAMPLE_RATE == pytest.approx(12.75, abs=0.1)
+    assert decode(SPEECH / "inbox.mp4", tmp_path, timeout=30).size / SAMPLE_RATE == pytest.approx(11.6, abs=0.1)
+    assert list(tmp_path.iterdir()) == []  # the PCM file does not outlive the decode
+
+
+def test_text_is_refused_with_ffmpegs_reason(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp3"
+    fake.write_text("not audio at all\n" * 50)
+    with pytest.raises(PermanentError, match="could not decode the input as audio: .+"):
+        decode(fake, tmp_path, timeout=30)
+
+
+def test_a_source_that_never_ends_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    endless = tmp_path / "stream.mp3"
+    os.mkfifo(endless)  # nobody ever writes: ffmpeg waits forever
+    with pytest.raises(PermanentError, match="FFMPEG_TIMEOUT"):
+        decode(endless, tmp_path, timeout=1)

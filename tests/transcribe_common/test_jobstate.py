@@ -1,0 +1,37 @@
+import json
+
+from transcribe_common import layout
+from transcribe_common.jobstate import JobStates
+from transcribe_common.models import JobStatus, StatusRecord
+from transcribe_common.store.base import get_json
+
+
+def test_a_job_moves_forward_once_and_is_counted_once(states: JobStates) -> None:
+    assert states.advance("a" * 32, JobStatus.QUEUED) is not None
+    assert states.advance("a" * 32, JobStatus.QUEUED) is None  # duplicate event
+    assert states.advance("a" * 32, JobStatus.STARTED, worker="w1") is not None
+    assert states.advance("a" * 32, JobStatus.STARTED, worker="w2") is None  # racing worker
+    assert states.advance("a" * 32, JobStatus.QUEUED) is None  # never backwards
+    assert states.counts() == {"queued": 0, "started": 1, "finished": 0, "failed": 0}
+    done = states.advance("a" * 32, JobStatus.FINISHED, outputs=json.dumps({"srt": "x"}))
+    assert done is not None and done.outputs == {"srt": "x"}
+    assert states.advance("a" * 32, JobStatus.FAILED, error="late") is None  # final is final
+    assert states.counts() == {"queued": 0, "started": 0, "finished": 1, "failed": 0}
+
+
+def test_progress_only_rises_and_only_while_started(states: JobStates) -> None:
+    job = "b" * 32
+    states.advance(job, JobStatus.QUEUED)
+    states.progress(job, 30)
+    assert states.read(job).progress == 0  # type: ignore[union-attr]
+    states.advance(job, JobStatus.STARTED)
+    states.progress(job, 40)
+    states.progress(job, 20)
+    assert states.read(job).progress == 40  # type: ignore[union-attr]
+
+
+def test_final_status_is_written_to_the_bucket(states: JobStates, local_store) -> None:  # type: ignore[no-untyped-def]
+    job = "c" * 32
+    states.advance(job, JobStatus.FAILED, error="bad media")
+    record = StatusRecord.model_validate(get_json(local_store.store, "transcribe", layout.status_key(job)))
+    assert (record.status, record.error) == (JobStatus.FAILED, "bad media")

@@ -1,0 +1,34 @@
+import pytest
+
+from transcribe_common import layout
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\system.ini", "system.ini"),
+        ("réunion d'équipe.mp3", "réunion d_équipe.mp3"),
+        ("..", "input"),
+        ("", "input"),
+        (None, "input"),
+        ("a\x00b.wav", "a_b.wav"),
+    ],
+)
+def test_safe_filename(name: str | None, safe: str) -> None:
+    assert layout.safe_filename(name) == safe
+
+
+def test_inbox_job_ids_are_stable_and_tell_versions_apart() -> None:
+    first = layout.inbox_job_id("inbox", "a.mp3", "etag1")
+    assert first == layout.inbox_job_id("inbox", "a.mp3", "etag1")
+    assert first != layout.inbox_job_id("inbox", "a.mp3", "etag2")
+    assert layout.is_job_id(first)
+
+
+def test_only_manifest_keys_name_a_job() -> None:
+    job_id = layout.new_job_id()
+    assert layout.job_id_of_manifest(layout.manifest_key(job_id)) == job_id
+    assert layout.job_id_of_manifest(layout.status_key(job_id)) is None
+    assert layout.job_id_of_manifest("nested/" + layout.manifest_key(job_id)) is None
+    assert layout.beside_key("talks/my talk.mp4", "srt") == "talks/my talk.srt"
