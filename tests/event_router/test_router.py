@@ -50,7 +50,8 @@ def test_an_inbox_drop_becomes_a_job_with_options_from_metadata(router: Router, 
     assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
     manifest = Manifest.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id)))
     assert (manifest.options.language, manifest.options.output, manifest.db_id) == ("id", "vtt", "991")
-    assert manifest.beside is not None and manifest.beside.key == "talks/a b.mp3"
+    assert manifest.beside is not None
+    assert manifest.beside.key == "talks/a b.mp3"
     assert manifest.error is None
 
 
@@ -61,7 +62,8 @@ def test_bad_metadata_makes_a_job_that_says_what_is_wrong(router: Router, local_
     drain(router)
     job_id = layout.inbox_job_id(INBOX_BUCKET, "x.mp3", info.etag)
     manifest = Manifest.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id)))
-    assert manifest.error is not None and "unknown language code 'klingon'" in manifest.error
+    assert manifest.error is not None
+    assert "unknown language code 'klingon'" in manifest.error
 
 
 def test_transcripts_written_into_the_inbox_are_not_new_drops(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ def test_mp3_and_video_decode_to_16k_mono(tmp_path: Path) -> None:
 def test_text_is_refused_with_ffmpegs_reason(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all\n" * 50)
-    with pytest.raises(PermanentError, match="could not decode the input as audio: .+"):
+    with pytest.raises(PermanentError, match=r"could not decode the input as audio: .+"):
         decode(fake, tmp_path, timeout=30)
 
 

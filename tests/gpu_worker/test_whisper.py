@@ -24,7 +24,7 @@ def test_base_is_assembled_once_and_transcribes(tmp_path: Path) -> None:
     assert model_bin.stat().st_mtime_ns == stamp  # not joined again
 
     model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=2)
-    segments, info = model.transcribe(decode(SPEECH / "url.wav", tmp_path, timeout=30), language="en")
+    segments, _info = model.transcribe(decode(SPEECH / "url.wav", tmp_path, timeout=30), language="en")
     assert wer(speech_text("url"), " ".join(s.text for s in segments)) < 0.15
 
 

@@ -14,7 +14,8 @@ def test_a_job_moves_forward_once_and_is_counted_once(states: JobStates) -> None
     assert states.advance("a" * 32, JobStatus.QUEUED) is None  # never backwards
     assert states.counts() == {"queued": 0, "started": 1, "finished": 0, "failed": 0}
     done = states.advance("a" * 32, JobStatus.FINISHED, outputs=json.dumps({"srt": "x"}))
-    assert done is not None and done.outputs == {"srt": "x"}
+    assert done is not None
+    assert done.outputs == {"srt": "x"}
     assert states.advance("a" * 32, JobStatus.FAILED, error="late") is None  # final is final
     assert states.counts() == {"queued": 0, "started": 0, "finished": 1, "failed": 0}
 
