@@ -34,7 +34,9 @@ SERVICES = {
     "api": "ingest_api",
 }
 GRACE_SECONDS = 15.0
-RESTART_DELAY = 2.0
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
 
 
 class StackSettings(CommonSettings):
@@ -50,20 +52,29 @@ class Supervisor:
         self.env = env
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = threading.Event()
+        self.started_at: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
 
     def start(self, name: str) -> None:
         command = [sys.executable, "-m", SERVICES[name]]
         # A session of their own: Ctrl-C reaches only this supervisor, which stops them in order.
         self.processes[name] = subprocess.Popen(command, env=self.env, start_new_session=True)
+        self.started_at[name] = time.monotonic()
 
     def watch(self) -> None:
         while not self.stopping.wait(0.5):
             for name, process in list(self.processes.items()):
                 if process.poll() is not None and not self.stopping.is_set():
-                    log.error("%s exited with %s; starting it again", name, process.returncode)
-                    self.stopping.wait(RESTART_DELAY)
-                    if not self.stopping.is_set():
-                        self.start(name)
+                    self.restart(name, process.returncode)
+
+    def restart(self, name: str, code: int | None) -> None:
+        """Start a dead service again, backing off while it keeps dying young."""
+        lived = time.monotonic() - self.started_at[name]
+        self.failures[name] = 0 if lived > STABLE_SECONDS else self.failures.get(name, 0) + 1
+        delay = min(MAX_RESTART_DELAY, RESTART_DELAY * 2 ** self.failures[name])
+        log.error("%s exited with %s after %.0f s; starting it again in %.0f s", name, code, lived, delay)
+        if not self.stopping.wait(delay):
+            self.start(name)
 
     def stop(self) -> None:
         for name in reversed(SERVICES):

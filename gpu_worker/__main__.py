@@ -22,7 +22,7 @@ def main() -> None:
     setup_logging("worker", settings.log_level)
     conn = connect_redis(settings)
     store = open_store(settings, conn)
-    job.scratch_root(settings)
+    settings.scratch_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(
         settings.model_size,
         settings.model_cache_dir,

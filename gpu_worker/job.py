@@ -12,7 +12,6 @@ import logging
 import shutil
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from faster_whisper import WhisperModel
 from rq.timeouts import JobTimeoutException
@@ -179,8 +178,3 @@ def describe(exc: BaseException, job_timeout: int) -> str:
     if isinstance(exc, PipelineError):
         return str(exc)
     return f"internal error: {type(exc).__name__}: {exc}"
-
-
-def scratch_root(settings: WorkerSettings) -> Path:
-    settings.scratch_dir.mkdir(parents=True, exist_ok=True)
-    return settings.scratch_dir

@@ -14,13 +14,13 @@ from ingest_api.jobs import NotFinished
 from ingest_api.routes import jobs, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
-from ingest_api.upload import UploadTooLarge
+from ingest_api.upload import TooLarge
 from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: list[tuple[type[Exception], int]] = [
-    (UploadTooLarge, 413),
+    (TooLarge, 413),
     (NotFound, 404),
     (NotFinished, 409),
     (InvalidInput, 422),

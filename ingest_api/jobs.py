@@ -62,6 +62,8 @@ def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str
     if fmt not in OUTPUT_FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     key = record.outputs.get(fmt) or layout.result_key(job_id, fmt)
+    if services.store.stat(services.settings.minio_bucket, key) is None:  # before any byte is sent
+        raise NotFound(f"job {job_id} has no {fmt} result")
     stream = services.store.iter_bytes(services.settings.minio_bucket, key)
     return f"{job_id}.{fmt}", CONTENT_TYPES[fmt], stream
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
-from ingest_api.upload import MultipartReader, UploadTooLarge, boundary_of, receive_upload
+from ingest_api.upload import MultipartReader, TooLarge, boundary_of, receive_upload
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
@@ -45,7 +45,7 @@ async def accept_upload(services: Services, request: Request) -> Manifest:
     max_bytes = settings.max_upload_mb * 2**20
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
-        raise UploadTooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
+        raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
     reader = MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
     job_id = layout.new_job_id()
 

@@ -21,8 +21,8 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
 
 
-class UploadTooLarge(InvalidInput):
-    """The upload is larger than MAX_UPLOAD_MB."""
+class TooLarge(InvalidInput):
+    """The request body is larger than this endpoint takes (413)."""
 
 
 class MultipartReader:
@@ -96,7 +96,7 @@ class MultipartReader:
         if self._in_file:
             self.file_bytes += len(data)
             if self.file_bytes > self._max:
-                raise UploadTooLarge(f"the upload is larger than MAX_UPLOAD_MB ({self._max // 2**20} MiB)")
+                raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({self._max // 2**20} MiB)")
             self._pending.append(data)
         else:
             self._buffer += data

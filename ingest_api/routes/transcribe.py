@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest_api import submit
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import ServicesDep
+from ingest_api.upload import TooLarge
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput
 
@@ -65,7 +66,7 @@ async def _json_body(request: Request) -> TranscribeRequest:
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_JSON_BYTES:
-            raise InvalidInput(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
+            raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:
         data = json.loads(raw)
     except ValueError as exc:

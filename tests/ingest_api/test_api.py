@@ -59,7 +59,7 @@ def test_bodies_that_are_not_jobs_get_4xx(client: TestClient) -> None:
     upload_as_json = client.post("/v1/transcribe", json={"source_type": "upload"})
     assert upload_as_json.status_code == 422
     huge = client.post("/v1/transcribe", json={"source_type": "url", "url": "https://x/" + "a" * 70000})
-    assert huge.status_code == 422
+    assert huge.status_code == 413
 
 
 def test_upload_validation(client: TestClient, tmp_path: Path) -> None:
