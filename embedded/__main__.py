@@ -108,13 +108,14 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
     }
 
 
-def wait_for_api(url: str, supervisor: Supervisor, timeout: float = 120.0) -> bool:
+def wait_until_ready(url: str, supervisor: Supervisor, timeout: float = 300.0) -> bool:
+    """True once the API answers and a worker has loaded its model and registered."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not supervisor.stopping.is_set():
         try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).is_success:
+            if httpx.get(f"{url}/v1/stats", timeout=1.0).json()["workers"] > 0:
                 return True
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError, KeyError):
             pass
         time.sleep(0.2)
     return False
@@ -147,7 +148,7 @@ def main() -> None:
 
 def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
     url = f"http://{settings.api_host}:{settings.api_port}"
-    if wait_for_api(url, supervisor):
+    if wait_until_ready(url, supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
 

@@ -55,6 +55,7 @@ def transcribe(
     beam_size: int,
     on_progress: Progress,
     on_info: Callable[[str, float], None],
+    progress_interval: float = PROGRESS_INTERVAL,
 ) -> Transcript:
     """Transcribe, reporting progress in percent of the audio's duration as segments arrive."""
     duration = audio.size / SAMPLE_RATE
@@ -72,7 +73,7 @@ def transcribe(
     last_report = 0.0
     for piece in pieces:  # decoding happens as this generator is consumed
         segments.append(_segment(len(segments), piece))
-        if time.monotonic() - last_report >= PROGRESS_INTERVAL:
+        if time.monotonic() - last_report >= progress_interval:
             on_progress(min(99.0, 100.0 * piece.end / duration))
             last_report = time.monotonic()
     return Transcript(

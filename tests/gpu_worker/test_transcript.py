@@ -1,0 +1,41 @@
+"""Transcription on the real tiny.en model: progress as it goes, and options that take effect."""
+
+from pathlib import Path
+
+import pytest
+from faster_whisper import WhisperModel
+
+from gpu_worker.audio import decode
+from gpu_worker.transcript import transcribe
+from gpu_worker.whisper import resolve_model
+from tests.helpers import SPEECH, speech_text, wer
+from transcribe_common.models import JobOptions
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
+    return WhisperModel(resolve_model("tiny.en", tmp_path_factory.mktemp("m")), compute_type="int8", cpu_threads=2)
+
+
+def test_progress_rises_while_segments_arrive(tiny: WhisperModel, tmp_path: Path) -> None:
+    samples = decode(SPEECH / "upload.mp3", tmp_path, timeout=30)
+    progress: list[float] = []
+    info: list[tuple[str, float]] = []
+    result = transcribe(
+        tiny,
+        samples,
+        JobOptions(language="en", word_timestamps=True),
+        model_name="tiny.en",
+        beam_size=5,
+        on_progress=progress.append,
+        on_info=lambda language, duration: info.append((language, duration)),
+        progress_interval=0.0,
+    )
+    assert info == [("en", pytest.approx(12.75, abs=0.1))]
+    assert len(progress) == len(result.segments) >= 2
+    assert progress == sorted(progress)
+    assert progress[0] > 0
+    assert progress[-1] <= 99.0
+    assert wer(speech_text("upload"), result.text) < 0.15
+    assert all(segment.words for segment in result.segments)
+    assert result.options.word_timestamps is True
