@@ -16,6 +16,7 @@ from embedded.redis_server import free_port, start_redis, stop_redis
 from tests.helpers import SPEECH, FileServer, Receiver, wait_until
 from transcribe_common.jobstate import JobStates
 from transcribe_common.store.local import LocalStore
+from transcribe_common.store.s3 import S3Store
 
 JOBS_BUCKET = "transcribe"
 INBOX_BUCKET = "transcribe-inbox"
@@ -57,6 +58,55 @@ def local_store(tmp_path: Path) -> Published:
 @pytest.fixture
 def states(redis_conn: redis.Redis, local_store: Published) -> JobStates:
     return JobStates(redis_conn, local_store.store, JOBS_BUCKET)
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+
+    def store(self, **kwargs: object) -> S3Store:
+        return S3Store(self.endpoint, self.access_key, self.secret_key, **kwargs)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        return {
+            "STORE_BACKEND": "s3",
+            "MINIO_ENDPOINT": self.endpoint,
+            "MINIO_ACCESS_KEY": self.access_key,
+            "MINIO_SECRET_KEY": self.secret_key,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server in its own process, on a free loopback port."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=30, interval=0.1)
+    yield S3Server(f"127.0.0.1:{port}")
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Server) -> S3Store:
+    """An S3 store with fresh, empty jobs and inbox buckets."""
+    store = s3_server.store()
+    for bucket in (JOBS_BUCKET, INBOX_BUCKET):
+        store.ensure_bucket(bucket)
+        for info in list(store.list(bucket)):
+            store.delete(bucket, info.key)
+    return store
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture(scope="session")

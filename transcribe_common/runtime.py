@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -12,18 +13,37 @@ from transcribe_common.settings import CommonSettings
 from transcribe_common.store.base import ObjectStore
 from transcribe_common.store.local import LocalStore
 
+if TYPE_CHECKING:
+    from transcribe_common.store.s3 import S3Store
+
 
 def connect_redis(settings: CommonSettings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
 
 
 def open_store(settings: CommonSettings, conn: redis.Redis) -> ObjectStore:
-    """The configured store. The local store announces new objects on the events list itself,
-    as MinIO's Redis notification target does in production."""
+    """The configured store. On S3 the server announces new objects (MinIO's Redis target) and
+    ``transcribe-setup`` makes the buckets; the local store does both itself."""
+    if settings.store_backend == "s3":
+        return open_s3_store(settings)
     store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
     for bucket in (settings.minio_bucket, settings.minio_inbox_bucket):
         store.ensure_bucket(bucket)
     return store
+
+
+def open_s3_store(settings: CommonSettings) -> S3Store:
+    from transcribe_common.store.s3 import S3Store  # the minio SDK only where S3 is used
+
+    return S3Store(
+        settings.minio_endpoint,
+        settings.minio_access_key,
+        settings.minio_secret_key,
+        secure=settings.minio_secure,
+        region=settings.minio_region or None,
+        public_url=settings.minio_public_url,
+        presign_expiry=settings.presign_expiry,
+    )
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

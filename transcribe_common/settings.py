@@ -14,11 +14,15 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for events, queues and live status.")
-    store_backend: Literal["local"] = Field("local", description="Object store: a local folder.")
+    store_backend: Literal["local", "s3"] = Field("local", description="local: a folder; s3: MinIO or S3.")
     store_dir: Path = Field(Path("data/buckets"), description="Root folder of the local store.")
-    minio_endpoint: str = "minio:9000"
+    minio_endpoint: str = Field("minio:9000", description="host:port of MinIO or another S3 server.")
     minio_access_key: str = ""
     minio_secret_key: str = ""
+    minio_secure: bool = Field(False, description="Use HTTPS to reach MINIO_ENDPOINT.")
+    minio_region: str = Field("us-east-1", description="Region to sign for; empty asks the server.")
+    minio_public_url: str = Field("", description="Base URL clients use for presigned links, if not the endpoint.")
+    presign_expiry: int = Field(86400, ge=60, le=604800, description="Seconds a presigned result link works.")
     minio_bucket: str = Field("transcribe", description="The jobs bucket: manifests, inputs, results.")
     minio_inbox_bucket: str = Field("transcribe-inbox", description="Drop media here to transcribe it.")
     log_level: str = "INFO"
