@@ -3,8 +3,10 @@
 import logging
 import signal
 
+from event_router.ingress import create_ingress, serve_in_background
 from event_router.router import Router
 from event_router.settings import RouterSettings
+from transcribe_common import keys
 from transcribe_common.runtime import connect_redis, open_store, setup_logging
 
 
@@ -15,7 +17,11 @@ def main() -> None:
     router = Router(settings, conn, open_store(settings, conn))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: router.stopping.set())
-    logging.getLogger(__name__).info("routing %s into RQ queue %r", "transcribe:events", "transcribe")
+    log = logging.getLogger(__name__)
+    if settings.ingress_port:
+        serve_in_background(create_ingress(conn, settings.ingress_secret), settings.ingress_host, settings.ingress_port)
+        log.info("webhook ingress on %s:%d", settings.ingress_host, settings.ingress_port)
+    log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
     router.run()
 
 

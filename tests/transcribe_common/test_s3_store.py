@@ -50,7 +50,9 @@ def test_user_metadata_round_trips(s3_store: S3Store) -> None:
 
 
 def test_a_presigned_link_downloads_without_credentials(s3_server: S3Server, s3_store: S3Store) -> None:
-    put_bytes(s3_store, JOBS_BUCKET, "j/result.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhi\n", content_type="text/plain")
+    put_bytes(
+        s3_store, JOBS_BUCKET, "j/result.srt", b"1\n00:00:00,000 --> 00:00:01,000\nhi\n", content_type="text/plain"
+    )
     url = s3_server.store(presign_expiry=600).download_url(JOBS_BUCKET, "j/result.srt")
     assert url is not None
     assert "X-Amz-Expires=600" in url
