@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import cast
 
 import redis
 from pydantic import ValidationError
@@ -49,7 +50,7 @@ class Router:
 
     def run_once(self, timeout: float) -> bool:
         try:
-            raw = self.redis.blmove(keys.EVENTS, keys.EVENTS_PROCESSING, timeout, "LEFT", "RIGHT")
+            raw = cast(bytes | None, self.redis.blmove(keys.EVENTS, keys.EVENTS_PROCESSING, timeout, "LEFT", "RIGHT"))
         except redis.ConnectionError as exc:
             log.warning("redis unavailable (%s); retrying", exc)
             self.stopping.wait(RETRY_DELAY)

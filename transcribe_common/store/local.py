@@ -21,7 +21,7 @@ from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.events import access_record
 from transcribe_common.store.base import CHUNK, ObjectInfo
 
-Notify = Callable[[str], None]
+Notify = Callable[[str], object]
 META_DIR = ".meta"
 TMP_DIR = ".tmp"
 
