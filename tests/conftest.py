@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -129,6 +130,14 @@ class Stack:
     data: Path
     redis_url: str
     log: Path
+    pid: int
+
+    def service(self, module: str) -> psutil.Process:
+        """The running process of one service, a child of the stack's supervisor."""
+        for child in psutil.Process(self.pid).children():
+            if module in child.cmdline():
+                return child
+        raise LookupError(module)
 
     @property
     def inbox(self) -> Path:
@@ -160,7 +169,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
     log = data / "stack.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "embedded"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        stack = Stack(url, data, redis_url, log)
+        stack = Stack(url, data, redis_url, log, process.pid)
         try:
             wait_until(lambda: _ready(url), timeout=120, interval=0.2)
         except AssertionError:

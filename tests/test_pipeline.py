@@ -145,3 +145,14 @@ def test_stats_follow_a_job_through_its_states(stack: Stack, receiver: Receiver)
     assert (after["queued"], after["started"], after["failed"]) == (before["queued"], 0, before["failed"])
     assert after["workers"] == 1
     receiver.wait_for(job_id)
+
+
+def test_a_killed_router_is_restarted_and_loses_no_event(stack: Stack, receiver: Receiver) -> None:
+    router = stack.service("event_router")
+    router.kill()  # SIGKILL: no chance to clean up
+    router.wait(10)
+    job_id = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "while-router-down.mp3")
+
+    assert receiver.wait_for(job_id)["json"]["status"] == "finished"
+    assert stack.service("event_router").pid != router.pid
+    assert "router exited with -9" in stack.log_tail()
