@@ -27,11 +27,10 @@ def read_status(services: Services, job_id: str) -> StatusRecord:
     if record is not None:
         return record
     bucket = services.settings.minio_bucket
-    if services.store.stat(bucket, layout.status_key(job_id)) is not None:
-        try:
-            return StatusRecord.model_validate(get_json(services.store, bucket, layout.status_key(job_id)))
-        except (ValueError, ValidationError):
-            pass  # being rewritten; the manifest still says the job exists
+    try:
+        return StatusRecord.model_validate(get_json(services.store, bucket, layout.status_key(job_id)))
+    except (NotFound, ValueError, ValidationError):
+        pass  # no status yet (or unreadable): the manifest still says whether the job exists
     if services.store.stat(bucket, layout.manifest_key(job_id)) is not None:
         return StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
     raise NotFound(f"no job {job_id!r}")
