@@ -7,6 +7,7 @@ ends (a live stream, a broken file that makes ffmpeg spin) is killed, not waited
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,29 +17,60 @@ import numpy as np
 from transcribe_common.errors import PermanentError
 
 SAMPLE_RATE = 16_000
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
-def decode(source: Path, scratch: Path, *, timeout: float) -> np.ndarray:
+def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> np.ndarray:
+    """The input's audio. ``max_seconds`` (0: no cap) is checked against the duration the
+    container declares before decoding, so a small file that declares hours fails in
+    milliseconds, and again against what was decoded, for containers that declare none."""
+    if max_seconds:
+        declared = probe_duration(source, timeout=timeout)
+        if declared is not None and declared > max_seconds:
+            raise PermanentError(_too_long(declared, max_seconds))
     pcm = scratch / "audio.s16le"
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
-        *("-i", str(source)),
-        *("-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm)),
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise PermanentError(
-            f"decoding took longer than FFMPEG_TIMEOUT ({timeout:g} s); is the source endless?"
-        ) from exc
-    if done.returncode != 0:
-        raise PermanentError(f"could not decode the input as audio: {_last_line(done.stderr)}")
+    cap = ("-t", f"{max_seconds + 1:g}") if max_seconds else ()
+    _ffmpeg(
+        "-i", str(source), *cap, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm), timeout=timeout
+    )
     samples = np.fromfile(pcm, dtype=np.int16)
     pcm.unlink()
     if samples.size == 0:
         raise PermanentError("the input contains no audio")
+    if max_seconds and samples.size / SAMPLE_RATE > max_seconds:
+        raise PermanentError(_too_long(samples.size / SAMPLE_RATE, max_seconds))
     return samples.astype(np.float32) / 32768.0
+
+
+def probe_duration(source: Path, *, timeout: float) -> float | None:
+    """The duration the container declares, read from ffmpeg's header dump (no ffprobe ships)."""
+    done = _run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(source)], timeout)
+    match = _DURATION.search(done.stderr.decode(errors="replace"))
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _ffmpeg(*args: str, timeout: float) -> None:
+    done = _run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout
+    )
+    if done.returncode != 0:
+        raise PermanentError(f"could not decode the input as audio: {_last_line(done.stderr)}")
+
+
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise PermanentError(
+            f"decoding took longer than FFMPEG_TIMEOUT ({timeout:g} s); is the source endless?"
+        ) from exc
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return f"the audio is {seconds / 60:.1f} minutes long; MAX_AUDIO_SECONDS allows {limit:g} s"
 
 
 def _last_line(stderr: bytes) -> str:

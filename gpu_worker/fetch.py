@@ -12,7 +12,7 @@ from transcribe_common.models import Manifest, ObjectSource, UrlSource
 from transcribe_common.store.base import ObjectStore, download
 
 
-def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, *, timeout: float) -> Path:
+def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, timeout: float) -> Path:
     source = manifest.source
     dest = scratch / f"source-{layout.safe_filename(manifest.filename)}"
     if isinstance(source, ObjectSource):

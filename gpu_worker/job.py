@@ -11,8 +11,11 @@ import json
 import logging
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import tenacity
 from faster_whisper import WhisperModel
 from rq.timeouts import JobTimeoutException
 
@@ -21,12 +24,13 @@ from gpu_worker.fetch import fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
 from transcribe_common import layout
-from transcribe_common.errors import PipelineError
+from transcribe_common.errors import PipelineError, RetryableError
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, get_json, put_bytes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,8 +90,10 @@ class JobRun:
     def transcribe(self, manifest: Manifest) -> Transcript:
         if manifest.error:
             raise PipelineError(manifest.error)
-        source = fetch_source(manifest, self.ctx.store, self.scratch, timeout=self.settings.download_timeout)
-        samples = audio.decode(source, self.scratch, timeout=self.settings.ffmpeg_timeout)
+        source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, self.settings.download_timeout)
+        samples = audio.decode(
+            source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
+        )
         return transcribe(
             self.ctx.model,
             samples,
@@ -100,8 +106,28 @@ class JobRun:
             ),
         )
 
+    def retrying(self, step: Callable[..., T], *args: object) -> T:
+        """Run an I/O step again, with exponential backoff and jitter, while it fails transiently
+        (a source server's 5xx, a store or network that is briefly away); other errors at once."""
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            wait=tenacity.wait_exponential_jitter(initial=self.settings.io_backoff, max=60),
+            stop=tenacity.stop_after_attempt(self.settings.io_attempts),
+            before_sleep=lambda state: log.warning(
+                "job %s: %s (try %d of %d); trying again",
+                self.job_id,
+                state.outcome.exception() if state.outcome else "?",
+                state.attempt_number,
+                self.settings.io_attempts,
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                return step(*args)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
-        outputs = self.write_outputs(manifest, transcript)
+        outputs = self.retrying(self.write_outputs, manifest, transcript)
         self.ctx.states.advance(
             self.job_id,
             JobStatus.FINISHED,

@@ -16,6 +16,9 @@ class WorkerSettings(CommonSettings):
     job_timeout: int = Field(1800, description="Seconds a job may run; enforced by RQ.")
     ffmpeg_timeout: int = Field(300, description="Seconds ffmpeg may take to decode one input.")
     download_timeout: float = Field(60.0, description="Seconds without progress before a URL download fails.")
+    max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
+    io_attempts: int = Field(4, ge=1, description="Tries of a download or store write that fails transiently.")
+    io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")
     scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
     webhook_on_error: bool = True
     webhook_secret: str = Field("", description="whsec_... secret; when set, webhooks are signed.")

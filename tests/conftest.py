@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from embedded.redis_server import free_port, start_redis, stop_redis
-from tests.helpers import SPEECH, FileServer, Receiver, wait_until
+from tests.helpers import SPEECH, FileServer, Receiver, TrickyServer, wait_until
 from transcribe_common.jobstate import JobStates
 from transcribe_common.store.local import LocalStore
 from transcribe_common.store.s3 import S3Store
@@ -118,6 +118,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
+def tricky_server() -> Iterator[TrickyServer]:
+    server = TrickyServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def file_server() -> Iterator[FileServer]:
     server = FileServer(SPEECH)
     yield server
@@ -165,6 +172,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         "DEFAULT_CALLBACK_URL": f"{receiver.url}/default",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
+        "JOB_TIMEOUT": "10",
+        "MAX_AUDIO_SECONDS": "600",
+        "IO_BACKOFF": "0.2",
     }
     log = data / "stack.log"
     with log.open("wb") as out:

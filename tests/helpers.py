@@ -86,6 +86,56 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
+class TrickyServer:
+    """Sources that misbehave on purpose. ``/flaky/<n>/<file>`` answers 503 to the first n requests
+    for that path, then serves the fixture; ``/missing`` is 404; ``/slow`` trickles a byte every
+    half second, forever. ``hits`` counts the requests per path."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                if self.path.startswith("/flaky/"):
+                    _, _, failures, name = self.path.split("/", 3)
+                    if server.hits[self.path] <= int(failures):
+                        self._send(503, b"try later")
+                    else:
+                        self._send(200, (SPEECH / name).read_bytes())
+                elif self.path == "/slow":
+                    self.send_response(200)
+                    self.send_header("content-length", "100000000")
+                    self.end_headers()
+                    try:
+                        while True:
+                            self.wfile.write(b"\0")
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                    except OSError:
+                        return
+                else:
+                    self._send(404, b"no such file")
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,6 +1,9 @@
 import os
+import subprocess
+import time
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 
 from gpu_worker.audio import SAMPLE_RATE, decode
@@ -26,3 +29,24 @@ def test_a_source_that_never_ends_is_killed_at_the_timeout(tmp_path: Path) -> No
     os.mkfifo(endless)  # nobody ever writes: ffmpeg waits forever
     with pytest.raises(PermanentError, match="FFMPEG_TIMEOUT"):
         decode(endless, tmp_path, timeout=1)
+
+
+def long_silence(tmp_path: Path, seconds: int) -> Path:
+    """A small FLAC that decodes to a long stretch of silence."""
+    path = tmp_path / "silence.flac"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(seconds), str(path)],
+        check=True,
+    )
+    return path
+
+
+def test_hours_of_audio_in_a_small_file_fail_before_decoding(tmp_path: Path) -> None:
+    source = long_silence(tmp_path, 2 * 3600)
+    assert source.stat().st_size < 2_000_000
+    started = time.monotonic()
+    with pytest.raises(PermanentError, match=r"120.0 minutes long; MAX_AUDIO_SECONDS allows 600 s"):
+        decode(source, tmp_path, timeout=30, max_seconds=600)
+    assert time.monotonic() - started < 2.0
+    assert not (tmp_path / "audio.s16le").exists()

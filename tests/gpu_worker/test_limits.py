@@ -1,0 +1,66 @@
+"""The worker's limits, through the embedded stack's real processes (JOB_TIMEOUT=10,
+MAX_AUDIO_SECONDS=600, IO_BACKOFF=0.2): each ends in a failed job with a clear error and a
+failure webhook, and the worker goes on to the next job; transient errors are retried."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import imageio_ffmpeg
+
+from tests.conftest import Stack
+from tests.helpers import SPEECH, Receiver, TrickyServer
+from tests.test_pipeline import upload
+
+
+def submit_url(stack: Stack, url: str) -> str:
+    response = httpx.post(f"{stack.url}/v1/transcribe", json={"source_type": "url", "url": url, "language": "en"})
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+def test_a_source_that_fails_twice_is_retried_and_transcribed(
+    stack: Stack, receiver: Receiver, tricky_server: TrickyServer
+) -> None:
+    job_id = submit_url(stack, f"{tricky_server.url}/flaky/2/url.wav")
+    assert receiver.wait_for(job_id)["json"]["status"] == "finished"
+    assert tricky_server.hits["/flaky/2/url.wav"] == 3
+
+
+def test_a_missing_source_fails_at_once(stack: Stack, receiver: Receiver, tricky_server: TrickyServer) -> None:
+    job_id = submit_url(stack, f"{tricky_server.url}/missing")
+    payload = receiver.wait_for(job_id)["json"]
+    assert (payload["status"], payload["error"]) == ("failed", "fetching the source URL failed: HTTP 404")
+    assert tricky_server.hits["/missing"] == 1
+
+
+def test_hours_of_audio_fail_fast(stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
+    silence = tmp_path / "two-hours.flac"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+         "-t", "7200", str(silence)],
+        check=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    job_id = upload(stack, silence.read_bytes(), "two-hours.flac")
+    payload = receiver.wait_for(job_id)["json"]
+    assert payload["status"] == "failed"
+    assert "120.0 minutes long; MAX_AUDIO_SECONDS allows 600 s" in payload["error"]
+    assert time.monotonic() - started < 5
+
+
+def test_a_job_past_job_timeout_fails_and_the_worker_goes_on(
+    stack: Stack, receiver: Receiver, tricky_server: TrickyServer
+) -> None:
+    slow = submit_url(stack, f"{tricky_server.url}/slow")
+    payload = receiver.wait_for(slow, timeout=60)["json"]
+    assert (payload["status"], payload["error"]) == ("failed", "the job ran longer than JOB_TIMEOUT (10 s)")
+    job = httpx.get(f"{stack.url}/v1/jobs/{slow}").json()
+    assert job["status"] == "failed"
+
+    after = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "after-timeout.mp3")
+    assert receiver.wait_for(after)["json"]["status"] == "finished"
+    assert not (stack.data / "scratch" / slow).exists()
