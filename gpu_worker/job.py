@@ -64,6 +64,9 @@ class JobRun:
         self.settings = context.settings
         self.bucket = context.settings.minio_bucket
         self.scratch = self.settings.scratch_dir / job_id
+        self.cue_rules = render.CueRules(
+            self.settings.subtitle_line_width, self.settings.subtitle_max_lines, self.settings.subtitle_max_seconds
+        )
 
     def run(self) -> str:
         try:
@@ -136,27 +139,30 @@ class JobRun:
             duration=transcript.duration,
             outputs=json.dumps(outputs),
         )
-        fmt = manifest.options.output
         log.info("job %s: finished (%.1f s of %s)", self.job_id, transcript.duration, transcript.language)
+        links = {fmt: self.result_url(outputs[fmt], fmt) for fmt in manifest.options.output}
+        main = manifest.options.main_output
         payload = FinishedWebhook(
             job_id=self.job_id,
             language=transcript.language,
             duration=transcript.duration,
-            output=fmt,
-            minio_url=self.result_url(outputs[fmt], fmt),
+            output=main,
+            minio_url=links[main],
             db_id=manifest.db_id,
+            outputs=links,
         )
         self.notify(manifest, payload)
 
     def write_outputs(self, manifest: Manifest, transcript: Transcript) -> dict[str, str]:
-        """Every format into the job's folder, and the asked-for one beside an inbox drop."""
+        """Every format into the job's folder (so any can be fetched later), and the ones asked
+        for beside an inbox drop."""
         outputs = {}
         for fmt, renderer in render.RENDERERS.items():
             key = layout.result_key(self.job_id, fmt)
-            text = renderer(transcript).encode()
+            text = renderer(transcript, self.cue_rules).encode()
             put_bytes(self.ctx.store, self.bucket, key, text, content_type=CONTENT_TYPES[fmt])
             outputs[fmt] = key
-            if manifest.beside is not None and fmt == manifest.options.output:
+            if manifest.beside is not None and fmt in manifest.options.output:
                 self.write_beside(manifest, fmt, text, CONTENT_TYPES[fmt])
         return outputs
 

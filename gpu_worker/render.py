@@ -1,14 +1,99 @@
 """Transcript → subtitle and text formats. Pure functions; the tests feed their output to real
-subtitle parsers."""
+subtitle parsers.
+
+Subtitles are not one cue per Whisper segment: segments run to 30 s and hundreds of characters.
+``cues`` re-cuts the words into cues of at most ``max_lines`` lines of ``line_width`` characters
+and ``max_seconds`` seconds, preferring to end a cue after punctuation. Word times come from the
+model when the job asked for word timestamps, else they are spread over the segment in proportion
+to their length.
+"""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from gpu_worker.transcript import Segment, Transcript
+from gpu_worker.transcript import Segment, Transcript, Word
 
-LINE_WIDTH = 42  # characters per subtitle line, the common broadcast limit
+
+@dataclass(frozen=True)
+class CueRules:
+    line_width: int = 42  # characters per line, the common broadcast limit
+    max_lines: int = 2
+    max_seconds: float = 7.0
+
+    @property
+    def max_chars(self) -> int:
+        return self.line_width * self.max_lines
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str  # lines joined by "\n"
+
+
+def cues(transcript: Transcript, rules: CueRules = CueRules()) -> list[Cue]:
+    out: list[Cue] = []
+    for segment in transcript.segments:
+        out.extend(_segment_cues(_words(segment), rules))
+    return [cue for cue in out if cue.end > cue.start and cue.text]
+
+
+def _words(segment: Segment) -> list[Word]:
+    if segment.words:
+        return segment.words
+    tokens = segment.text.split()
+    total = sum(len(t) + 1 for t in tokens) or 1
+    span, at, words = segment.end - segment.start, segment.start, []
+    for token in tokens:
+        length = span * (len(token) + 1) / total
+        words.append(Word(start=at, end=at + length, word=f" {token}", probability=1.0))
+        at += length
+    return words
+
+
+def _segment_cues(words: list[Word], rules: CueRules) -> list[Cue]:
+    groups: list[list[Word]] = [[]]
+    for word in words:
+        group = groups[-1]
+        text = "".join(w.word for w in [*group, word]).strip()
+        too_long = len(text) > rules.max_chars or bool(group and word.end - group[0].start > rules.max_seconds)
+        if group and too_long:
+            group = _move_tail_after_punctuation(groups)
+        group.append(word)
+    return [_cue(group, rules) for group in groups if group]
+
+
+def _move_tail_after_punctuation(groups: list[list[Word]]) -> list[Word]:
+    """Start a new cue; if the full one has a sentence end in its second half, cut there instead."""
+    full = groups[-1]
+    for cut in range(len(full) - 1, len(full) // 2 - 1, -1):
+        if full[cut].word.rstrip().endswith((".", "?", "!", ",", ";", ":")) and cut < len(full) - 1:
+            groups[-1], tail = full[: cut + 1], full[cut + 1 :]
+            groups.append(tail)
+            return tail
+    groups.append([])
+    return groups[-1]
+
+
+def _cue(words: list[Word], rules: CueRules) -> Cue:
+    text = "".join(w.word for w in words).strip()
+    return Cue(round(words[0].start, 3), round(words[-1].end, 3), _lines(text, rules))
+
+
+def _lines(text: str, rules: CueRules) -> str:
+    """Two balanced lines rather than a full first line and a stub."""
+    if len(text) <= rules.line_width:
+        return text
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    fitting = [i for i in spaces if i <= rules.line_width and len(text) - i - 1 <= rules.line_width]
+    if fitting:
+        split = min(fitting, key=lambda i: abs(len(text) / 2 - i))
+        return f"{text[:split]}\n{text[split + 1 :]}"
+    return "\n".join(textwrap.wrap(text, rules.line_width))
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -19,33 +104,41 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _cue_text(segment: Segment) -> str:
-    return "\n".join(textwrap.wrap(segment.text, LINE_WIDTH)) or "…"
-
-
-def _cues(transcript: Transcript) -> list[Segment]:
-    return [s for s in transcript.segments if s.text and s.end > s.start]
-
-
-def to_srt(transcript: Transcript) -> str:
+def to_srt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
     blocks = [
-        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_cue_text(s)}\n"
-        for n, s in enumerate(_cues(transcript), start=1)
+        f"{n}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{c.text}\n"
+        for n, c in enumerate(cues(transcript, rules), start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript) -> str:
-    blocks = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_cue_text(s)}\n" for s in _cues(transcript)]
+def to_vtt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
+    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{c.text}\n" for c in cues(transcript, rules)]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
-def to_txt(transcript: Transcript) -> str:
+def to_txt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
     return "\n".join(s.text for s in transcript.segments if s.text) + "\n"
 
 
-def to_json(transcript: Transcript) -> str:
+def to_tsv(transcript: Transcript, rules: CueRules = CueRules()) -> str:
+    """Whisper's tsv: start and end in integer milliseconds, then the text, one segment a row."""
+    rows = [
+        f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
+        for s in transcript.segments
+        if s.text
+    ]
+    return "\n".join(["start\tend\ttext", *rows]) + "\n"
+
+
+def to_json(transcript: Transcript, rules: CueRules = CueRules()) -> str:
     return transcript.model_dump_json(indent=2)
 
 
-RENDERERS: dict[str, Callable[[Transcript], str]] = {"srt": to_srt, "vtt": to_vtt, "txt": to_txt, "json": to_json}
+RENDERERS: dict[str, Callable[[Transcript, CueRules], str]] = {
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "txt": to_txt,
+    "tsv": to_tsv,
+    "json": to_json,
+}

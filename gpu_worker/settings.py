@@ -20,6 +20,9 @@ class WorkerSettings(CommonSettings):
     io_attempts: int = Field(4, ge=1, description="Tries of a download or store write that fails transiently.")
     io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")
     scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
+    subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")
+    subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")
+    subtitle_max_seconds: float = Field(7.0, gt=0, description="Longest a subtitle cue stays on screen.")
     webhook_on_error: bool = True
     webhook_secret: str = Field("", description="whsec_... secret; when set, webhooks are signed.")
     webhook_timeout: float = 10.0

@@ -12,7 +12,7 @@ from ingest_api.schemas import JobView, Stats, links
 from ingest_api.services import Services
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput, NotFound
-from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, StatusRecord
+from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, Manifest, StatusRecord
 from transcribe_common.store.base import get_json
 
 
@@ -57,7 +57,7 @@ def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str
         raise NotFinished(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
         manifest = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
-        fmt = manifest["options"]["output"]  # type: ignore[index]
+        fmt = Manifest.model_validate(manifest).options.main_output
     if fmt not in OUTPUT_FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     key = record.outputs.get(fmt) or layout.result_key(job_id, fmt)

@@ -19,7 +19,7 @@ from tests.helpers import SPEECH, FileServer, Receiver, speech_text, wait_until,
 from transcribe_common import keys, layout
 from transcribe_common.events import access_record
 
-FINISHED_FIELDS = {"job_id", "status", "language", "duration", "output", "minio_url", "db_id"}
+FINISHED_FIELDS = {"job_id", "status", "language", "duration", "output", "minio_url", "db_id", "outputs"}
 FAILED_FIELDS = {"job_id", "status", "error", "db_id"}
 
 

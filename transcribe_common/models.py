@@ -12,12 +12,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from transcribe_common.languages import WHISPER_LANGUAGES
 
-OutputFormat = Literal["srt", "vtt", "txt", "json"]
-OUTPUT_FORMATS: tuple[str, ...] = ("srt", "vtt", "txt", "json")
+OutputFormat = Literal["srt", "vtt", "txt", "tsv", "json"]
+OUTPUT_FORMATS: tuple[str, ...] = ("srt", "vtt", "txt", "tsv", "json")
 CONTENT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "txt": "text/plain; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
     "json": "application/json",
 }
 
@@ -44,10 +45,28 @@ class JobOptions(BaseModel):
 
     language: str | None = Field(None, description="ISO 639-1 code such as 'en' or 'id'; detected if empty.")
     task: Literal["transcribe", "translate"] = "transcribe"
-    output: OutputFormat = "srt"
+    output: list[OutputFormat] = Field(
+        default_factory=lambda: list[OutputFormat](["srt"]),
+        description="One format or several: 'srt', ['srt', 'vtt'] or 'srt,vtt'. The first is the main one.",
+    )
     vad_filter: bool = Field(True, description="Skip silence with Silero VAD before decoding.")
     initial_prompt: str | None = Field(None, max_length=2000)
     word_timestamps: bool = False
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _one_or_several(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, list):
+            value = list(dict.fromkeys(value))  # each format once, in the order asked
+            if not value:
+                raise ValueError("name at least one output format")
+        return value
+
+    @property
+    def main_output(self) -> OutputFormat:
+        return self.output[0]
 
     @field_validator("language", mode="before")
     @classmethod
@@ -118,6 +137,7 @@ class FinishedWebhook(BaseModel):
     output: str
     minio_url: str
     db_id: str | int | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Every format asked for -> its link.")
 
 
 class FailedWebhook(BaseModel):

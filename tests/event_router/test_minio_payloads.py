@@ -47,7 +47,7 @@ def test_a_put_with_escaped_key_and_metadata_becomes_one_job(
     manifest = Manifest.model_validate(get_json(s3_store, JOBS_BUCKET, layout.manifest_key(job_id)))
     assert manifest.source.type == "object"
     assert (manifest.source.bucket, manifest.source.key) == (INBOX_BUCKET, key)
-    assert (manifest.options.language, manifest.options.output) == ("id", "vtt")
+    assert (manifest.options.language, manifest.options.output) == ("id", ["vtt"])
     assert (manifest.db_id, str(manifest.callback_url)) == ("991", "https://hooks.example.org/done")
 
 

@@ -49,7 +49,7 @@ def test_an_inbox_drop_becomes_a_job_with_options_from_metadata(router: Router, 
     job_id = layout.inbox_job_id(INBOX_BUCKET, "talks/a b.mp3", info.etag)
     assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
     manifest = Manifest.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id)))
-    assert (manifest.options.language, manifest.options.output, manifest.db_id) == ("id", "vtt", "991")
+    assert (manifest.options.language, manifest.options.output, manifest.db_id) == ("id", ["vtt"], "991")
     assert manifest.beside is not None
     assert manifest.beside.key == "talks/a b.mp3"
     assert manifest.error is None
