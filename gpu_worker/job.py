@@ -103,6 +103,7 @@ class JobRun:
             manifest.options,
             model_name=self.settings.model_size,
             beam_size=self.settings.beam_size,
+            batch_size=self.settings.batch_size,
             on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent),
             on_info=lambda language, duration: self.ctx.states.note(
                 self.job_id, language=language, duration=round(duration, 3)

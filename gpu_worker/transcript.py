@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
-from faster_whisper import WhisperModel
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 from pydantic import BaseModel
 
 from gpu_worker.audio import SAMPLE_RATE
@@ -56,18 +57,26 @@ def transcribe(
     on_progress: Progress,
     on_info: Callable[[str, float], None],
     progress_interval: float = PROGRESS_INTERVAL,
+    batch_size: int = 0,
 ) -> Transcript:
-    """Transcribe, reporting progress in percent of the audio's duration as segments arrive."""
+    """Transcribe, reporting progress in percent of the audio's duration as segments arrive.
+    ``batch_size`` > 0 decodes that many chunks at once (faster-whisper's BatchedInferencePipeline)."""
     duration = audio.size / SAMPLE_RATE
-    pieces, info = model.transcribe(
-        audio,
-        language=options.language,
-        task=options.task,
-        beam_size=beam_size,
-        vad_filter=options.vad_filter,
-        initial_prompt=options.initial_prompt,
-        word_timestamps=options.word_timestamps,
-    )
+    common: dict[str, object] = {
+        "language": options.language,
+        "task": options.task,
+        "beam_size": beam_size,
+        "vad_filter": options.vad_filter,
+        "initial_prompt": options.initial_prompt,
+        "word_timestamps": options.word_timestamps,
+    }
+    if batch_size > 0:
+        # Batched decoding works on independent chunks: VAD's speech regions, or 30 s windows.
+        if not options.vad_filter:
+            common["clip_timestamps"] = _windows(audio.size)
+        pieces, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **common)
+    else:
+        pieces, info = model.transcribe(audio, **common)
     on_info(info.language, duration)
     segments: list[Segment] = []
     last_report = 0.0
@@ -84,6 +93,14 @@ def transcribe(
         options=options,
         model=model_name,
     )
+
+
+def _windows(samples: int, seconds: int = 30) -> list[dict[str, float]]:
+    """Consecutive windows over the whole audio, in seconds, as the batched pipeline takes them."""
+    total = samples / SAMPLE_RATE
+    return [
+        {"start": float(start), "end": min(start + seconds, total)} for start in range(0, math.ceil(total), seconds)
+    ]
 
 
 def _segment(index: int, piece: object) -> Segment:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
@@ -39,3 +40,21 @@ def test_progress_rises_while_segments_arrive(tiny: WhisperModel, tmp_path: Path
     assert wer(speech_text("upload"), result.text) < 0.15
     assert all(segment.words for segment in result.segments)
     assert result.options.word_timestamps is True
+
+
+@pytest.mark.parametrize("vad_filter", [True, False])
+def test_batched_decoding_gives_the_same_words(tiny: WhisperModel, tmp_path: Path, vad_filter: bool) -> None:
+    samples = decode(SPEECH / "url.wav", tmp_path, timeout=30)
+    long = np.concatenate([samples, samples, samples])  # 34 s: more than one 30 s window without VAD
+    result = transcribe(
+        tiny,
+        long,
+        JobOptions(language="en", vad_filter=vad_filter),
+        model_name="tiny.en",
+        beam_size=1,
+        on_progress=lambda _: None,
+        on_info=lambda *_: None,
+        batch_size=4,
+    )
+    assert wer(" ".join([speech_text("url")] * 3), result.text) < 0.15
+    assert result.segments[-1].end == pytest.approx(long.size / 16000, abs=1.5)
