@@ -13,11 +13,10 @@ from typing import cast
 
 import redis
 from pydantic import ValidationError
-from rq import Queue
 from rq.job import Job
 
 from event_router.settings import RouterSettings
-from transcribe_common import events, keys, layout
+from transcribe_common import events, jobqueue, keys, layout
 from transcribe_common.errors import InvalidInput, RetryableError
 from transcribe_common.events import ObjectCreated
 from transcribe_common.jobstate import JobStates
@@ -32,7 +31,6 @@ class Router:
     def __init__(self, settings: RouterSettings, conn: redis.Redis, store: ObjectStore) -> None:
         self.settings, self.redis, self.store = settings, conn, store
         self.states = JobStates(conn, store, settings.minio_bucket)
-        self.queue = Queue(keys.QUEUE, connection=conn)
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -85,7 +83,7 @@ class Router:
         if event.bucket == self.settings.minio_bucket:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
-                self.enqueue(job_id)
+                self.enqueue(job_id, event.metadata.get("model"))
         elif event.bucket == self.settings.minio_inbox_bucket:
             if layout.OUTPUT_MARKER not in event.metadata:
                 self.admit_inbox(event)
@@ -98,26 +96,20 @@ class Router:
         if self.states.read(job_id) is not None:
             log.info("inbox %s: job %s exists already", event.key, job_id)
             return
+        manifest = inbox_manifest(job_id, event)
         if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
-            manifest = inbox_manifest(job_id, event)
             put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        self.enqueue(job_id)
+        self.enqueue(job_id, manifest.options.model)
 
-    def enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str, model: str | None) -> None:
         if self.states.advance(job_id, JobStatus.QUEUED) is None:
             current = self.states.read(job_id)
             # A job still "queued" but missing from RQ means a router died between the two steps.
             if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):
                 return
-        self.queue.enqueue_call(
-            keys.WORKER_FUNCTION,
-            args=(job_id,),
-            job_id=job_id,
-            timeout=self.settings.job_timeout,
-            result_ttl=self.settings.rq_result_ttl,
-            failure_ttl=self.settings.rq_result_ttl,
-            description=f"transcribe {job_id}",
+        jobqueue.enqueue(
+            self.redis, job_id, model, timeout=self.settings.job_timeout, result_ttl=self.settings.rq_result_ttl
         )
         log.info("job %s enqueued", job_id)
 

@@ -6,8 +6,6 @@ PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "example"}
 
 
 class RouterSettings(CommonSettings):
-    job_timeout: int = Field(1800, description="Seconds a transcription may run before it is failed.")
-    rq_result_ttl: int = Field(86400, description="Seconds RQ keeps a finished job's record.")
     ingress_port: int = Field(0, ge=0, le=65535, description="Port of the webhook ingress; 0 turns it off.")
     ingress_host: str = Field("0.0.0.0", description="Address the webhook ingress listens on.")
     ingress_secret: str = Field("", description="Token senders must give: Authorization: Bearer <token>.")

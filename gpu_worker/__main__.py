@@ -1,18 +1,12 @@
-"""``transcribe-worker``: load the model once, then take jobs from RQ.
+"""``transcribe-worker``: load the models once, then run jobs from RQ on ``MAX_CONCURRENCY`` threads
+until SIGTERM or Ctrl-C (see ``pool`` for why threads and not RQ's forking worker)."""
 
-RQ's default worker forks a work horse per job, and a fork of a process that has loaded a
-CTranslate2 model hangs inside CTranslate2. So jobs run in this process, with RQ's SimpleWorker;
-the job timeout is still enforced, by SIGALRM in the same process.
-"""
-
-import logging
-
-from rq import SimpleWorker
+import signal
 
 from gpu_worker import job
+from gpu_worker.pool import WorkerPool
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.whisper import load_model
-from transcribe_common import keys
+from gpu_worker.whisper import load_models, parse_models
 from transcribe_common.jobstate import JobStates
 from transcribe_common.runtime import connect_redis, open_store, setup_logging
 
@@ -23,17 +17,20 @@ def main() -> None:
     conn = connect_redis(settings)
     store = open_store(settings, conn)
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
-    model = load_model(
-        settings.model_size,
+    models = load_models(
+        parse_models(settings.models, settings.model_size),
         settings.model_cache_dir,
         device=settings.whisper_device,
         compute_type=settings.whisper_compute_type,
         cpu_threads=settings.whisper_cpu_threads,
+        concurrency=settings.max_concurrency,
     )
-    job.install(job.WorkerContext(settings, store, JobStates(conn, store, settings.minio_bucket), model))
-    worker = SimpleWorker([keys.QUEUE], connection=conn)
-    logging.getLogger(__name__).info("worker %s ready on queue %r", worker.name, keys.QUEUE)
-    worker.work(logging_level=settings.log_level.upper())
+    context = job.WorkerContext(settings, conn, store, JobStates(conn, store, settings.minio_bucket), models)
+    job.install(context)
+    pool = WorkerPool(context)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pool.stop())
+    pool.run()
 
 
 if __name__ == "__main__":

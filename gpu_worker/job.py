@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+import redis
 import tenacity
 from faster_whisper import WhisperModel
+from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from gpu_worker import audio, render, webhook
@@ -24,7 +26,7 @@ from gpu_worker.fetch import fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
 from transcribe_common import layout
-from transcribe_common.errors import PipelineError, RetryableError
+from transcribe_common.errors import PermanentError, PipelineError, RetryableError
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, get_json, put_bytes
@@ -33,14 +35,29 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class Requeue(BaseException):
+    """Raised into a running job by a worker that is shutting down: put the job back in the queue.
+    A BaseException, so that the job's ``except Exception`` does not take it for a failure."""
+
+
 @dataclass
 class WorkerContext:
-    """What a worker process sets up once: the model above all, loaded before any job runs."""
+    """What a worker process sets up once: its models above all, loaded before any job runs, and
+    shared by its job threads."""
 
     settings: WorkerSettings
+    conn: redis.Redis
     store: ObjectStore
     states: JobStates
-    model: WhisperModel
+    models: dict[str, WhisperModel]
+    # The jobs running now, by thread, so that a draining worker can requeue them.
+    running: dict[int, JobRun] = field(default_factory=dict)
+    requeued: list[tuple[str, str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.models))
 
 
 _context: WorkerContext | None = None
@@ -67,41 +84,74 @@ class JobRun:
         self.cue_rules = render.CueRules(
             self.settings.subtitle_line_width, self.settings.subtitle_max_lines, self.settings.subtitle_max_seconds
         )
+        # True while the job may be interrupted and requeued: until its transcript exists.
+        self.interruptible = False
+
+    def load_manifest(self) -> Manifest:
+        return Manifest.model_validate(get_json(self.ctx.store, self.bucket, layout.manifest_key(self.job_id)))
 
     def run(self) -> str:
         try:
-            manifest = Manifest.model_validate(get_json(self.ctx.store, self.bucket, layout.manifest_key(self.job_id)))
+            manifest = self.load_manifest()
         except Exception as exc:
             log.exception("job %s: unreadable manifest", self.job_id)
             self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
             return JobStatus.FAILED
-        if self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=socket.gethostname()) is None:
+        rq_job = get_current_job()
+        worker = rq_job.worker_name if rq_job is not None else None
+        if self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker) is None:
             log.info("job %s: taken or done already; skipping", self.job_id)
             return "skipped"
         log.info("job %s: started", self.job_id)
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)  # what a crashed earlier attempt left
+        self.scratch.mkdir(parents=True)
+        with self.ctx.lock:
+            self.ctx.running[threading.get_ident()] = self
         try:
+            self.interruptible = True
             transcript = self.transcribe(manifest)
+            self.interruptible = False
             self.succeed(manifest, transcript)
             return JobStatus.FINISHED
+        except Requeue:
+            self.requeue(manifest, "the worker is shutting down")
+            return JobStatus.QUEUED
         except Exception as exc:  # every failure ends the same way, whatever raised it
             self.fail(manifest, exc)
             return JobStatus.FAILED
         finally:
+            self.interruptible = False
+            with self.ctx.lock:
+                self.ctx.running.pop(threading.get_ident(), None)
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def requeue(self, manifest: Manifest, reason: str) -> None:
+        """Back to ``queued``; the worker process enqueues it again once its threads have stopped."""
+        if self.ctx.states.requeue(self.job_id, reason) is not None:
+            log.warning("job %s: requeued: %s", self.job_id, reason)
+            with self.ctx.lock:
+                self.ctx.requeued.append((self.job_id, manifest.options.model))
+
+    def abandon(self, reason: str) -> None:
+        """Fail a job whose worker died, from another worker: status, beside note and webhook."""
+        self.fail(self.load_manifest(), PermanentError(reason))
 
     def transcribe(self, manifest: Manifest) -> Transcript:
         if manifest.error:
             raise PipelineError(manifest.error)
+        name = manifest.options.model or self.ctx.default_model
+        model = self.ctx.models.get(name)
+        if model is None:
+            raise PermanentError(f"this worker does not serve model {name!r}; it serves {', '.join(self.ctx.models)}")
         source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, self.settings.download_timeout)
         samples = audio.decode(
             source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
         )
         return transcribe(
-            self.ctx.model,
+            model,
             samples,
             manifest.options,
-            model_name=self.settings.model_size,
+            model_name=name,
             beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size,
             on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent),

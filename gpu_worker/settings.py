@@ -13,8 +13,20 @@ class WorkerSettings(CommonSettings):
     whisper_cpu_threads: int = Field(0, description="CPU threads for CTranslate2; 0 lets it choose.")
     beam_size: int = Field(5, ge=1, le=10, description="Beam search width; 1 is greedy and fastest.")
     batch_size: int = Field(0, ge=0, le=64, description="Chunks decoded at once (batched pipeline); 0: sequential.")
-    max_concurrency: int = Field(2, ge=1, description="Jobs at once per worker (one job per process today).")
-    job_timeout: int = Field(1800, description="Seconds a job may run; enforced by RQ.")
+    models: str = Field(
+        "",
+        description="Models served, comma-separated names, paths or name=path; the first is the default. "
+        "Empty: MODEL_SIZE.",
+    )
+    max_concurrency: int = Field(
+        2, ge=1, description="Jobs at once per worker process, sharing one copy of each model."
+    )
+    worker_heartbeat_ttl: int = Field(30, ge=2, description="Seconds after which a silent worker counts as dead.")
+    reap_interval: float = Field(10.0, gt=0, description="Seconds between checks for jobs of dead workers.")
+    max_attempts: int = Field(2, ge=1, description="Times a job is started before a worker death fails it.")
+    drain_timeout: float = Field(
+        60.0, ge=0, description="On SIGTERM, seconds running jobs get before they are requeued."
+    )
     ffmpeg_timeout: int = Field(300, description="Seconds ffmpeg may take to decode one input.")
     download_timeout: float = Field(60.0, description="Seconds without progress before a URL download fails.")
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")

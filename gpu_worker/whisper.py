@@ -68,11 +68,33 @@ def device_and_compute_type(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
-def load_model(name_or_path: str, cache_dir: Path, *, device: str, compute_type: str, cpu_threads: int) -> WhisperModel:
-    location = resolve_model(name_or_path, cache_dir)
+def parse_models(spec: str, model_size: str) -> dict[str, str]:
+    """``MODELS`` as name -> model: ``"tiny.en, base, small=/opt/models/small"``. A bare path is
+    named by its folder. Empty: ``MODEL_SIZE`` alone. The first is the worker's default."""
+    entries = [e.strip() for e in (spec or model_size).split(",") if e.strip()]
+    models: dict[str, str] = {}
+    for entry in entries:
+        name, _, location = entry.partition("=")
+        if not location:
+            location, name = name, Path(name).name if "/" in name else name
+        models[name.strip()] = location.strip()
+    return models
+
+
+def load_models(
+    models: dict[str, str], cache_dir: Path, *, device: str, compute_type: str, cpu_threads: int, concurrency: int
+) -> dict[str, WhisperModel]:
+    """One copy of each model, shared by the worker's threads: CTranslate2 runs up to
+    ``concurrency`` transcriptions of one model at once (``num_workers``)."""
     device, compute_type = device_and_compute_type(device, compute_type)
-    log.info("loading model %s from %s (device=%s, compute_type=%s)", name_or_path, location, device, compute_type)
-    return WhisperModel(location, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+    loaded = {}
+    for name, name_or_path in models.items():
+        location = resolve_model(name_or_path, cache_dir)
+        log.info("loading model %s from %s (device=%s, compute_type=%s)", name, location, device, compute_type)
+        loaded[name] = WhisperModel(
+            location, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=concurrency
+        )
+    return loaded
 
 
 def _optional(module: str) -> object | None:

@@ -3,6 +3,8 @@ starts the job."""
 
 from __future__ import annotations
 
+import time
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -11,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
 from ingest_api.upload import MultipartReader, TooLarge, boundary_of, receive_upload
-from transcribe_common import layout
+from transcribe_common import keys, layout
 from transcribe_common.errors import InvalidInput
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
 from transcribe_common.store.base import ObjectWriter, put_model
@@ -21,7 +23,22 @@ MULTIPART_OVERHEAD = 1024 * 1024
 
 
 def write_manifest(services: Services, manifest: Manifest) -> None:
-    put_model(services.store, services.settings.minio_bucket, layout.manifest_key(manifest.job_id), manifest)
+    """The manifest's creation event starts the job; its metadata names the model for routing."""
+    model = manifest.options.model
+    metadata = {"model": model} if model else None
+    key = layout.manifest_key(manifest.job_id)
+    put_model(services.store, services.settings.minio_bucket, key, manifest, metadata=metadata)
+
+
+def served_models(services: Services) -> list[str]:
+    now = time.time()
+    served = services.redis.hgetall(keys.MODELS)
+    return sorted(name.decode() for name, until in served.items() if float(until) > now)
+
+
+def check_model_served(services: Services, model: str | None) -> None:
+    if model is not None and model not in (served := served_models(services)):
+        raise InvalidInput(f"no live worker serves model {model!r}; served now: {', '.join(served) or 'none'}")
 
 
 def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
@@ -58,6 +75,7 @@ async def accept_upload(services: Services, request: Request) -> Manifest:
         form = TranscribeRequest.model_validate(reader.fields)
         if form.source_type != "upload":
             raise InvalidInput("a multipart body is an upload: set source_type=upload, or send JSON for a URL")
+        await run_in_threadpool(check_model_served, services, form.model)
     except (ValidationError, InvalidInput) as exc:
         await run_in_threadpool(services.store.delete, settings.minio_bucket, info.key)
         if isinstance(exc, ValidationError):

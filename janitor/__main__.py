@@ -4,10 +4,10 @@ import logging
 import signal
 import threading
 
-from janitor.scratch import sweep_scratch
 from janitor.settings import JanitorSettings
 from transcribe_common.jobstate import JobStates
 from transcribe_common.runtime import connect_redis, open_store, setup_logging
+from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger("janitor")
 

@@ -173,6 +173,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
         "JOB_TIMEOUT": "10",
+        "MAX_CONCURRENCY": "2",
         "MAX_AUDIO_SECONDS": "600",
         "IO_BACKOFF": "0.2",
     }

@@ -33,6 +33,7 @@ _ADVANCE = """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 3))
+if ARGV[1] == 'started' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return 'ok'
@@ -54,7 +55,17 @@ class JobStates:
 
     def advance(self, job_id: str, status: JobStatus, **fields: object) -> StatusRecord | None:
         """Move ``job_id`` to ``status`` and record ``fields`` with it; None if the move is refused."""
-        allowed = "," + ",".join(ALLOWED[status]) + ","
+        return self._move(job_id, status, ALLOWED[status], fields)
+
+    def requeue(self, job_id: str, reason: str) -> StatusRecord | None:
+        """Put a started job back in the queue: its worker is stopping or died. Only the worker
+        side does this; a duplicate event can never move a running job back."""
+        return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), {"requeued": reason, "progress": 0})
+
+    def _move(
+        self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]
+    ) -> StatusRecord | None:
+        allowed = "," + ",".join(sources) + ","
         values = {"updated_at": utcnow().isoformat(), **fields}
         flat = [str(v) for pair in values.items() if pair[1] is not None for v in pair]
         try:

@@ -8,12 +8,19 @@ EVENTS = f"{PREFIX}:events"
 EVENTS_PROCESSING = f"{PREFIX}:events:processing"
 # Events the router could not handle at all (not JSON, a bug): kept for a human, never dropped.
 EVENTS_DEAD = f"{PREFIX}:events:dead"
+# Models served by live workers: name -> the time (epoch seconds) until which a worker vouches for it.
+MODELS = f"{PREFIX}:models"
 # Counts of jobs by their current status, moved atomically with each status change.
 STATS = f"{PREFIX}:stats"
 
-# The RQ queue the workers take transcription jobs from, and the function they run.
+# The RQ queue of jobs that name no model (any worker takes them, with its default model), and
+# the function workers run. Jobs that name a model go to that model's queue.
 QUEUE = "transcribe"
 WORKER_FUNCTION = "gpu_worker.job.run"
+
+
+def queue_for(model: str | None) -> str:
+    return f"{QUEUE}:{model}" if model else QUEUE
 
 
 def job(job_id: str) -> str:

@@ -52,6 +52,11 @@ class JobOptions(BaseModel):
     vad_filter: bool = Field(True, description="Skip silence with Silero VAD before decoding.")
     initial_prompt: str | None = Field(None, max_length=2000)
     word_timestamps: bool = False
+    model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="A model the workers serve (GET /v1/models); default: the worker's own MODEL_SIZE.",
+    )
 
     @field_validator("output", mode="before")
     @classmethod
@@ -120,6 +125,8 @@ class StatusRecord(BaseModel):
     language: str | None = None
     duration: float | None = None
     error: str | None = None
+    attempts: int = Field(0, description="How many times a worker has started the job.")
+    worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
     updated_at: datetime = Field(default_factory=utcnow)
 

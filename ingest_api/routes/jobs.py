@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import jobs
+from ingest_api import jobs, submit
 from ingest_api.schemas import JobView, Stats
 from ingest_api.services import ServicesDep
 
@@ -33,6 +33,11 @@ async def get_result(
     name, content_type, stream = await run_in_threadpool(jobs.result_stream, services, job_id, fmt)
     headers = {"Content-Disposition": f'inline; filename="{name}"'}
     return StreamingResponse(stream, media_type=content_type, headers=headers)
+
+
+@router.get("/models", tags=["service"], summary="Models that live workers serve now; name one in 'model'")
+async def get_models(services: ServicesDep) -> dict[str, list[str]]:
+    return {"models": await run_in_threadpool(submit.served_models, services)}
 
 
 @router.get("/stats", response_model=Stats, tags=["service"], summary="Jobs by status, and live workers")

@@ -54,6 +54,7 @@ async def transcribe(request: Request, response: Response, services: ServicesDep
     elif content_type.startswith("application/json"):
         body = await _json_body(request)
         manifest = submit.url_manifest(layout.new_job_id(), body)
+        await run_in_threadpool(submit.check_model_served, services, body.model)
     else:
         raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
     await run_in_threadpool(submit.write_manifest, services, manifest)

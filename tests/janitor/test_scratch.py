@@ -2,9 +2,9 @@ import os
 import time
 from pathlib import Path
 
-from janitor.scratch import sweep_scratch
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import JobStatus
+from transcribe_common.scratch import sweep_scratch
 
 
 def make(root: Path, name: str, age: float) -> Path:

@@ -1,7 +1,8 @@
-"""Removing scratch folders that workers left behind (a crash, a kill) once they are old enough.
+"""Removing scratch folders that workers left behind (a crash, a kill).
 
-A folder is named after its job; it is kept, however old, while that job is still ``started``:
-a two-hour transcription is not an orphan.
+A folder is named after its job; it is kept, however old, while that job is still ``started`` by
+a live worker: a two-hour transcription is not an orphan. The janitor sweeps folders older than
+``SCRATCH_MAX_AGE``; a worker that starts sweeps at once the folders of jobs no live worker runs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,14 @@ class SweepReport:
     bytes_freed: int = 0
 
 
-def sweep_scratch(root: Path, states: JobStates, *, max_age: float, now: float | None = None) -> SweepReport:
+def sweep_scratch(
+    root: Path,
+    states: JobStates,
+    *,
+    max_age: float,
+    now: float | None = None,
+    alive: Callable[[str | None], bool] = lambda worker: True,
+) -> SweepReport:
     report = SweepReport()
     if not root.is_dir():
         return report
@@ -34,7 +43,7 @@ def sweep_scratch(root: Path, states: JobStates, *, max_age: float, now: float |
         if not folder.is_dir() or _newest_mtime(folder) > cutoff:
             continue
         record = states.read(folder.name)
-        if record is not None and record.status == JobStatus.STARTED:
+        if record is not None and record.status == JobStatus.STARTED and alive(record.worker):
             report.kept_running += 1
             continue
         size = _size(folder)

@@ -1,0 +1,143 @@
+"""One worker process: ``MAX_CONCURRENCY`` RQ workers on threads, sharing one copy of each model.
+
+RQ's default worker forks a work horse per job, and a fork of a process that has loaded a
+CTranslate2 model hangs inside CTranslate2. So jobs run in this process, with RQ's SimpleWorker,
+one per thread; the job timeout is RQ's TimerDeathPenalty (an exception raised in the job's
+thread), and signals belong to the main thread:
+
+- SIGTERM or SIGINT: stop taking jobs; running jobs get ``DRAIN_TIMEOUT`` seconds to finish, then
+  are interrupted and put back in the queue. A second signal stops at once.
+- Every ``WORKER_HEARTBEAT_TTL / 3`` seconds the RQ workers' keys are refreshed with that TTL, so a
+  killed process is seen as dead within it; the models it serves are advertised with the same TTL.
+- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``reaper``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+import uuid
+
+import redis
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
+
+from gpu_worker.job import JobRun, Requeue, WorkerContext
+from gpu_worker.reaper import reap, worker_alive
+from transcribe_common import jobqueue, keys
+from transcribe_common.scratch import sweep_scratch
+
+log = logging.getLogger(__name__)
+DEQUEUE_POLL = 2  # seconds an idle worker waits on the queue before it checks for a stop
+
+
+class ThreadWorker(SimpleWorker):
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        """The pool's main thread owns the signals."""
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # type: ignore[no-untyped-def]
+        # RQ's loop waits for a job forever; come up for air to notice a stop request.
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(DEQUEUE_POLL, max_idle_time=DEQUEUE_POLL)
+            if result is not None or self._stop_requested:
+                return result
+
+
+class WorkerPool:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
+        prefix = uuid.uuid4().hex[:8]
+        self.workers = [
+            ThreadWorker(self.queues, name=f"{prefix}-{n}", connection=self._connection(), worker_ttl=20)
+            for n in range(self.settings.max_concurrency)
+        ]
+        self.stopping = threading.Event()
+        self.hurry = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _connection(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
+
+    def run(self) -> None:
+        report = sweep_scratch(
+            self.settings.scratch_dir, self.ctx.states, max_age=0, alive=lambda w: worker_alive(self.ctx.conn, w)
+        )
+        if report.removed:
+            log.info("removed %d scratch folders of jobs no live worker runs", report.removed)
+        self.advertise_models()
+        for worker in self.workers:
+            thread = threading.Thread(target=worker.work, name=worker.name, kwargs={"logging_level": "WARNING"})
+            thread.start()
+            self.threads.append(thread)
+        log.info(
+            "worker %s: %d job slots on %s, models %s",
+            self.workers[0].name.rsplit("-", 1)[0],
+            len(self.workers),
+            ", ".join(self.queues),
+            ", ".join(self.ctx.models),
+        )
+        self._serve()
+        self._drain()
+
+    def stop(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second stop request: requeueing running jobs now")
+            self.hurry.set()
+        self.stopping.set()
+
+    def _serve(self) -> None:
+        beat = max(1.0, self.settings.worker_heartbeat_ttl / 3)
+        last_reap = 0.0
+        while not self.stopping.wait(beat):
+            self.heartbeat()
+            if time.monotonic() - last_reap >= self.settings.reap_interval:
+                last_reap = time.monotonic()
+                try:
+                    reap(self.ctx, self.queues)
+                except Exception:
+                    log.exception("looking for abandoned jobs failed; trying again later")
+
+    def heartbeat(self) -> None:
+        """Keep the live workers' keys, and so their jobs, short-lived: a killed process's expire."""
+        try:
+            for worker, thread in zip(self.workers, self.threads, strict=True):
+                if thread.is_alive():
+                    worker.heartbeat(timeout=self.settings.worker_heartbeat_ttl)
+            self.advertise_models()
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def advertise_models(self) -> None:
+        until = time.time() + self.settings.worker_heartbeat_ttl
+        self.ctx.conn.hset(keys.MODELS, mapping={name: until for name in self.ctx.models})
+
+    def _drain(self) -> None:
+        log.info("stopping: running jobs get %g s to finish", self.settings.drain_timeout)
+        for worker in self.workers:
+            worker._stop_requested = True
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:
+            self.heartbeat()
+            if self.hurry.wait(0.2):
+                break
+        self._interrupt_running()
+        for thread in self.threads:
+            thread.join()
+        for job_id, model in self.ctx.requeued:
+            jobqueue.enqueue(
+                self.ctx.conn, job_id, model, timeout=self.settings.job_timeout, result_ttl=self.settings.rq_result_ttl
+            )
+        log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
+
+    def _interrupt_running(self) -> None:
+        with self.ctx.lock:
+            running: list[tuple[int, JobRun]] = list(self.ctx.running.items())
+        for ident, job in running:
+            if job.interruptible:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Requeue))

@@ -1,0 +1,64 @@
+"""Finding the jobs of workers that died (SIGKILL, a lost machine) and giving them a second life.
+
+RQ records each running job in its ``StartedJobRegistry`` with the name of the worker running it,
+and each worker keeps a key ``rq:worker:<name>`` alive with its heartbeat. A job whose worker's
+key has expired was abandoned: it is started again if it has been started fewer than
+``MAX_ATTEMPTS`` times, and failed with a message saying so otherwise. Every live worker runs
+this; the move in Redis decides which one acts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
+from gpu_worker.job import JobRun, WorkerContext
+from transcribe_common import jobqueue
+from transcribe_common.models import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+def worker_alive(conn: redis.Redis, name: str | None) -> bool:
+    return bool(name) and bool(conn.exists(Worker.redis_worker_namespace_prefix + str(name)))
+
+
+def reap(ctx: WorkerContext, queue_names: list[str]) -> list[str]:
+    """Recover the abandoned jobs on these queues; returns their ids."""
+    recovered = []
+    for name in queue_names:
+        registry = StartedJobRegistry(queue=Queue(name, connection=ctx.conn))
+        for job_id in registry.get_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=ctx.conn)
+            except NoSuchJobError:
+                registry.remove(job_id)
+                continue
+            if worker_alive(ctx.conn, job.worker_name):
+                continue
+            registry.remove(job_id)
+            recover(ctx, job_id, job.worker_name)
+            recovered.append(job_id)
+    return recovered
+
+
+def recover(ctx: WorkerContext, job_id: str, worker: str | None) -> None:
+    record = ctx.states.read(job_id)
+    if record is None or record.status.is_final:
+        return
+    settings = ctx.settings
+    model = JobRun(ctx, job_id).load_manifest().options.model
+    if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
+        reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
+        log.error("job %s: %s", job_id, reason)
+        JobRun(ctx, job_id).abandon(reason)
+        return
+    if record.status == JobStatus.STARTED and ctx.states.requeue(job_id, f"worker {worker} died") is None:
+        return  # another worker recovered it first
+    log.warning("job %s: its worker %s died; queued again", job_id, worker)
+    jobqueue.enqueue(ctx.conn, job_id, model, timeout=settings.job_timeout, result_ttl=settings.rq_result_ttl)
