@@ -70,7 +70,8 @@ class Supervisor:
     def restart(self, name: str, code: int | None) -> None:
         """Start a dead service again, backing off while it keeps dying young."""
         lived = time.monotonic() - self.started_at[name]
-        self.failures[name] = 0 if lived > STABLE_SECONDS else self.failures.get(name, 0) + 1
+        crash_looping = code != 0 and lived < STABLE_SECONDS
+        self.failures[name] = self.failures.get(name, 0) + 1 if crash_looping else 0
         delay = min(MAX_RESTART_DELAY, RESTART_DELAY * 2 ** self.failures[name])
         log.error("%s exited with %s after %.0f s; starting it again in %.0f s", name, code, lived, delay)
         if not self.stopping.wait(delay):

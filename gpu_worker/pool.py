@@ -35,9 +35,16 @@ DEQUEUE_POLL = 2  # seconds an idle worker waits on the queue before it checks f
 
 class ThreadWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
+    heartbeat_ttl = 30
 
     def _install_signal_handlers(self) -> None:
         """The pool's main thread owns the signals."""
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):  # type: ignore[no-untyped-def]
+        # RQ keeps a busy worker's key for the job's whole timeout; keep ours short, so that a
+        # process killed just after taking a job is seen as dead in seconds, not half an hour.
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self.heartbeat(timeout=self.heartbeat_ttl)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # type: ignore[no-untyped-def]
         # RQ's loop waits for a job forever; come up for air to notice a stop request.
@@ -53,6 +60,7 @@ class WorkerPool:
         self.settings = ctx.settings
         self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
         prefix = uuid.uuid4().hex[:8]
+        ThreadWorker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
         self.workers = [
             ThreadWorker(self.queues, name=f"{prefix}-{n}", connection=self._connection(), worker_ttl=20)
             for n in range(self.settings.max_concurrency)

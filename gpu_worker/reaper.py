@@ -1,6 +1,6 @@
 """Finding the jobs of workers that died (SIGKILL, a lost machine) and giving them a second life.
 
-RQ records each running job in its ``StartedJobRegistry`` with the name of the worker running it,
+RQ records each running job in its ``StartedJobRegistry`` as an execution naming its worker,
 and each worker keeps a key ``rq:worker:<name>`` alive with its heartbeat. A job whose worker's
 key has expired was abandoned: it is started again if it has been started fewer than
 ``MAX_ATTEMPTS`` times, and failed with a message saying so otherwise. Every live worker runs
@@ -13,8 +13,7 @@ import logging
 
 import redis
 from rq import Queue, Worker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
 from gpu_worker.job import JobRun, WorkerContext
@@ -33,16 +32,12 @@ def reap(ctx: WorkerContext, queue_names: list[str]) -> list[str]:
     recovered = []
     for name in queue_names:
         registry = StartedJobRegistry(queue=Queue(name, connection=ctx.conn))
-        for job_id in registry.get_job_ids():
-            try:
-                job = Job.fetch(job_id, connection=ctx.conn)
-            except NoSuchJobError:
-                registry.remove(job_id)
+        for job_id, execution_id in registry.get_job_and_execution_ids():
+            execution = Execution.fetch(execution_id, job_id, connection=ctx.conn)
+            if worker_alive(ctx.conn, execution.worker_name):
                 continue
-            if worker_alive(ctx.conn, job.worker_name):
-                continue
-            registry.remove(job_id)
-            recover(ctx, job_id, job.worker_name)
+            registry.remove_execution(execution)
+            recover(ctx, job_id, execution.worker_name)
             recovered.append(job_id)
     return recovered
 

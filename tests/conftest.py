@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,15 +155,13 @@ class Stack:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+@contextmanager
+def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) -> Iterator[Stack]:
     """The embedded stack, started by its real entry point as a user would, on tiny.en."""
-    data = tmp_path_factory.mktemp("stack")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    redis_url = redis_server.rsplit("/", 1)[0] + "/1"
     redis.Redis.from_url(redis_url).flushdb()
-    env = {
+    environment = {
         **os.environ,
         "DATA_DIR": str(data),
         "REDIS_URL": redis_url,
@@ -172,14 +171,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         "DEFAULT_CALLBACK_URL": f"{receiver.url}/default",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
-        "JOB_TIMEOUT": "10",
-        "MAX_CONCURRENCY": "2",
-        "MAX_AUDIO_SECONDS": "600",
-        "IO_BACKOFF": "0.2",
+        **env,
     }
     log = data / "stack.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "embedded"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "embedded"]
+        process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
         stack = Stack(url, data, redis_url, log, process.pid)
         try:
             wait_until(lambda: _ready(url), timeout=120, interval=0.2)
@@ -189,6 +186,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         yield stack
         process.send_signal(signal.SIGINT)
         process.wait(60)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+    limits = {"JOB_TIMEOUT": "10", "MAX_CONCURRENCY": "2", "MAX_AUDIO_SECONDS": "600", "IO_BACKOFF": "0.2"}
+    redis_url = redis_server.rsplit("/", 1)[0] + "/1"
+    with running_stack(tmp_path_factory.mktemp("stack"), redis_url, receiver, **limits) as running:
+        yield running
 
 
 def _ready(url: str) -> bool:

@@ -1,0 +1,123 @@
+"""A worker process killed or stopped mid-job, through the embedded stack's real processes:
+no job stays "started" forever, none runs twice at once, and scratch space does not leak.
+
+The stack here has one job slot, a 3 s heartbeat and a 1 s reaper, so that a death is noticed
+in seconds; jobs transcribe a minute of speech so that there is time to kill them mid-way."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import imageio_ffmpeg
+import pytest
+import redis
+
+from tests.conftest import Stack, running_stack
+from tests.helpers import SPEECH, Receiver, wait_until
+from tests.test_pipeline import upload
+from transcribe_common import keys
+
+
+@pytest.fixture(scope="module")
+def crash_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+    settings = {
+        "MAX_CONCURRENCY": "1",
+        "WORKER_HEARTBEAT_TTL": "3",
+        "REAP_INTERVAL": "1",
+        "DRAIN_TIMEOUT": "1",
+        "MAX_ATTEMPTS": "2",
+    }
+    redis_url = redis_server.rsplit("/", 1)[0] + "/3"
+    with running_stack(tmp_path_factory.mktemp("crash"), redis_url, receiver, **settings) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """About a minute of speech: the url fixture five times over."""
+    folder = tmp_path_factory.mktemp("long")
+    listing = folder / "list.txt"
+    listing.write_text(f"file '{SPEECH / 'url.wav'}'\n" * 5)
+    out = folder / "long.mp3"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-b:a", "32k", str(out)],
+        check=True,
+    )
+    return out.read_bytes()
+
+
+def job(stack: Stack, job_id: str) -> dict:
+    return dict(httpx.get(f"{stack.url}/v1/jobs/{job_id}").json())
+
+
+def started(stack: Stack, job_id: str, attempt: int) -> None:
+    wait_until(
+        lambda: job(stack, job_id)["status"] == "started" and attempts(stack, job_id) == attempt,
+        timeout=60,
+        interval=0.02,
+    )
+    time.sleep(0.5)  # well into the transcription
+
+
+def attempts(stack: Stack, job_id: str) -> int:
+    return int(redis.Redis.from_url(stack.redis_url).hget(keys.job(job_id), "attempts") or 0)
+
+
+def test_a_killed_worker_s_job_runs_again_on_a_live_worker(
+    crash_stack: Stack, receiver: Receiver, long_speech: bytes
+) -> None:
+    job_id = upload(crash_stack, long_speech, "killed-once.mp3")
+    started(crash_stack, job_id, attempt=1)
+    crash_stack.service("gpu_worker").kill()  # SIGKILL: no cleanup at all
+
+    payload = receiver.wait_for(job_id, timeout=120)["json"]
+    assert payload["status"] == "finished", crash_stack.log_tail()
+    assert attempts(crash_stack, job_id) == 2
+    assert len(receiver.for_job(job_id)) == 1
+    assert not (crash_stack.data / "scratch" / job_id).exists()
+
+
+def test_a_job_whose_workers_keep_dying_fails_with_a_clear_error(
+    crash_stack: Stack, receiver: Receiver, long_speech: bytes
+) -> None:
+    job_id = upload(crash_stack, long_speech, "killed-twice.mp3")
+    for attempt in (1, 2):
+        started(crash_stack, job_id, attempt=attempt)
+        crash_stack.service("gpu_worker").kill()
+
+    payload = receiver.wait_for(job_id, timeout=120)["json"]
+    assert payload["status"] == "failed"
+    assert payload["error"] == "the worker running this job died (2 attempts); it was not started again"
+    assert job(crash_stack, job_id)["status"] == "failed"
+    wait_until(lambda: not (crash_stack.data / "scratch" / job_id).exists(), timeout=30)
+
+
+def test_sigterm_requeues_a_job_that_outlasts_the_drain_and_it_finishes_later(
+    crash_stack: Stack, receiver: Receiver, long_speech: bytes
+) -> None:
+    job_id = upload(crash_stack, long_speech, "drained.mp3")
+    started(crash_stack, job_id, attempt=1)
+    worker = crash_stack.service("gpu_worker")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)  # it stops in time, on its own (not a child of ours: no exit code to read)
+
+    assert "requeued: the worker is shutting down" in crash_stack.log_tail()
+    assert "stopped; 1 jobs requeued" in crash_stack.log_tail()
+    payload = receiver.wait_for(job_id, timeout=120)["json"]
+    assert payload["status"] == "finished"
+    assert attempts(crash_stack, job_id) == 2
+
+
+def test_two_jobs_run_at_once_on_one_copy_of_the_model(stack: Stack, receiver: Receiver) -> None:
+    """The main stack runs MAX_CONCURRENCY=2 in one worker process."""
+    ids = [upload(stack, (SPEECH / "upload.mp3").read_bytes(), f"together-{n}.mp3") for n in range(2)]
+    wait_until(lambda: httpx.get(f"{stack.url}/v1/stats").json()["started"] == 2, timeout=30, interval=0.02)
+    for job_id in ids:
+        assert receiver.wait_for(job_id)["json"]["status"] == "finished"
+    log = stack.log_tail(100_000)
+    assert log.count("loading model tiny.en") == log.count("job slots on") == 1
