@@ -156,3 +156,13 @@ def test_a_killed_router_is_restarted_and_loses_no_event(stack: Stack, receiver:
     assert receiver.wait_for(job_id)["json"]["status"] == "finished"
     assert stack.service("event_router").pid != router.pid
     assert "router exited with -9" in stack.log_tail()
+
+
+def test_a_job_naming_a_served_model_runs_on_it(stack: Stack, receiver: Receiver) -> None:
+    assert httpx.get(f"{stack.url}/v1/models").json() == {"models": ["tiny.en"]}
+    job_id = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "named-model.mp3", model="tiny.en", output="json,srt")
+    payload = receiver.wait_for(job_id)["json"]
+    assert (payload["status"], payload["output"]) == ("finished", "json")
+    assert set(payload["outputs"]) == {"json", "srt"}
+    result = httpx.get(payload["minio_url"]).json()
+    assert (result["model"], result["options"]["model"]) == ("tiny.en", "tiny.en")

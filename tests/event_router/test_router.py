@@ -93,3 +93,15 @@ def test_garbage_is_kept_aside_not_lost(router: Router, redis_conn: redis.Redis)
     drain(router)
     assert redis_conn.lrange(keys.EVENTS_DEAD, 0, -1) == [b"{not json"]
     assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
+
+
+def test_a_job_naming_a_model_goes_to_that_model_s_queue(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    job_id = layout.new_job_id()
+    manifest = Manifest(
+        job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"), options={"model": "base"}
+    )
+    put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest, metadata={"model": "base"})
+    redis_conn.rpush(keys.EVENTS, *local_store.records)
+    drain(router)
+    assert Queue("transcribe:base", connection=redis_conn).job_ids == [job_id]
+    assert Queue(keys.QUEUE, connection=redis_conn).count == 0

@@ -1,6 +1,7 @@
 """The API's contract for bad input, in process on a real Redis and a local store, with no router
 running, so that accepted jobs stay queued."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,15 @@ def test_unknown_jobs_are_404(client: TestClient) -> None:
 
 def test_stats_have_the_five_fields(client: TestClient) -> None:
     assert client.get("/v1/stats").json() == {"queued": 0, "started": 0, "failed": 0, "finished": 0, "workers": 0}
+
+
+def test_a_model_no_live_worker_serves_is_refused(client: TestClient, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    body = {"source_type": "url", "url": "https://example.org/a.mp3", "model": "large-v3"}
+    refused = client.post("/v1/transcribe", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "no live worker serves model 'large-v3'; served now: none"
+    redis_conn.hset(keys.MODELS, mapping={"large-v3": time.time() + 30, "base": time.time() - 1})
+    assert client.get("/v1/models").json() == {"models": ["large-v3"]}  # base's worker went quiet
+    assert client.post("/v1/transcribe", json=body).status_code == 202
+    bad_name = client.post("/v1/transcribe", json=body | {"model": "../etc"})
+    assert bad_name.status_code == 422
