@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import imageio_ffmpeg
@@ -30,6 +31,8 @@ def crash_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, rec
         "REAP_INTERVAL": "1",
         "DRAIN_TIMEOUT": "1",
         "MAX_ATTEMPTS": "2",
+        "FFMPEG_TIMEOUT": "2",
+        "MAX_AUDIO_SECONDS": "0",
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/3"
     with running_stack(tmp_path_factory.mktemp("crash"), redis_url, receiver, **settings) as stack:
@@ -121,3 +124,24 @@ def test_two_jobs_run_at_once_on_one_copy_of_the_model(stack: Stack, receiver: R
         assert receiver.wait_for(job_id)["json"]["status"] == "finished"
     log = stack.log_tail(100_000)
     assert log.count("loading model tiny.en") == log.count("job slots on") == 1
+
+
+def test_a_decode_past_ffmpeg_timeout_fails_and_the_worker_goes_on(
+    crash_stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Three hours of silence in a small file (and no MAX_AUDIO_SECONDS here): ffmpeg decodes it for
+    longer than FFMPEG_TIMEOUT=2.
+    (A source that never ends is killed the same way: see test_audio.py, on a FIFO.)"""
+    silence = tmp_path / "three-hours.flac"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+         "-t", str(3 * 3600), str(silence)],
+        check=True,
+    )  # fmt: skip
+    job_id = upload(crash_stack, silence.read_bytes(), "three-hours.flac")
+    payload = receiver.wait_for(job_id, timeout=60)["json"]
+    assert payload["status"] == "failed"
+    assert payload["error"] == "decoding took longer than FFMPEG_TIMEOUT (2 s); is the source endless?"
+
+    after = upload(crash_stack, (SPEECH / "upload.mp3").read_bytes(), "after-ffmpeg-timeout.mp3")
+    assert receiver.wait_for(after, timeout=60)["json"]["status"] == "finished"
