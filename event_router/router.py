@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import cast
 
 import redis
 from pydantic import ValidationError
@@ -44,21 +43,22 @@ class Router:
         if pending:
             log.info("recovering %d in-flight events", len(pending))
         for raw in pending:
-            self._process(raw)
+            self._process(keys.text(raw))
 
     def run_once(self, timeout: float) -> bool:
         try:
-            raw = cast(bytes | None, self.redis.blmove(keys.EVENTS, keys.EVENTS_PROCESSING, timeout, "LEFT", "RIGHT"))
+            # Redis takes fractional seconds here; redis-py's annotation says int.
+            raw = self.redis.blmove(keys.EVENTS, keys.EVENTS_PROCESSING, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
         except redis.ConnectionError as exc:
             log.warning("redis unavailable (%s); retrying", exc)
             self.stopping.wait(RETRY_DELAY)
             return False
         if raw is None:
             return False
-        self._process(raw)
+        self._process(keys.text(raw))
         return True
 
-    def _process(self, raw: bytes) -> None:
+    def _process(self, raw: str) -> None:
         while not self.stopping.is_set():
             try:
                 self.handle_raw(raw)
@@ -75,7 +75,7 @@ class Router:
             self.redis.lrem(keys.EVENTS_PROCESSING, 1, raw)
             return
 
-    def handle_raw(self, raw: bytes) -> None:
+    def handle_raw(self, raw: str) -> None:
         for event in events.parse(raw):
             self.handle(event)
 

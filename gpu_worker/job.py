@@ -109,8 +109,10 @@ class JobRun:
             self.ctx.running[threading.get_ident()] = self
         try:
             self.interruptible = True
-            transcript = self.transcribe(manifest)
-            self.interruptible = False
+            try:
+                transcript = self.transcribe(manifest)
+            finally:
+                self.interruptible = False  # from here on the job ends here, one way or the other
             self.succeed(manifest, transcript)
             return JobStatus.FINISHED
         except Requeue:
@@ -120,7 +122,6 @@ class JobRun:
             self.fail(manifest, exc)
             return JobStatus.FAILED
         finally:
-            self.interruptible = False
             with self.ctx.lock:
                 self.ctx.running.pop(threading.get_ident(), None)
             shutil.rmtree(self.scratch, ignore_errors=True)
@@ -132,9 +133,9 @@ class JobRun:
             with self.ctx.lock:
                 self.ctx.requeued.append((self.job_id, manifest.options.model))
 
-    def abandon(self, reason: str) -> None:
+    def abandon(self, manifest: Manifest, reason: str) -> None:
         """Fail a job whose worker died, from another worker: status, beside note and webhook."""
-        self.fail(self.load_manifest(), PermanentError(reason))
+        self.fail(manifest, PermanentError(reason))
 
     def transcribe(self, manifest: Manifest) -> Transcript:
         if manifest.error:

@@ -60,11 +60,12 @@ class WorkerPool:
         self.settings = ctx.settings
         self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
         prefix = uuid.uuid4().hex[:8]
-        ThreadWorker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
         self.workers = [
             ThreadWorker(self.queues, name=f"{prefix}-{n}", connection=self._connection(), worker_ttl=20)
             for n in range(self.settings.max_concurrency)
         ]
+        for worker in self.workers:
+            worker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
         self.stopping = threading.Event()
         self.hurry = threading.Event()
         self.threads: list[threading.Thread] = []

@@ -47,11 +47,17 @@ def recover(ctx: WorkerContext, job_id: str, worker: str | None) -> None:
     if record is None or record.status.is_final:
         return
     settings = ctx.settings
-    model = JobRun(ctx, job_id).load_manifest().options.model
+    run = JobRun(ctx, job_id)
+    try:
+        manifest = run.load_manifest()
+    except Exception as exc:
+        ctx.states.advance(job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
+        return
+    model = manifest.options.model
     if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
         reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
         log.error("job %s: %s", job_id, reason)
-        JobRun(ctx, job_id).abandon(reason)
+        run.abandon(manifest, reason)
         return
     if record.status == JobStatus.STARTED and ctx.states.requeue(job_id, f"worker {worker} died") is None:
         return  # another worker recovered it first

@@ -33,7 +33,7 @@ def write_manifest(services: Services, manifest: Manifest) -> None:
 def served_models(services: Services) -> list[str]:
     now = time.time()
     served = services.redis.hgetall(keys.MODELS)
-    return sorted(name.decode() for name, until in served.items() if float(until) > now)
+    return sorted(keys.text(name) for name, until in served.items() if float(until) > now)
 
 
 def check_model_served(services: Services, model: str | None) -> None:

@@ -93,7 +93,7 @@ class JobStates:
         raw = self._redis.hgetall(keys.job(job_id))
         if not raw:
             return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {keys.text(k): keys.text(v) for k, v in raw.items()}
         return StatusRecord.model_validate({"job_id": job_id, **fields})
 
     def counts(self) -> dict[str, int]:

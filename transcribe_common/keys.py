@@ -26,3 +26,8 @@ def queue_for(model: str | None) -> str:
 def job(job_id: str) -> str:
     """The live state of one job: status, progress, language, duration, error."""
     return f"{PREFIX}:job:{job_id}"
+
+
+def text(value: bytes | str) -> str:
+    """Redis answers in bytes; names and values here are UTF-8 text."""
+    return value.decode() if isinstance(value, bytes) else value
