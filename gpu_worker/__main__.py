@@ -2,6 +2,7 @@
 until SIGTERM or Ctrl-C (see ``pool`` for why threads and not RQ's forking worker)."""
 
 import signal
+import sys
 
 from gpu_worker import job
 from gpu_worker.pool import WorkerPool
@@ -31,6 +32,8 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop())
     pool.run()
+    if pool.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ thread), and signals belong to the main thread:
 - Every ``WORKER_HEARTBEAT_TTL / 3`` seconds the RQ workers' keys are refreshed with that TTL, so a
   killed process is seen as dead within it; the models it serves are advertised with the same TTL.
 - Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``reaper``).
+- If a job thread ends on its own (RQ quits its loop on some Redis errors), the process drains and
+  exits with status 1, to be restarted whole.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class WorkerPool:
             worker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
         self.stopping = threading.Event()
         self.hurry = threading.Event()
+        self.failed = False
         self.threads: list[threading.Thread] = []
 
     def _connection(self) -> redis.Redis:
@@ -104,6 +107,12 @@ class WorkerPool:
         beat = max(1.0, self.settings.worker_heartbeat_ttl / 3)
         last_reap = 0.0
         while not self.stopping.wait(beat):
+            if not all(thread.is_alive() for thread in self.threads):
+                # RQ ends a worker's loop on some Redis errors; rather than run on with fewer slots,
+                # stop whole and let the supervisor (compose, the embedded stack) start us afresh.
+                log.error("a job thread has stopped; stopping the worker so that it is restarted")
+                self.failed = True
+                return
             self.heartbeat()
             if time.monotonic() - last_reap >= self.settings.reap_interval:
                 last_reap = time.monotonic()
