@@ -7,7 +7,7 @@ import pytest
 from faster_whisper import WhisperModel
 
 from gpu_worker.audio import decode
-from gpu_worker.transcript import transcribe
+from gpu_worker.transcript import Transcript, transcribe
 from gpu_worker.whisper import resolve_model
 from tests.helpers import SPEECH, speech_text, wer
 from transcribe_common.models import JobOptions
@@ -18,15 +18,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
     return WhisperModel(resolve_model("tiny.en", tmp_path_factory.mktemp("m")), compute_type="int8", cpu_threads=2)
 
 
+def run_tiny(model: WhisperModel, samples: np.ndarray, options: JobOptions, **kwargs: object) -> Transcript:
+    """transcribe() on tiny.en, with callbacks that ignore what they are told unless given."""
+    callbacks: dict[str, object] = {"on_progress": lambda _: None, "on_info": lambda *_: None}
+    return transcribe(model, samples, options, model_name="tiny.en", **(callbacks | kwargs))  # type: ignore[arg-type]
+
+
 def test_progress_rises_while_segments_arrive(tiny: WhisperModel, tmp_path: Path) -> None:
     samples = decode(SPEECH / "upload.mp3", tmp_path, timeout=30)
     progress: list[float] = []
     info: list[tuple[str, float]] = []
-    result = transcribe(
+    result = run_tiny(
         tiny,
         samples,
         JobOptions(language="en", word_timestamps=True),
-        model_name="tiny.en",
         beam_size=5,
         on_progress=progress.append,
         on_info=lambda language, duration: info.append((language, duration)),
@@ -46,15 +51,6 @@ def test_progress_rises_while_segments_arrive(tiny: WhisperModel, tmp_path: Path
 def test_batched_decoding_gives_the_same_words(tiny: WhisperModel, tmp_path: Path, vad_filter: bool) -> None:
     samples = decode(SPEECH / "url.wav", tmp_path, timeout=30)
     long = np.concatenate([samples, samples, samples])  # 34 s: more than one 30 s window without VAD
-    result = transcribe(
-        tiny,
-        long,
-        JobOptions(language="en", vad_filter=vad_filter),
-        model_name="tiny.en",
-        beam_size=1,
-        on_progress=lambda _: None,
-        on_info=lambda *_: None,
-        batch_size=4,
-    )
+    result = run_tiny(tiny, long, JobOptions(language="en", vad_filter=vad_filter), beam_size=1, batch_size=4)
     assert wer(" ".join([speech_text("url")] * 3), result.text) < 0.15
     assert result.segments[-1].end == pytest.approx(long.size / 16000, abs=1.5)
