@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,13 +91,19 @@ def _records_of(entry: object) -> list[object]:
     raise InvalidInput("event has neither 'Event' nor 'Records'")
 
 
-def _created(record: S3Record) -> ObjectCreated:
-    obj = record.s3.object
-    metadata = {
+def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """User metadata by plain lowercase name, from headers named ``X-Amz-Meta-<Name>`` in any case
+    (an event's ``userMetadata``, an S3 HEAD response); other headers are left out."""
+    return {
         name.lower().removeprefix(META_PREFIX): value
-        for name, value in obj.user_metadata.items()
+        for name, value in headers.items()
         if name.lower().startswith(META_PREFIX)
     }
+
+
+def _created(record: S3Record) -> ObjectCreated:
+    obj = record.s3.object
+    metadata = user_metadata(obj.user_metadata)
     return ObjectCreated(
         bucket=record.s3.bucket.name,
         key=urllib.parse.unquote_plus(obj.key),

@@ -28,12 +28,12 @@ from minio.error import S3Error
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig, SuffixFilterRule
 
 from transcribe_common.errors import NotFound, PipelineError, RetryableError
+from transcribe_common.events import user_metadata
 from transcribe_common.store.base import CHUNK, ObjectInfo
 
 log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB; one part is what an upload holds in memory
-META_PREFIX = "x-amz-meta-"
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "NoSuchVersion"})
 
 
@@ -91,11 +91,7 @@ class S3Store:
                 obj = self.client.stat_object(bucket, key)
         except NotFound:
             return None
-        metadata = {
-            name.lower().removeprefix(META_PREFIX): value
-            for name, value in (obj.metadata or {}).items()
-            if name.lower().startswith(META_PREFIX)
-        }
+        metadata = user_metadata(obj.metadata or {})
         return ObjectInfo(bucket, key, obj.size or 0, (obj.etag or "").strip('"'), obj.content_type or "", metadata)
 
     def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
