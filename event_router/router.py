@@ -108,9 +108,7 @@ class Router:
             # A job still "queued" but missing from RQ means a router died between the two steps.
             if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):
                 return
-        jobqueue.enqueue(
-            self.redis, job_id, model, timeout=self.settings.job_timeout, result_ttl=self.settings.rq_result_ttl
-        )
+        jobqueue.enqueue(self.redis, job_id, model, self.settings)
         log.info("job %s enqueued", job_id)
 
 

@@ -148,9 +148,7 @@ class WorkerPool:
         for thread in self.threads:
             thread.join()
         for job_id, model in self.ctx.requeued:
-            jobqueue.enqueue(
-                self.ctx.conn, job_id, model, timeout=self.settings.job_timeout, result_ttl=self.settings.rq_result_ttl
-            )
+            jobqueue.enqueue(self.ctx.conn, job_id, model, self.settings)
         log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
 
     def _interrupt_running(self) -> None:

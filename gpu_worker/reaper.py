@@ -62,4 +62,4 @@ def recover(ctx: WorkerContext, job_id: str, worker: str | None) -> None:
     if record.status == JobStatus.STARTED and ctx.states.requeue(job_id, f"worker {worker} died") is None:
         return  # another worker recovered it first
     log.warning("job %s: its worker %s died; queued again", job_id, worker)
-    jobqueue.enqueue(ctx.conn, job_id, model, timeout=settings.job_timeout, result_ttl=settings.rq_result_ttl)
+    jobqueue.enqueue(ctx.conn, job_id, model, settings)

@@ -8,15 +8,17 @@ import redis
 from rq import Queue
 
 from transcribe_common import keys
+from transcribe_common.settings import CommonSettings
 
 
-def enqueue(conn: redis.Redis, job_id: str, model: str | None, *, timeout: int, result_ttl: int) -> None:
+def enqueue(conn: redis.Redis, job_id: str, model: str | None, settings: CommonSettings) -> None:
+    """RQ enforces ``JOB_TIMEOUT`` and keeps the job's record for ``RQ_RESULT_TTL``."""
     Queue(keys.queue_for(model), connection=conn).enqueue_call(
         keys.WORKER_FUNCTION,
         args=(job_id,),
         job_id=job_id,
-        timeout=timeout,
-        result_ttl=result_ttl,
-        failure_ttl=result_ttl,
+        timeout=settings.job_timeout,
+        result_ttl=settings.rq_result_ttl,
+        failure_ttl=settings.rq_result_ttl,
         description=f"transcribe {job_id}",
     )
