@@ -103,8 +103,13 @@ class WorkerPool:
             self.hurry.set()
         self.stopping.set()
 
+    @property
+    def beat(self) -> float:
+        """Seconds between heartbeats: three chances before the TTL runs out."""
+        return max(1.0, self.settings.worker_heartbeat_ttl / 3)
+
     def _serve(self) -> None:
-        beat = max(1.0, self.settings.worker_heartbeat_ttl / 3)
+        beat = self.beat
         last_reap = 0.0
         while not self.stopping.wait(beat):
             if not all(thread.is_alive() for thread in self.threads):
@@ -140,8 +145,11 @@ class WorkerPool:
         for worker in self.workers:
             worker._stop_requested = True
         deadline = time.monotonic() + self.settings.drain_timeout
+        last_beat = time.monotonic()
         while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:
-            self.heartbeat()
+            if time.monotonic() - last_beat >= self.beat:  # finishing jobs must not look dead
+                self.heartbeat()
+                last_beat = time.monotonic()
             if self.hurry.wait(0.2):
                 break
         self._interrupt_running()
