@@ -18,21 +18,30 @@ from transcribe_common.errors import PermanentError
 
 SAMPLE_RATE = 16_000
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*: Audio: ")
+
+# ffmpeg reads the input file and nothing else: no network or other protocols, and only
+# demuxers of real media files — never playlists (hls, concat) that would pull in other files or
+# URLs named inside a user's upload.
+DEMUXERS = (
+    "mov,matroska,mp3,wav,flac,ogg,aac,avi,asf,mpegts,mpeg,flv,amr,amrnb,amrwb,aiff,caf,w64,au,wv,ape,"
+    "ac3,eac3,dts,truehd,mxf,dv,rm,tta,mpc,mpc8,gsm,voc,xwma,loas,latm"
+)
+INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", DEMUXERS)
 
 
 def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> np.ndarray:
-    """The input's audio. ``max_seconds`` (0: no cap) is checked against the duration the
-    container declares before decoding, so a small file that declares hours fails in
-    milliseconds, and again against what was decoded, for containers that declare none."""
-    if max_seconds:
-        declared = probe_duration(source, timeout=timeout)
-        if declared is not None and declared > max_seconds:
-            raise PermanentError(_too_long(declared, max_seconds))
+    """The input's audio, once ``probe`` has found it is media with sound. ``max_seconds`` (0: no
+    cap) is checked against the duration the container declares before decoding, so a small file
+    that declares hours fails in milliseconds, and again against what was decoded, for containers
+    that declare none."""
+    declared = probe(source, timeout=timeout)
+    if max_seconds and declared is not None and declared > max_seconds:
+        raise PermanentError(_too_long(declared, max_seconds))
     pcm = scratch / "audio.s16le"
     cap = ("-t", f"{max_seconds + 1:g}") if max_seconds else ()
-    _ffmpeg(
-        "-i", str(source), *cap, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm), timeout=timeout
-    )
+    output = ("-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm))
+    _ffmpeg(*INPUT_GUARD, "-i", str(source), *cap, *output, timeout=timeout)
     samples = np.fromfile(pcm, dtype=np.int16)
     pcm.unlink()
     if samples.size == 0:
@@ -42,10 +51,22 @@ def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 
     return samples.astype(np.float32) / 32768.0
 
 
-def probe_duration(source: Path, *, timeout: float) -> float | None:
-    """The duration the container declares, read from ffmpeg's header dump (no ffprobe ships)."""
-    done = _run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(source)], timeout)
-    match = _DURATION.search(done.stderr.decode(errors="replace"))
+def probe(source: Path, *, timeout: float) -> float | None:
+    """Refuse what is not media with an audio stream, with a reason a user can act on; the
+    duration the container declares, if any. Read from ffmpeg's header dump (no ffprobe ships)."""
+    if source.is_file() and source.stat().st_size == 0:
+        raise PermanentError("the input is empty (0 bytes)")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", *INPUT_GUARD, "-i", str(source)]
+    header = _run(command, timeout).stderr
+    text = header.decode(errors="replace")
+    if "Input #0" not in text:
+        reason = _last_line(header)
+        if reason.endswith("Invalid argument"):  # a demuxer outside DEMUXERS recognised it
+            reason = "its format is not an accepted media format; playlists and the like are refused"
+        raise PermanentError(f"the input is not an audio or video file this service can read ({reason})")
+    if not _AUDIO_STREAM.search(text):
+        raise PermanentError("the input has no audio stream")
+    match = _DURATION.search(text)
     if match is None:
         return None
     hours, minutes, seconds = match.groups()

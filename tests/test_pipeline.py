@@ -121,7 +121,7 @@ def test_non_audio_file_fails_with_a_readable_error(stack: Stack, receiver: Rece
     assert set(payload) == FAILED_FIELDS
     assert payload["status"] == "failed"
     assert payload["db_id"] == "n-1"
-    assert "could not decode the input as audio" in payload["error"]
+    assert payload["error"].startswith("the input is not an audio or video file this service can read")
     job = httpx.get(f"{stack.url}/v1/jobs/{job_id}").json()
     assert (job["status"], job["error"]) == ("failed", payload["error"])
     result = httpx.get(f"{stack.url}/v1/jobs/{job_id}/result")

@@ -6,7 +6,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from gpu_worker.audio import SAMPLE_RATE, decode
+from gpu_worker.audio import SAMPLE_RATE, decode, probe
 from tests.helpers import SPEECH
 from transcribe_common.errors import PermanentError
 
@@ -20,8 +20,35 @@ def test_mp3_and_video_decode_to_16k_mono(tmp_path: Path) -> None:
 def test_text_is_refused_with_ffmpegs_reason(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all\n" * 50)
-    with pytest.raises(PermanentError, match=r"could not decode the input as audio: .+"):
+    with pytest.raises(PermanentError, match=r"not an audio or video file .*\(.*Invalid data found"):
         decode(fake, tmp_path, timeout=30)
+
+
+def test_an_empty_file_is_refused_before_ffmpeg(tmp_path: Path) -> None:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(PermanentError, match=r"the input is empty \(0 bytes\)"):
+        probe(tmp_path / "empty.wav", timeout=30)
+
+
+def test_a_playlist_cannot_pull_in_other_files_or_urls(tmp_path: Path) -> None:
+    """An HLS playlist names segments: here a local file the service must not read and a URL it
+    must not fetch. ffmpeg may open neither; the upload is refused as not media."""
+    playlist = tmp_path / "talk.m3u8"
+    playlist.write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:12\n#EXTINF:12,\n{SPEECH / 'url.wav'}\n"
+        "#EXTINF:12,\nhttp://169.254.169.254/latest/meta-data\n#EXT-X-ENDLIST\n"
+    )
+    with pytest.raises(PermanentError, match="playlists and the like are refused"):
+        decode(playlist, tmp_path, timeout=30)
+
+
+def test_a_video_without_sound_is_refused(tmp_path: Path) -> None:
+    silent_film = tmp_path / "film.mp4"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    source = ("-f", "lavfi", "-i", "testsrc=size=64x48:rate=5")
+    subprocess.run([ffmpeg, "-loglevel", "error", *source, "-t", "1", str(silent_film)], check=True)
+    with pytest.raises(PermanentError, match="no audio stream"):
+        decode(silent_film, tmp_path, timeout=30)
 
 
 def test_a_source_that_never_ends_is_killed_at_the_timeout(tmp_path: Path) -> None:
