@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from transcribe_common import layout
+from transcribe_common import layout, netsafe
 from transcribe_common.errors import PermanentError, RetryableError
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
+from transcribe_common.netsafe import UrlPolicy
 from transcribe_common.store.base import ObjectStore, download
 
 
-def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, timeout: float) -> Path:
+@dataclass(frozen=True)
+class FetchLimits:
+    """How far a URL download may go: the policy for each host it connects to (redirects among
+    them), seconds without progress, seconds in all, and bytes."""
+
+    policy: UrlPolicy
+    idle_timeout: float
+    max_seconds: float
+    max_bytes: int
+
+
+def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, limits: FetchLimits) -> Path:
     source = manifest.source
     dest = scratch / f"source-{layout.safe_filename(manifest.filename)}"
     if isinstance(source, ObjectSource):
@@ -21,21 +35,47 @@ def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, timeout:
         download(store, source.bucket, source.key, dest)
         return dest
     assert isinstance(source, UrlSource)
-    return download_url(str(source.url), dest, timeout=timeout)
+    return download_url(str(source.url), dest, limits)
 
 
-def download_url(url: str, dest: Path, *, timeout: float) -> Path:
+def download_url(url: str, dest: Path, limits: FetchLimits) -> Path:
+    deadline = time.monotonic() + limits.max_seconds
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                raise RetryableError(f"fetching {url}: HTTP {response.status_code}")
-            if response.status_code >= 400:
-                raise PermanentError(f"fetching the source URL failed: HTTP {response.status_code}")
+        with (
+            netsafe.client(limits.policy, timeout=limits.idle_timeout, follow_redirects=True) as http,
+            http.stream("GET", url) as response,
+        ):
+            _check_response(response, limits.max_bytes)
+            received = 0
             with dest.open("wb") as out:
                 for chunk in response.iter_bytes(1024 * 1024):
+                    received += len(chunk)
+                    if received > limits.max_bytes:
+                        raise PermanentError(_too_big(limits.max_bytes))
+                    if time.monotonic() > deadline:
+                        raise PermanentError(
+                            f"the source URL took longer than DOWNLOAD_MAX_SECONDS ({limits.max_seconds:g} s)"
+                        )
                     out.write(chunk)
-    except httpx.InvalidURL as exc:
-        raise PermanentError(f"invalid source URL: {exc}") from exc
+    except httpx.TooManyRedirects as exc:
+        raise PermanentError(f"the source URL redirects too many times: {exc}") from exc
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}") from exc
     except httpx.HTTPError as exc:
         raise RetryableError(f"fetching the source URL failed: {exc}") from exc
     return dest
+
+
+def _check_response(response: httpx.Response, max_bytes: int) -> None:
+    status = response.status_code
+    if status >= 500 or status in (408, 429):
+        raise RetryableError(f"fetching the source URL: HTTP {status}")
+    if status >= 400:
+        raise PermanentError(f"fetching the source URL failed: HTTP {status}")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PermanentError(_too_big(max_bytes))
+
+
+def _too_big(max_bytes: int) -> str:
+    return f"the source is larger than MAX_DOWNLOAD_MB ({max_bytes // 2**20} MiB)"

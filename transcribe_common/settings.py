@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from transcribe_common.netsafe import UrlPolicy
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -27,4 +29,13 @@ class CommonSettings(BaseSettings):
     minio_inbox_bucket: str = Field("transcribe-inbox", description="Drop media here to transcribe it.")
     job_timeout: int = Field(1800, description="Seconds a job may run before it is failed (RQ's job timeout).")
     rq_result_ttl: int = Field(86400, description="Seconds RQ keeps a finished job's record.")
+    url_allowlist: str = Field(
+        "",
+        description="Networks, addresses or host names that source and callback URLs may reach although "
+        "they are private (e.g. 10.0.0.0/8,minio); comma-separated. Empty: public addresses only.",
+    )
     log_level: str = "INFO"
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy.from_setting(self.url_allowlist)
