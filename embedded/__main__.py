@@ -1,7 +1,8 @@
 """``transcribe-stack``: the whole pipeline on one machine, with no Docker and no network.
 
 It starts a real redis-server (or uses ``REDIS_URL``), then the folder watcher, the router, one
-worker, the janitor and the API on 127.0.0.1:8000, each as its own process writing to this terminal.
+worker, the webhook sender, the janitor and the API on 127.0.0.1:8000, each as its own process
+writing to this terminal.
 A service that dies is started again. Ctrl-C stops them all in order, Redis last. Everything lives
 under ``DATA_DIR`` (default ``./data``), so a second start carries on where the first stopped.
 """
@@ -30,6 +31,7 @@ SERVICES = {
     "watcher": "embedded.watcher",
     "router": "event_router",
     "worker": "gpu_worker",
+    "webhooks": "webhook_sender",
     "janitor": "janitor",
     "api": "ingest_api",
 }

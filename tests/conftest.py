@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from embedded.redis_server import free_port, start_redis, stop_redis
-from tests.helpers import SPEECH, FileServer, Receiver, TrickyServer, wait_until
+from tests.helpers import SPEECH, WEBHOOK_SECRET, FileServer, Receiver, TrickyServer, wait_until
 from transcribe_common.jobstate import JobStates
 from transcribe_common.store.local import LocalStore
 from transcribe_common.store.s3 import S3Store
@@ -113,7 +113,7 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+    server = Receiver(WEBHOOK_SECRET)
     yield server
     server.close()
 
@@ -169,6 +169,9 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) ->
         "API_PORT": str(port),
         "PUBLIC_API_URL": url,
         "DEFAULT_CALLBACK_URL": f"{receiver.url}/default",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "URL_ALLOWLIST": "127.0.0.1",
+        "WEBHOOK_BACKOFF": "0.5",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
         **env,
@@ -190,7 +193,13 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) ->
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
-    limits = {"JOB_TIMEOUT": "10", "MAX_CONCURRENCY": "2", "MAX_AUDIO_SECONDS": "600", "IO_BACKOFF": "0.2"}
+    limits = {
+        "JOB_TIMEOUT": "10",
+        "MAX_CONCURRENCY": "2",
+        "MAX_AUDIO_SECONDS": "600",
+        "MAX_DOWNLOAD_MB": "1",
+        "IO_BACKOFF": "0.2",
+    }
     redis_url = redis_server.rsplit("/", 1)[0] + "/1"
     with running_stack(tmp_path_factory.mktemp("stack"), redis_url, receiver, **limits) as running:
         yield running

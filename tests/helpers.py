@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jiwer
+from standardwebhooks import Webhook, WebhookVerificationError
 
 SPEECH = Path(__file__).parent / "fixtures" / "speech"
+# The Standard Webhooks secret the test stacks sign with and the receiver verifies with.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"test-secret-0123456789abcdef0123").decode()
 
 
 def speech_text(name: str) -> str:
@@ -27,22 +32,45 @@ def wer(reference: str, hypothesis: str) -> float:
 
 
 class Receiver:
-    """Records every POST it gets: the path, headers and JSON body."""
+    """A webhook consumer built on the ``standardwebhooks`` library, as a user would write one:
+    every POST is verified with ``secret`` and refused with 401 if the signature is wrong. It
+    records each call (path, headers, body, JSON, whether it verified, when) and answers 204, or
+    what ``script`` told it to answer for that path, call by call."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str) -> None:
         self.calls: list[dict] = []
+        self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.lock = threading.Condition()
+        self.webhook = Webhook(secret)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    receiver.webhook.verify(body, {k.lower(): v for k, v in self.headers.items()})
+                    verified = True
+                except WebhookVerificationError:
+                    verified = False
                 with receiver.lock:
+                    script = receiver.scripts.get(self.path, [])
+                    status, headers = script.pop(0) if script else (204, {})
                     receiver.calls.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": body, "json": json.loads(body)}
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "json": json.loads(body),
+                            "verified": verified,
+                            "at": time.monotonic(),
+                            "answered": status if verified else 401,
+                        }
                     )
                     receiver.lock.notify_all()
-                self.send_response(204)
+                self.send_response(status if verified else 401)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -51,6 +79,16 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def script(self, path: str, *answers: int | tuple[int, dict[str, str]]) -> str:
+        """Answer the next calls to ``path`` with these statuses (and headers); then 204. The URL."""
+        with self.lock:
+            self.scripts[path] = [a if isinstance(a, tuple) else (a, {}) for a in answers]
+        return f"{self.url}{path}"
+
+    def on_path(self, path: str) -> list[dict]:
+        with self.lock:
+            return [c for c in self.calls if c["path"] == path]
 
     def for_job(self, job_id: str) -> list[dict]:
         with self.lock:
@@ -64,6 +102,7 @@ class Receiver:
                 if remaining <= 0:
                     raise AssertionError(f"no webhook for job {job_id} within {timeout} s")
                 self.lock.wait(remaining)
+            assert calls[0]["verified"], "the standardwebhooks library refused the webhook's signature"
             return calls[0]
 
     def close(self) -> None:
@@ -86,48 +125,68 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
+class _TrickyHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        hits = self.server.hits  # type: ignore[attr-defined]
+        hits[self.path] = hits.get(self.path, 0) + 1
+        route = self.path.split("?", 1)[0].split("/", 2)[1]
+        try:
+            getattr(self, f"_{route}", self._missing)()
+        except OSError:
+            return  # the client hung up on an endless answer
+
+    def _flaky(self) -> None:
+        _, _, failures, name = self.path.split("/", 3)
+        if self.server.hits[self.path] <= int(failures):
+            self._send(503, b"try later")
+        else:
+            self._send(200, (SPEECH / name).read_bytes())
+
+    def _redirect(self) -> None:
+        self._head(302, location=urllib.parse.unquote(self.path.split("to=", 1)[1]), content_length="0")
+
+    def _big(self) -> None:
+        self._head(200, content_length=str(64 * 2**20))
+
+    def _endless(self) -> None:
+        self._head(200)  # no length: only counting the bytes can stop this
+        while True:
+            self.wfile.write(b"\0" * 65536)
+
+    def _slow(self) -> None:
+        self._head(200)
+        while True:
+            self.wfile.write(b"\0")
+            self.wfile.flush()
+            time.sleep(0.5)
+
+    def _missing(self) -> None:
+        self._send(404, b"no such file")
+
+    def _head(self, status: int, **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+
+    def _send(self, status: int, body: bytes) -> None:
+        self._head(status, content_length=str(len(body)))
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 class TrickyServer:
     """Sources that misbehave on purpose. ``/flaky/<n>/<file>`` answers 503 to the first n requests
     for that path, then serves the fixture; ``/missing`` is 404; ``/slow`` trickles a byte every
-    half second, forever. ``hits`` counts the requests per path."""
+    half second, forever; ``/redirect?to=<url>`` redirects; ``/big`` declares 64 MiB; ``/endless``
+    streams zeros without a length, forever. ``hits`` counts the requests per path."""
 
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.hits[self.path] = server.hits.get(self.path, 0) + 1
-                if self.path.startswith("/flaky/"):
-                    _, _, failures, name = self.path.split("/", 3)
-                    if server.hits[self.path] <= int(failures):
-                        self._send(503, b"try later")
-                    else:
-                        self._send(200, (SPEECH / name).read_bytes())
-                elif self.path == "/slow":
-                    self.send_response(200)
-                    self.send_header("content-length", "100000000")
-                    self.end_headers()
-                    try:
-                        while True:
-                            self.wfile.write(b"\0")
-                            self.wfile.flush()
-                            time.sleep(0.5)
-                    except OSError:
-                        return
-                else:
-                    self._send(404, b"no such file")
-
-            def _send(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _TrickyHandler)
+        self.server.hits = self.hits  # type: ignore[attr-defined]
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -19,7 +19,7 @@ import webvtt
 
 from embedded.redis_server import free_port
 from tests.conftest import INBOX_BUCKET, JOBS_BUCKET, S3Server
-from tests.helpers import SPEECH, Receiver, speech_text, wait_until, wer
+from tests.helpers import SPEECH, WEBHOOK_SECRET, Receiver, speech_text, wait_until, wer
 from tests.minio_notifier import MinioNotifier
 from transcribe_common import layout
 from transcribe_common.setup_store import SetupSettings
@@ -59,6 +59,8 @@ def production(
         "SCRATCH_DIR": str(logs / "scratch"),
         "DEFAULT_CALLBACK_URL": f"{receiver.url}/default",
         "PRESIGN_EXPIRY": "900",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "URL_ALLOWLIST": "127.0.0.1",
     }
     setup_run(SetupSettings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.startswith("MINIO_")}),
               notifications=False)  # fmt: skip  # moto refuses MinIO's ARN; the rules are played by the notifier
@@ -71,7 +73,7 @@ def production(
             stdout=(logs / f"{module}.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        for module in ("ingest_api", "event_router", "gpu_worker")
+        for module in ("ingest_api", "event_router", "gpu_worker", "webhook_sender")
     ]
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _workers(url) > 0, timeout=120, interval=0.2)

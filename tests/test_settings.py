@@ -12,8 +12,18 @@ from gpu_worker.settings import WorkerSettings
 from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
 from transcribe_common.setup_store import SetupSettings
+from webhook_sender.settings import WebhookSettings
 
-ALL = (StackSettings, WatcherSettings, RouterSettings, WorkerSettings, ApiSettings, JanitorSettings, SetupSettings)
+ALL = (
+    StackSettings,
+    WatcherSettings,
+    RouterSettings,
+    WorkerSettings,
+    ApiSettings,
+    JanitorSettings,
+    SetupSettings,
+    WebhookSettings,
+)
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / ".env.example"
 

@@ -1,14 +1,28 @@
-"""Putting a job on the RQ queue that serves its model. The router does it for new jobs; workers do
-it again for jobs they requeue (a drained or crashed worker's job). Enqueueing an id that is
-queued already only refreshes it: the worker's move to ``started`` keeps it from running twice."""
+"""Putting work on RQ queues.
+
+A transcription goes on the queue that serves its model. The router does it for new jobs; workers
+do it again for jobs they requeue (a drained or crashed worker's job). Enqueueing an id that is
+queued already only refreshes it: the worker's move to ``started`` keeps it from running twice.
+
+A webhook goes on its own queue, for ``transcribe-webhooks``; see ``webhook_sender.delivery``.
+"""
 
 from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
 
 import redis
 from rq import Queue
 
 from transcribe_common import keys
+from transcribe_common.jobstate import record_webhook
+from transcribe_common.models import FailedWebhook, FinishedWebhook, WebhookDelivery
 from transcribe_common.settings import CommonSettings
+
+# Seconds one delivery attempt may take in all, whatever the receiver does (RQ kills it after).
+WEBHOOK_JOB_TIMEOUT = 120
 
 
 def enqueue(conn: redis.Redis, job_id: str, model: str | None, settings: CommonSettings) -> None:
@@ -22,3 +36,32 @@ def enqueue(conn: redis.Redis, job_id: str, model: str | None, settings: CommonS
         failure_ttl=settings.rq_result_ttl,
         description=f"transcribe {job_id}",
     )
+
+
+def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWebhook | FailedWebhook) -> None:
+    """A job's webhook: recorded as pending on the job, then queued for its first attempt."""
+    message_id = f"msg_{job_id}_{payload.status}"  # the same on every retry: receivers can drop duplicates
+    record_webhook(conn, job_id, WebhookDelivery(url=url, message_id=message_id))
+    enqueue_webhook(conn, job_id, url, payload.model_dump_json(), message_id)
+
+
+def enqueue_webhook(
+    conn: redis.Redis, job_id: str, url: str, body: str, message_id: str, *, attempt: int = 1, delay: float = 0
+) -> None:
+    """Deliver ``body`` to ``url``, now or after ``delay`` seconds (RQ's scheduler holds it till then).
+    Each attempt is its own RQ job, so a waiting retry holds no worker."""
+    queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
+    args = (job_id, url, body, message_id, attempt)
+    options = {
+        "job_id": f"{message_id}-{attempt}",
+        "job_timeout": WEBHOOK_JOB_TIMEOUT,
+        "result_ttl": 3600,
+        "failure_ttl": 7 * 86400,
+        "description": f"webhook {message_id}, attempt {attempt}",
+    }
+    if delay > 0:
+        # RQ's scheduler keeps whole seconds and would round down: a Retry-After must not come early.
+        when = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
+        queue.enqueue_at(when, keys.WEBHOOK_FUNCTION, *args, **options)
+    else:
+        queue.enqueue(keys.WEBHOOK_FUNCTION, *args, **options)

@@ -18,9 +18,19 @@ STATS = f"{PREFIX}:stats"
 QUEUE = "transcribe"
 WORKER_FUNCTION = "gpu_worker.job.run"
 
+# Webhooks have their own queue and workers (``transcribe-webhooks``), so that a slow or dead
+# receiver never holds a transcription slot; retries are scheduled on it with RQ's scheduler.
+WEBHOOK_QUEUE = f"{QUEUE}:webhooks"
+WEBHOOK_FUNCTION = "webhook_sender.delivery.deliver"
+
 
 def queue_for(model: str | None) -> str:
     return f"{QUEUE}:{model}" if model else QUEUE
+
+
+def idempotency(digest: str) -> str:
+    """An Idempotency-Key (digested with its caller) -> the job it created."""
+    return f"{PREFIX}:idempotency:{digest}"
 
 
 def job(job_id: str) -> str:

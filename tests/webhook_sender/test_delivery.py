@@ -1,0 +1,139 @@
+"""The webhook sender as a real process (RQ's WorkerPool and scheduler) against real Redis and a
+real receiver that verifies every signature with the standardwebhooks library."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+import redis
+from rq import Queue, Worker
+
+from tests.helpers import WEBHOOK_SECRET, Receiver, wait_until
+from transcribe_common import jobqueue, jobstate, keys
+from transcribe_common.models import FailedWebhook, FinishedWebhook
+from webhook_sender.delivery import retry_after
+
+BACKOFF = 0.3
+
+
+@pytest.fixture(scope="module")
+def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[redis.Redis]:
+    redis_url = redis_server.rsplit("/", 1)[0] + "/4"
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "URL_ALLOWLIST": "127.0.0.1",
+        "WEBHOOK_BACKOFF": str(BACKOFF),
+        "WEBHOOK_ATTEMPTS": "4",
+        "WEBHOOK_TIMEOUT": "2",
+        "WEBHOOK_CONCURRENCY": "2",
+    }
+    log = tmp_path_factory.mktemp("webhooks") / "sender.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webhook_sender"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
+    try:
+        wait_until(lambda: Worker.count(queue=queue) >= 1 or process.poll() is not None, timeout=60)
+        assert process.poll() is None, log.read_text()
+        yield conn
+    finally:
+        process.terminate()
+    process.wait(30)
+
+
+def _send(conn: redis.Redis, job_id: str, url: str, *, failed: bool = False) -> None:
+    payload = (
+        FailedWebhook(job_id=job_id, error="bad media", db_id=7)
+        if failed
+        else FinishedWebhook(job_id=job_id, language="en", duration=1.5, output="srt", minio_url="http://x/r.srt")
+    )
+    jobqueue.queue_webhook(conn, job_id, url, payload)
+
+
+def _settled(conn: redis.Redis, job_id: str):  # type: ignore[no-untyped-def]
+    record = jobstate.read_webhook(conn, job_id)
+    return record if record is not None and record.state != "pending" else None
+
+
+def test_a_webhook_is_signed_and_delivered_once(sender: redis.Redis, receiver: Receiver) -> None:
+    url = receiver.script("/ok")
+    _send(sender, "a" * 32, url, failed=True)
+    record = wait_until(lambda: _settled(sender, "a" * 32), timeout=30)
+    assert record.state == "delivered"
+    assert [a.status_code for a in record.attempts] == [204]
+    (call,) = receiver.on_path("/ok")
+    assert call["verified"], "the standardwebhooks library refused the signature"
+    assert call["json"] == {"job_id": "a" * 32, "status": "failed", "error": "bad media", "db_id": 7}
+    assert call["headers"]["webhook-id"] == record.message_id
+
+
+def test_server_errors_are_retried_with_the_same_id_and_growing_waits(sender: redis.Redis, receiver: Receiver) -> None:
+    url = receiver.script("/flaky", 500, 503, 502)
+    _send(sender, "b" * 32, url)
+    record = wait_until(lambda: _settled(sender, "b" * 32), timeout=60)
+    assert record.state == "delivered"
+    assert [a.status_code for a in record.attempts] == [500, 503, 502, 204]
+    calls = receiver.on_path("/flaky")
+    assert len({c["headers"]["webhook-id"] for c in calls}) == 1
+    assert all(c["verified"] for c in calls)
+    # Waits are at least half the doubling backoff (equal jitter): 0.15, 0.3, 0.6 s.
+    waits = [b["at"] - a["at"] for a, b in itertools.pairwise(calls)]
+    assert all(wait >= BACKOFF * 2**n / 2 for n, wait in enumerate(waits)), waits
+
+
+def test_retry_after_is_honoured(sender: redis.Redis, receiver: Receiver) -> None:
+    url = receiver.script("/busy", (429, {"Retry-After": "3"}))
+    _send(sender, "c" * 32, url)
+    record = wait_until(lambda: _settled(sender, "c" * 32), timeout=30)
+    assert [a.status_code for a in record.attempts] == [429, 204]
+    first, second = receiver.on_path("/busy")
+    assert second["at"] - first["at"] >= 3.0
+
+
+@pytest.mark.parametrize(("status", "path"), [(410, "/gone"), (400, "/bad"), (302, "/moved")])
+def test_gone_and_client_errors_stop_the_retries(
+    sender: redis.Redis, receiver: Receiver, status: int, path: str
+) -> None:
+    job_id = f"{status}".ljust(32, "d")
+    url = receiver.script(path, (status, {"Location": "http://127.0.0.1:9/"}) if status == 302 else status)
+    _send(sender, job_id, url)
+    record = wait_until(lambda: _settled(sender, job_id), timeout=30)
+    assert record.state == "failed"
+    assert [a.status_code for a in record.attempts] == [status]
+    assert len(receiver.on_path(path)) == 1
+
+
+def test_a_receiver_that_stays_down_is_given_up_after_the_attempts(sender: redis.Redis) -> None:
+    _send(sender, "e" * 32, "http://127.0.0.1:9/nobody-listens")
+    record = wait_until(lambda: _settled(sender, "e" * 32), timeout=60)
+    assert record.state == "failed"
+    assert len(record.attempts) == 4
+    assert all(a.status_code is None and a.error for a in record.attempts)
+    assert record.next_attempt_at is None
+
+
+def test_a_private_callback_is_refused_by_the_sender_too(sender: redis.Redis) -> None:
+    _send(sender, "f" * 32, "http://10.255.255.1/hook")
+    record = wait_until(lambda: _settled(sender, "f" * 32), timeout=30)
+    assert record.state == "failed"
+    assert "private address" in (record.attempts[0].error or "")
+    assert len(record.attempts) == 1
+
+
+def test_retry_after_reads_both_forms() -> None:
+    assert retry_after("120") == 120
+    later = datetime.now(UTC) + timedelta(seconds=90)
+    assert 80 < (retry_after(format_datetime(later, usegmt=True)) or 0) <= 90
+    assert retry_after("soon") is None
+    assert retry_after(None) is None

@@ -1,0 +1,1 @@
+"""``transcribe-webhooks``: delivers the webhooks workers queue, signed, with retries."""

@@ -1,0 +1,137 @@
+"""One delivery attempt of one webhook, as an RQ job on ``keys.WEBHOOK_QUEUE``.
+
+The POST is signed per the Standard Webhooks specification (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``); the id stays the same on every attempt, the timestamp and signature are
+fresh. The outcome decides what comes next:
+
+- 2xx: delivered.
+- 408, 429, 5xx, or no answer: tried again after an exponential backoff with jitter, or after the
+  receiver's ``Retry-After``, both capped at ``WEBHOOK_BACKOFF_MAX``; up to ``WEBHOOK_ATTEMPTS``.
+  The retry is a new RQ job scheduled with ``enqueue_in``, so waiting holds no worker.
+- 410 and any other 4xx or 3xx (redirects are not followed), or a URL the policy refuses: given up.
+
+Every attempt (time, status code or error) is recorded on the job, for ``GET /v1/jobs/{id}``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import redis
+from rq import get_current_job
+from standardwebhooks import Webhook
+
+from transcribe_common import jobqueue, jobstate, netsafe
+from transcribe_common.errors import InvalidInput, RetryableError
+from transcribe_common.models import DeliveryAttempt, WebhookDelivery, utcnow
+from webhook_sender.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def settings() -> WebhookSettings:
+    return WebhookSettings()
+
+
+@dataclass
+class Outcome:
+    attempt: DeliveryAttempt
+    delivered: bool = False
+    retry: bool = False
+    retry_after: float | None = None
+
+
+def deliver(job_id: str, url: str, body: str, message_id: str, attempt: int = 1) -> str:
+    """The RQ job: one attempt, recorded; the next one scheduled if it may help."""
+    job = get_current_job()
+    assert job is not None, "runs as an RQ job"
+    conn: redis.Redis = job.connection
+    config = settings()
+    outcome = post(url, body, message_id, config)
+    delay = next_delay(attempt, outcome, config)
+    record = jobstate.read_webhook(conn, job_id) or WebhookDelivery(url=url, message_id=message_id)
+    record.attempts.append(outcome.attempt)
+    record.next_attempt_at = None
+    if outcome.delivered:
+        record.state = "delivered"
+    elif delay is None:
+        record.state = "failed"
+        log.error("webhook %s to %s given up after %d attempts: %s", message_id, url, attempt, outcome.attempt.error)
+    else:
+        record.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        log.warning(
+            "webhook %s to %s: %s; attempt %d in %.1f s", message_id, url, outcome.attempt.error, attempt + 1, delay
+        )
+    jobstate.record_webhook(conn, job_id, record)
+    if delay is not None:
+        jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt + 1, delay=delay)
+    return record.state
+
+
+def post(url: str, body: str, message_id: str, config: WebhookSettings) -> Outcome:
+    at = utcnow()
+    headers = signed_headers(config.webhook_secret, message_id, body)
+    try:
+        with (
+            netsafe.client(config.url_policy, timeout=config.webhook_timeout, follow_redirects=False) as http,
+            http.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            code = response.status_code  # the body is never read: a receiver cannot make us hold it
+    except InvalidInput as exc:  # the URL policy refused the receiver
+        return Outcome(DeliveryAttempt(at=at, error=str(exc)))
+    except (RetryableError, httpx.HTTPError) as exc:
+        return Outcome(DeliveryAttempt(at=at, error=str(exc) or type(exc).__name__), retry=True)
+    attempt = DeliveryAttempt(at=at, status_code=code, error=None if response.is_success else f"HTTP {code}")
+    if response.is_success:
+        return Outcome(attempt, delivered=True)
+    if response.is_redirect:
+        attempt.error = f"HTTP {code}: redirects are not followed"
+    retry = code >= 500 or code in (408, 429)
+    return Outcome(
+        attempt, retry=retry, retry_after=retry_after(response.headers.get("retry-after")) if retry else None
+    )
+
+
+def next_delay(attempt: int, outcome: Outcome, config: WebhookSettings) -> float | None:
+    """Seconds until the next attempt, or None when there is to be none."""
+    if outcome.delivered or not outcome.retry or attempt >= config.webhook_attempts:
+        return None
+    if outcome.retry_after is not None:
+        return min(outcome.retry_after, config.webhook_backoff_max)
+    ceiling = min(config.webhook_backoff_max, config.webhook_backoff * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311  "equal jitter": spread, never hurried
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def signed_headers(secret: str, message_id: str, body: str) -> dict[str, str]:
+    headers = {"content-type": "application/json", "user-agent": "transcribe-pipeline"}
+    if not secret:
+        return headers
+    now = datetime.now(UTC)
+    return headers | {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+    }

@@ -1,0 +1,25 @@
+from pydantic import Field, field_validator
+from standardwebhooks import Webhook
+
+from transcribe_common.settings import CommonSettings
+
+
+class WebhookSettings(CommonSettings):
+    webhook_secret: str = Field("", description="whsec_... secret (Standard Webhooks); empty: webhooks go unsigned.")
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds to connect, and between bytes, per attempt.")
+    webhook_attempts: int = Field(12, ge=1, description="Attempts before a webhook is given up.")
+    webhook_backoff: float = Field(5.0, gt=0, description="Seconds before the first retry; each wait doubles.")
+    webhook_backoff_max: float = Field(3600.0, gt=0, description="Longest wait between attempts, Retry-After too.")
+    webhook_concurrency: int = Field(4, ge=1, description="Deliveries at once (RQ worker processes).")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_secret(cls, value: str) -> str:
+        if value:
+            if not value.startswith("whsec_"):
+                raise ValueError("WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ and base64 bytes")
+            try:
+                Webhook(value)
+            except Exception as exc:
+                raise ValueError(f"WEBHOOK_SECRET is not valid base64 after whsec_: {exc}") from exc
+        return value
