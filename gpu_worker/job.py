@@ -21,15 +21,15 @@ from faster_whisper import WhisperModel
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from gpu_worker import audio, render, webhook
-from gpu_worker.fetch import fetch_source
+from gpu_worker import audio, render
+from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
-from transcribe_common import layout
+from transcribe_common import jobqueue, layout
 from transcribe_common.errors import PermanentError, PipelineError, RetryableError
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest
-from transcribe_common.store.base import ObjectStore, get_json, put_bytes
+from transcribe_common.store.base import ObjectStore, delete_prefix, get_json, put_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +38,10 @@ T = TypeVar("T")
 class Requeue(BaseException):
     """Raised into a running job by a worker that is shutting down: put the job back in the queue.
     A BaseException, so that the job's ``except Exception`` does not take it for a failure."""
+
+
+class Cancelled(BaseException):
+    """Raised into a running job whose status became ``cancelled`` (DELETE /v1/jobs/{id})."""
 
 
 @dataclass
@@ -112,12 +116,18 @@ class JobRun:
             try:
                 transcript = self.transcribe(manifest)
             finally:
-                self.interruptible = False  # from here on the job ends here, one way or the other
+                # From here on the job ends here, one way or the other. Under the lock, so that an
+                # exception raised into this thread (pool._raise_in) lands before this line or never.
+                with self.ctx.lock:
+                    self.interruptible = False
             self.succeed(manifest, transcript)
             return JobStatus.FINISHED
         except Requeue:
             self.requeue(manifest, "the worker is shutting down")
             return JobStatus.QUEUED
+        except Cancelled:
+            self.cancelled()
+            return JobStatus.CANCELLED
         except Exception as exc:  # every failure ends the same way, whatever raised it
             self.fail(manifest, exc)
             return JobStatus.FAILED
@@ -133,6 +143,16 @@ class JobRun:
             with self.ctx.lock:
                 self.ctx.requeued.append((self.job_id, manifest.options.model))
 
+    def cancelled(self) -> None:
+        """The job was cancelled while it ran: nothing more is written, and if the canceller asked
+        for its objects to go, what this run may have written after their deletion goes too."""
+        record = self.ctx.states.read(self.job_id)
+        if record is None or record.status != JobStatus.CANCELLED:
+            return
+        log.info("job %s: cancelled", self.job_id)
+        if record.delete_objects:
+            delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
+
     def abandon(self, manifest: Manifest, reason: str) -> None:
         """Fail a job whose worker died, from another worker: status, beside note and webhook."""
         self.fail(manifest, PermanentError(reason))
@@ -144,7 +164,13 @@ class JobRun:
         model = self.ctx.models.get(name)
         if model is None:
             raise PermanentError(f"this worker does not serve model {name!r}; it serves {', '.join(self.ctx.models)}")
-        source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, self.settings.download_timeout)
+        limits = FetchLimits(
+            policy=self.settings.url_policy,
+            idle_timeout=self.settings.download_timeout,
+            max_seconds=self.settings.download_max_seconds,
+            max_bytes=self.settings.max_download_mb * 2**20,
+        )
+        source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, limits)
         samples = audio.decode(
             source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
         )
@@ -183,7 +209,7 @@ class JobRun:
 
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
         outputs = self.retrying(self.write_outputs, manifest, transcript)
-        self.ctx.states.advance(
+        finished = self.ctx.states.advance(
             self.job_id,
             JobStatus.FINISHED,
             progress=100,
@@ -191,6 +217,9 @@ class JobRun:
             duration=transcript.duration,
             outputs=json.dumps(outputs),
         )
+        if finished is None:  # cancelled while its results were being written
+            self.cancelled()
+            return
         log.info("job %s: finished (%.1f s of %s)", self.job_id, transcript.duration, transcript.language)
         links = {fmt: self.result_url(outputs[fmt], fmt) for fmt in manifest.options.output}
         main = manifest.options.main_output
@@ -230,7 +259,9 @@ class JobRun:
             log.warning("job %s: failed: %s", self.job_id, error)
         else:
             log.exception("job %s: failed unexpectedly", self.job_id)
-        self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=error)
+        if self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=error) is None:
+            self.cancelled()  # cancelled, or ended by another worker: nothing more to say
+            return
         if manifest.beside is not None:
             note = f"Transcription failed: {error}\n".encode()
             self.write_beside(manifest, "error.txt", note, "text/plain; charset=utf-8")
@@ -241,13 +272,10 @@ class JobRun:
         url = manifest.callback_url or self.settings.default_callback_url
         if url is None:
             return
-        webhook.deliver(
-            str(url),
-            payload,
-            secret=self.settings.webhook_secret,
-            timeout=self.settings.webhook_timeout,
-            attempts=self.settings.webhook_attempts,
-        )
+        try:
+            jobqueue.queue_webhook(self.ctx.conn, self.job_id, str(url), payload)
+        except redis.RedisError:
+            log.exception("job %s: could not queue its webhook", self.job_id)
 
     def result_url(self, key: str, fmt: str) -> str:
         presigned = self.ctx.store.download_url(self.bucket, key)

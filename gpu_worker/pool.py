@@ -10,6 +10,8 @@ thread), and signals belong to the main thread:
 - Every ``WORKER_HEARTBEAT_TTL / 3`` seconds the RQ workers' keys are refreshed with that TTL, so a
   killed process is seen as dead within it; the models it serves are advertised with the same TTL.
 - Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``reaper``).
+- Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
+  same means as a drain's requeue: an exception raised in the job's thread.
 - If a job thread ends on its own (RQ quits its loop on some Redis errors), the process drains and
   exits with status 1, to be restarted whole.
 """
@@ -21,14 +23,16 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
-from gpu_worker.job import JobRun, Requeue, WorkerContext
+from gpu_worker.job import Cancelled, JobRun, Requeue, WorkerContext
 from gpu_worker.reaper import reap, worker_alive
 from transcribe_common import jobqueue, keys
+from transcribe_common.models import JobStatus
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
@@ -109,16 +113,18 @@ class WorkerPool:
         return max(1.0, self.settings.worker_heartbeat_ttl / 3)
 
     def _serve(self) -> None:
-        beat = self.beat
-        last_reap = 0.0
-        while not self.stopping.wait(beat):
+        last_beat = last_reap = 0.0
+        while not self.stopping.wait(min(self.beat, self.settings.cancel_poll)):
             if not all(thread.is_alive() for thread in self.threads):
                 # RQ ends a worker's loop on some Redis errors; rather than run on with fewer slots,
                 # stop whole and let the supervisor (compose, the embedded stack) start us afresh.
                 log.error("a job thread has stopped; stopping the worker so that it is restarted")
                 self.failed = True
                 return
-            self.heartbeat()
+            self.stop_cancelled()
+            if time.monotonic() - last_beat >= self.beat:
+                last_beat = time.monotonic()
+                self.heartbeat()
             if time.monotonic() - last_reap >= self.settings.reap_interval:
                 last_reap = time.monotonic()
                 try:
@@ -159,9 +165,36 @@ class WorkerPool:
             jobqueue.enqueue(self.ctx.conn, job_id, model, self.settings)
         log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
 
-    def _interrupt_running(self) -> None:
+    def stop_cancelled(self) -> None:
+        """Stop the running jobs whose status became ``cancelled``."""
+        running = self._running()
+        try:
+            statuses = self.ctx.states.statuses([job.job_id for _, job in running])
+        except redis.RedisError as exc:
+            log.warning("checking for cancelled jobs failed: %s", exc)
+            return
+        cancelled = {
+            job.job_id for (_, job), status in zip(running, statuses, strict=True) if status == JobStatus.CANCELLED
+        }
+        if cancelled:
+            self._interrupt(Cancelled, lambda job: job.job_id in cancelled)
+
+    def _running(self) -> list[tuple[int, JobRun]]:
         with self.ctx.lock:
-            running: list[tuple[int, JobRun]] = list(self.ctx.running.items())
-        for ident, job in running:
-            if job.interruptible:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Requeue))
+            return list(self.ctx.running.items())
+
+    def _interrupt_running(self) -> None:
+        self._interrupt(Requeue, lambda job: True)
+
+    def _interrupt(self, exception: type[BaseException], which: Callable[[JobRun], bool]) -> None:
+        """Raise ``exception`` in the threads of the chosen jobs that may still be interrupted."""
+        with self.ctx.lock:  # a job thread leaves its interruptible part under this lock
+            for ident, job in self.ctx.running.items():
+                if job.interruptible and which(job):
+                    _raise_in(ident, exception)
+
+
+def _raise_in(thread_ident: int, exception: type[BaseException]) -> None:
+    """Raise ``exception`` in another thread, at its next Python instruction (a running ffmpeg or
+    model call finishes its current step first)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_ident), ctypes.py_object(exception))

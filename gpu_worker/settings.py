@@ -24,11 +24,14 @@ class WorkerSettings(CommonSettings):
     worker_heartbeat_ttl: int = Field(30, ge=2, description="Seconds after which a silent worker counts as dead.")
     reap_interval: float = Field(10.0, gt=0, description="Seconds between checks for jobs of dead workers.")
     max_attempts: int = Field(2, ge=1, description="Times a job is started before a worker death fails it.")
+    cancel_poll: float = Field(1.0, gt=0, description="Seconds between checks for cancelled running jobs.")
     drain_timeout: float = Field(
         60.0, ge=0, description="On SIGTERM, seconds running jobs get before they are requeued."
     )
     ffmpeg_timeout: int = Field(300, description="Seconds ffmpeg may take to decode one input.")
     download_timeout: float = Field(60.0, description="Seconds without progress before a URL download fails.")
+    download_max_seconds: float = Field(1800.0, gt=0, description="Seconds a URL download may take in all.")
+    max_download_mb: int = Field(2048, ge=1, description="Largest URL source accepted, in MiB.")
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
     io_attempts: int = Field(4, ge=1, description="Tries of a download or store write that fails transiently.")
     io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")
@@ -37,9 +40,6 @@ class WorkerSettings(CommonSettings):
     subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")
     subtitle_max_seconds: float = Field(7.0, gt=0, description="Longest a subtitle cue stays on screen.")
     webhook_on_error: bool = True
-    webhook_secret: str = Field("", description="whsec_... secret; when set, webhooks are signed.")
-    webhook_timeout: float = 10.0
-    webhook_attempts: int = Field(3, ge=1)
     default_callback_url: AnyHttpUrl | None = Field(
         None, description="Webhook for jobs that name none, inbox drops among them."
     )

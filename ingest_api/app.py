@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ingest_api.jobs import NotFinished
+from ingest_api.auth import authorize
+from ingest_api.jobs import Conflict
 from ingest_api.routes import jobs, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
     (NotFound, 404),
-    (NotFinished, 409),
+    (Conflict, 409),
     (InvalidInput, 422),
     (RetryableError, 503),
     (redis.RedisError, 503),
@@ -39,8 +40,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.services.redis.close()
 
     app = FastAPI(title="Transcription service", version="0.1.0", lifespan=lifespan)
-    app.include_router(transcribe.router)
-    app.include_router(jobs.router)
+    # Every /v1 route needs an API key when keys are set; /healthz stays open.
+    app.include_router(transcribe.router, dependencies=[Depends(authorize)])
+    app.include_router(jobs.router, dependencies=[Depends(authorize)])
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
 

@@ -6,18 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pydantic import ValidationError
-from rq import Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RqJob
+from rq.job import JobStatus as RqStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from ingest_api.schemas import JobView, Stats, links
 from ingest_api.services import Services
-from transcribe_common import layout
+from transcribe_common import keys, layout
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, Manifest, StatusRecord
-from transcribe_common.store.base import get_json
+from transcribe_common.store.base import delete_prefix, get_json
 
 
-class NotFinished(InvalidInput):
-    """The job has no result yet (409)."""
+class Conflict(InvalidInput):
+    """The job's state does not allow this: no result yet, or it has ended already (409)."""
 
 
 def read_status(services: Services, job_id: str) -> StatusRecord:
@@ -46,15 +49,43 @@ def job_view(services: Services, job_id: str) -> JobView:
         duration=record.duration,
         error=record.error,
         updated_at=record.updated_at,
+        webhook=record.webhook,
         links=links(job_id),
     )
+
+
+def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
+    """Cancel a job that has not ended; a running one's worker stops it within ``CANCEL_POLL``.
+    ``delete_objects`` also deletes the job's objects (input, manifest, status, results), and may
+    be asked of an ended job too."""
+    record = read_status(services, job_id)
+    if not record.status.is_final:
+        moved = services.states.advance(job_id, JobStatus.CANCELLED, delete_objects=int(delete_objects))
+        if moved is not None:
+            _drop_from_queue(services, job_id)
+        record = read_status(services, job_id)  # refused: it ended meanwhile
+    if record.status != JobStatus.CANCELLED and not delete_objects:
+        raise Conflict(f"job {job_id} has already ended ({record.status.value}); there is nothing to cancel")
+    if delete_objects:
+        delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
+    return job_view(services, job_id)
+
+
+def _drop_from_queue(services: Services, job_id: str) -> None:
+    """Take a queued job off its RQ queue; a started one is left to its worker."""
+    try:
+        job = RqJob.fetch(job_id, connection=services.redis)
+        if job.get_status() in (RqStatus.QUEUED, RqStatus.SCHEDULED, RqStatus.DEFERRED):
+            job.cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # not routed yet, or gone: the worker's move to started is refused all the same
 
 
 def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str, str, Iterator[bytes]]:
     """The result in ``fmt`` (default: the format the job asked for): name, content type, bytes."""
     record = read_status(services, job_id)
     if record.status != JobStatus.FINISHED:
-        raise NotFinished(f"job {job_id} has no result: it is {record.status.value}")
+        raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
         manifest = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
         fmt = Manifest.model_validate(manifest).options.main_output
@@ -69,4 +100,7 @@ def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str
 
 def stats(services: Services) -> Stats:
     counts = services.states.counts()
-    return Stats(**counts, workers=Worker.count(connection=services.redis))
+    # Transcription slots only: each listens on the default queue (RQ's own registry of workers by
+    # queue, which Worker.count reads); webhook senders do not.
+    slots = services.redis.scard(WORKERS_BY_QUEUE_KEY % keys.QUEUE)
+    return Stats(**counts, workers=slots)

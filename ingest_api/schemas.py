@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
 
-from transcribe_common.models import JobOptions, JobStatus
+from transcribe_common.models import JobOptions, JobStatus, WebhookDelivery
 
 
 class TranscribeRequest(JobOptions):
@@ -49,6 +49,7 @@ class JobView(BaseModel):
     duration: float | None = Field(None, description="Seconds of audio.")
     error: str | None = None
     updated_at: datetime | None = None
+    webhook: WebhookDelivery | None = Field(None, description="The job's webhook and each attempt to deliver it.")
     links: JobLinks
 
 
@@ -57,6 +58,7 @@ class Stats(BaseModel):
     started: int
     failed: int
     finished: int
+    cancelled: int = 0
     workers: int
 
 

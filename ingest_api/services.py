@@ -20,12 +20,14 @@ class Services:
     redis: redis.Redis
     store: ObjectStore
     states: JobStates
+    api_keys: list[str]
 
     @classmethod
     def open(cls, settings: ApiSettings) -> Services:
         conn = connect_redis(settings)
         store = open_store(settings, conn)
-        return cls(settings, conn, store, JobStates(conn, store, settings.minio_bucket))
+        states = JobStates(conn, store, settings.minio_bucket)
+        return cls(settings, conn, store, states, settings.load_api_keys())
 
 
 def _services(request: Request) -> Services:

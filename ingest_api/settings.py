@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from pydantic import Field
 
 from transcribe_common.settings import CommonSettings
@@ -7,3 +9,14 @@ class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_upload_mb: int = Field(2048, ge=1, description="Largest upload accepted, in MiB; larger gets 413.")
+    api_keys: str = Field("", description="Comma-separated API keys; when any is set, /v1 needs a Bearer key.")
+    api_keys_file: Path | None = Field(None, description="A file with one API key per line (# comments).")
+    idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
+
+    def load_api_keys(self) -> list[str]:
+        """The keys from ``API_KEYS`` and ``API_KEYS_FILE``; read once, at start."""
+        found = [key.strip() for key in self.api_keys.split(",")]
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            found += [line.strip() for line in lines if not line.lstrip().startswith("#")]
+        return [key for key in found if key]

@@ -41,6 +41,19 @@ def check_model_served(services: Services, model: str | None) -> None:
         raise InvalidInput(f"no live worker serves model {model!r}; served now: {', '.join(served) or 'none'}")
 
 
+def check_request(services: Services, request: TranscribeRequest) -> None:
+    """What can be refused before anything is stored: a model no worker serves, and source or
+    callback URLs the workers would not be allowed to reach. Blocking (DNS): run in a thread."""
+    check_model_served(services, request.model)
+    policy = services.settings.url_policy
+    for name, url in (("url", request.url), ("callback_url", request.callback_url)):
+        if url is not None:
+            try:
+                policy.check(str(url))
+            except InvalidInput as exc:
+                raise InvalidInput(f"{name}: {exc}") from exc
+
+
 def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     if request.source_type != "url":
         raise InvalidInput("source_type 'upload' needs a multipart/form-data body with the file in 'file'")
@@ -56,7 +69,7 @@ def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     )
 
 
-async def accept_upload(services: Services, request: Request) -> Manifest:
+async def accept_upload(services: Services, request: Request, job_id: str) -> Manifest:
     """Stream the upload into ``<job_id>/input/``, then validate the form fields."""
     settings = services.settings
     max_bytes = settings.max_upload_mb * 2**20
@@ -64,7 +77,6 @@ async def accept_upload(services: Services, request: Request) -> Manifest:
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
     reader = MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
-    job_id = layout.new_job_id()
 
     def open_writer(filename: str, content_type: str) -> ObjectWriter:
         key = layout.input_key(job_id, filename)
@@ -75,7 +87,7 @@ async def accept_upload(services: Services, request: Request) -> Manifest:
         form = TranscribeRequest.model_validate(reader.fields)
         if form.source_type != "upload":
             raise InvalidInput("a multipart body is an upload: set source_type=upload, or send JSON for a URL")
-        await run_in_threadpool(check_model_served, services, form.model)
+        await run_in_threadpool(check_request, services, form)
     except (ValidationError, InvalidInput) as exc:
         await run_in_threadpool(services.store.delete, settings.minio_bucket, info.key)
         if isinstance(exc, ValidationError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import AsyncIterator, Callable
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
@@ -58,7 +59,10 @@ class MultipartReader:
 
     def feed(self, chunk: bytes) -> bytes:
         """Parse one chunk of the body; returns the file bytes it held."""
-        self._parser.write(chunk)
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise InvalidInput(f"the multipart body is malformed: {exc}") from exc
         data = b"".join(self._pending)
         self._pending.clear()
         return data

@@ -15,7 +15,7 @@ import redis
 
 from transcribe_common import keys, layout
 from transcribe_common.errors import RetryableError
-from transcribe_common.models import JobStatus, StatusRecord, utcnow
+from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
 from transcribe_common.store.base import ObjectStore, put_model
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,10 @@ ALLOWED: dict[JobStatus, tuple[str, ...]] = {
     JobStatus.STARTED: (JobStatus.QUEUED,),
     JobStatus.FINISHED: (JobStatus.STARTED,),
     JobStatus.FAILED: (NEW, JobStatus.QUEUED, JobStatus.STARTED),
+    # By request (DELETE /v1/jobs/{id}); a running job's worker sees it and stops.
+    JobStatus.CANCELLED: (NEW, JobStatus.QUEUED, JobStatus.STARTED),
 }
-PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED})
+PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 _ADVANCE = """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
@@ -89,6 +91,13 @@ class JobStates:
         """Record facts learnt while a job runs (language, duration); not a change of status."""
         self._redis.hset(keys.job(job_id), mapping={k: str(v) for k, v in facts.items() if v is not None})
 
+    def statuses(self, job_ids: list[str]) -> list[str | None]:
+        """The live status of each job, in one round trip (for workers watching for cancels)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job(job_id), "status")
+            return [keys.text(v) if v is not None else None for v in pipe.execute()]
+
     def read(self, job_id: str) -> StatusRecord | None:
         raw = self._redis.hgetall(keys.job(job_id))
         if not raw:
@@ -99,3 +108,13 @@ class JobStates:
     def counts(self) -> dict[str, int]:
         raw = self._redis.hgetall(keys.STATS)
         return {s.value: max(0, int(raw.get(s.value.encode(), 0))) for s in JobStatus}
+
+
+def read_webhook(conn: redis.Redis, job_id: str) -> WebhookDelivery | None:
+    raw = conn.hget(keys.job(job_id), "webhook")
+    return WebhookDelivery.model_validate_json(raw) if raw else None
+
+
+def record_webhook(conn: redis.Redis, job_id: str, delivery: WebhookDelivery) -> None:
+    """The webhook's delivery log, beside the job's status; not a change of status."""
+    conn.hset(keys.job(job_id), "webhook", delivery.model_dump_json())

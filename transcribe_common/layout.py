@@ -43,6 +43,11 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
+def job_prefix(job_id: str) -> str:
+    """Every object of a job: input, manifest, status, results."""
+    return f"{job_id}/"
+
+
 def manifest_key(job_id: str) -> str:
     return f"{job_id}/{MANIFEST}"
 

@@ -32,10 +32,11 @@ class JobStatus(StrEnum):
     STARTED = "started"
     FINISHED = "finished"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.FAILED)
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class JobOptions(BaseModel):
@@ -64,9 +65,10 @@ class JobOptions(BaseModel):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",")]
         if isinstance(value, list):
-            value = list(dict.fromkeys(value))  # each format once, in the order asked
             if not value:
                 raise ValueError("name at least one output format")
+            if all(isinstance(item, str) for item in value):  # others are refused by the type check
+                value = list(dict.fromkeys(value))  # each format once, in the order asked
         return value
 
     @property
@@ -116,6 +118,22 @@ class Manifest(BaseModel):
     error: str | None = None
 
 
+class DeliveryAttempt(BaseModel):
+    at: datetime
+    status_code: int | None = Field(None, description="The receiver's HTTP status; none if it was not reached.")
+    error: str | None = None
+
+
+class WebhookDelivery(BaseModel):
+    """The webhook of a job, and every attempt to deliver it."""
+
+    url: str
+    message_id: str = Field(description="The webhook-id header; the same on every attempt.")
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: list[DeliveryAttempt] = Field(default_factory=list)
+    next_attempt_at: datetime | None = None
+
+
 class StatusRecord(BaseModel):
     """`<job_id>/status.json` in the jobs bucket, and the live copy in Redis."""
 
@@ -128,11 +146,13 @@ class StatusRecord(BaseModel):
     attempts: int = Field(0, description="How many times a worker has started the job.")
     worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
+    webhook: WebhookDelivery | None = None
+    delete_objects: bool = Field(False, description="Cancelled with delete_objects: the job's objects go too.")
     updated_at: datetime = Field(default_factory=utcnow)
 
-    @field_validator("outputs", mode="before")
+    @field_validator("outputs", "webhook", mode="before")
     @classmethod
-    def _outputs_from_redis(cls, value: object) -> object:
+    def _json_from_redis(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
 
 

@@ -19,6 +19,22 @@ async def get_job(job_id: str, services: ServicesDep) -> JobView:
     return await run_in_threadpool(jobs.job_view, services, job_id)
 
 
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    summary="Cancel a queued or running job; optionally delete its objects",
+    responses={404: {"description": "No such job"}, 409: {"description": "The job has ended already"}},
+)
+async def cancel_job(
+    job_id: str,
+    services: ServicesDep,
+    delete_objects: Annotated[
+        bool, Query(description="Also delete the job's input, manifest, status and results (allowed once it ended).")
+    ] = False,
+) -> JobView:
+    return await run_in_threadpool(jobs.cancel, services, job_id, delete_objects)
+
+
 @router.get(
     "/jobs/{job_id}/result",
     summary="The transcript of a finished job",

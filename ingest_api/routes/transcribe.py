@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import submit
+from ingest_api import idempotency, submit
+from ingest_api.auth import Caller
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import ServicesDep
 from ingest_api.upload import TooLarge
@@ -47,19 +49,48 @@ _UPLOAD_FORM = {
         }
     },
 )
-async def transcribe(request: Request, response: Response, services: ServicesDep) -> JobAccepted:
+async def transcribe(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    caller: Caller,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Repeat a request with the same key to get the same job back, not a second one."),
+    ] = None,
+) -> JobAccepted:
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        manifest = await submit.accept_upload(services, request)
-    elif content_type.startswith("application/json"):
+    body: TranscribeRequest | None = None
+    if content_type.startswith("application/json"):
         body = await _json_body(request)
-        manifest = submit.url_manifest(layout.new_job_id(), body)
-        await run_in_threadpool(submit.check_model_served, services, body.model)
-    else:
+    elif not content_type.startswith("multipart/form-data"):
         raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
-    await run_in_threadpool(submit.write_manifest, services, manifest)
-    response.headers["Location"] = f"/v1/jobs/{manifest.job_id}"
-    return JobAccepted(job_id=manifest.job_id, links=links(manifest.job_id))
+    claimed = None
+    if idempotency_key is not None:
+        fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
+        ttl = services.settings.idempotency_ttl
+        claimed = await run_in_threadpool(idempotency.claim, services.redis, caller, idempotency_key, fingerprint, ttl)
+        if claimed.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+            return _accepted(response, claimed.job_id)
+    job_id = claimed.job_id if claimed else layout.new_job_id()
+    try:
+        if body is not None:
+            manifest = submit.url_manifest(job_id, body)
+            await run_in_threadpool(submit.check_request, services, body)
+        else:
+            manifest = await submit.accept_upload(services, request, job_id)
+        await run_in_threadpool(submit.write_manifest, services, manifest)
+    except BaseException:
+        if claimed is not None:
+            await run_in_threadpool(idempotency.release, services.redis, claimed)
+        raise
+    return _accepted(response, job_id)
+
+
+def _accepted(response: Response, job_id: str) -> JobAccepted:
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return JobAccepted(job_id=job_id, links=links(job_id))
 
 
 async def _json_body(request: Request) -> TranscribeRequest:

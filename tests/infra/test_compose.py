@@ -20,7 +20,7 @@ ROOT = Path(__file__).parent.parent.parent
 COMPOSE_TEXT = (ROOT / "infra" / "compose.yaml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("setup", "ingest-api", "event-router", "janitor", "gpu-worker", "cpu-worker")
+APP_SERVICES = ("setup", "ingest-api", "event-router", "webhook-sender", "janitor", "gpu-worker", "cpu-worker")
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:

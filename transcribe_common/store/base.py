@@ -115,3 +115,11 @@ class _WriterFile:
     def write(self, data: bytes) -> int:
         self._writer.write(data)
         return len(data)
+
+
+def delete_prefix(store: ObjectStore, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix``; how many there were."""
+    keys = [info.key for info in store.list(bucket, prefix)]
+    for key in keys:
+        store.delete(bucket, key)
+    return len(keys)

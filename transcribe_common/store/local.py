@@ -84,8 +84,10 @@ class LocalStore:
                     yield info
 
     def delete(self, bucket: str, key: str) -> None:
-        for path in (self.data_path(bucket, key), self.meta_path(bucket, key)):
+        data, meta = self.data_path(bucket, key), self.meta_path(bucket, key)
+        for path, top in ((data, self.root / bucket), (meta, self.root / META_DIR / bucket)):
             path.unlink(missing_ok=True)
+            _prune_empty(path.parent, top)
 
     def download_url(self, bucket: str, key: str) -> str | None:
         return None
@@ -165,6 +167,16 @@ class _LocalWriter:
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _prune_empty(folder: Path, top: Path) -> None:
+    """Remove the folders a deletion left empty, up to the bucket's own; S3 has no empty folders."""
+    while folder != top and top in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): stop here
+            return
+        folder = folder.parent
 
 
 def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:

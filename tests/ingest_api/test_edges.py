@@ -1,0 +1,222 @@
+"""The API's edges, in process on a real Redis and a local store (no router: accepted jobs stay
+queued): API keys, URLs refused at submission, Idempotency-Key, and cancelling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest_api.app import create_app
+from ingest_api.settings import ApiSettings
+from tests.helpers import SPEECH
+from transcribe_common import keys
+from transcribe_common.models import JobStatus
+
+PUBLIC_URL = "https://93.184.215.14/talk.mp3"  # a public address: accepted, and never fetched here
+KEYS = ("key-one-0123456789", "key-two-0123456789")
+
+
+def _client(tmp_path: Path, redis_server: str, **settings: object) -> TestClient:
+    return TestClient(create_app(ApiSettings(redis_url=redis_server, store_dir=tmp_path / "buckets", **settings)))
+
+
+@pytest.fixture
+def client(redis_conn, tmp_path: Path, redis_server: str) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with _client(tmp_path, redis_server) as client:
+        yield client
+
+
+@pytest.fixture
+def keyed(redis_conn, tmp_path: Path, redis_server: str) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(f"# rotated 2026-11\n{KEYS[1]}\n\n")
+    with _client(tmp_path, redis_server, api_keys=KEYS[0], api_keys_file=key_file) as client:
+        yield client
+
+
+def _job(client: TestClient, headers: dict[str, str] | None = None, **body: object) -> str:
+    response = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL, **body}, headers=headers)
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def test_without_a_key_it_is_401_and_with_a_wrong_one_403(keyed: TestClient) -> None:
+    missing = keyed.get("/v1/stats")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in missing.json()["detail"]
+    wrong = keyed.get("/v1/stats", headers={"Authorization": "Bearer key-one-0123456780"})
+    assert (wrong.status_code, wrong.json()["detail"]) == (403, "the API key is not valid")
+    assert keyed.get("/v1/stats", headers={"Authorization": "Basic a2V5OnB3"}).status_code == 401
+    submitted = keyed.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL})
+    assert submitted.status_code == 401
+
+
+def test_keys_from_env_and_file_both_work_and_health_stays_open(keyed: TestClient) -> None:
+    for key in KEYS:
+        assert keyed.get("/v1/stats", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    job_id = _job(keyed, headers={"Authorization": f"Bearer {KEYS[1]}"})
+    assert keyed.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 200
+    assert keyed.get("/healthz").status_code == 200
+
+
+# --- URLs refused at submission ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "url", "needle"),
+    [
+        ("url", "http://127.0.0.1:8000/a.mp3", "loopback"),
+        ("url", "http://localhost/a.mp3", "loopback"),
+        ("url", "http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("url", "http://[fd00:ec2::254]/latest/", "private"),
+        ("url", "http://10.0.0.7/a.mp3", "private"),
+        ("url", "http://192.168.1.1/a.mp3", "private"),
+        ("url", "http://100.100.100.200/a.mp3", "carrier-grade NAT"),
+        ("url", "http://224.0.0.251/a.mp3", "multicast"),
+        ("url", "http://0x7f000001/a.mp3", "loopback"),
+        ("url", "http://[::ffff:10.0.0.1]/a.mp3", "private"),
+        ("url", "http://no-such-host.invalid/a.mp3", "does not resolve"),
+        ("callback_url", "http://127.0.0.1:9/hook", "loopback"),
+        ("callback_url", "http://172.16.0.1/hook", "private"),
+    ],
+)
+def test_urls_the_workers_may_not_reach_are_refused_with_422(
+    client: TestClient, field: str, url: str, needle: str
+) -> None:
+    response = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL, field: url})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith(f"{field}: ")
+    assert needle in detail
+    assert "URL_ALLOWLIST" in detail or "resolve" in detail
+
+
+def test_a_bad_callback_on_an_upload_is_refused_and_leaves_nothing(client: TestClient, tmp_path: Path) -> None:
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    data = {"source_type": "upload", "callback_url": "http://10.1.1.1/hook"}
+    response = client.post("/v1/transcribe", data=data, files=audio)
+    assert response.status_code == 422
+    assert "callback_url" in response.json()["detail"]
+    assert list((tmp_path / "buckets").rglob("input/*")) == []
+
+
+def test_the_allowlist_opens_chosen_networks(redis_conn, tmp_path: Path, redis_server: str) -> None:  # type: ignore[no-untyped-def]
+    with _client(tmp_path, redis_server, url_allowlist="10.0.0.0/8, 127.0.0.1") as client:
+        _job(client, url="http://10.0.0.7/a.mp3", callback_url="http://127.0.0.1:9/hook")
+        refused = client.post("/v1/transcribe", json={"source_type": "url", "url": "http://192.168.0.2/a.mp3"})
+        assert refused.status_code == 422
+
+
+# --- Idempotency-Key --------------------------------------------------------------------------
+
+
+def test_the_same_idempotency_key_returns_the_same_job(client: TestClient, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    headers = {"Idempotency-Key": "order-1234"}
+    first = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers=headers)
+    again = client.post("/v1/transcribe", json={"url": PUBLIC_URL, "source_type": "url"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert redis_conn.llen(keys.EVENTS) == 1  # one manifest, one job
+    other = client.post(
+        "/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers={"Idempotency-Key": "order-1235"}
+    )
+    assert other.json()["job_id"] != first.json()["job_id"]
+
+
+def test_a_key_reused_for_another_request_is_refused(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "order-77"}
+    _job(client, headers=headers)
+    changed = client.post(
+        "/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL, "language": "de"}, headers=headers
+    )
+    assert changed.status_code == 422
+    assert "different request" in changed.json()["detail"]
+
+
+def test_a_refused_first_request_does_not_hold_its_key(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "retry-me"}
+    bad = client.post("/v1/transcribe", json={"source_type": "url", "url": "http://10.0.0.1/a.mp3"}, headers=headers)
+    assert bad.status_code == 422
+    assert (
+        client.post(
+            "/v1/transcribe", json={"source_type": "url", "url": "http://10.0.0.1/b.mp3"}, headers=headers
+        ).status_code
+        == 422
+    )
+    _job(client, headers=headers)
+
+
+def test_an_upload_repeated_with_its_key_is_not_stored_twice(client: TestClient, tmp_path: Path) -> None:
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    headers = {"Idempotency-Key": "upload-1"}
+    first = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+    again = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert len(list((tmp_path / "buckets" / "transcribe").glob("*/input/*"))) == 1
+
+
+def test_keys_are_per_caller(keyed: TestClient) -> None:
+    one = _job(keyed, headers={"Authorization": f"Bearer {KEYS[0]}", "Idempotency-Key": "same"})
+    two = _job(keyed, headers={"Authorization": f"Bearer {KEYS[1]}", "Idempotency-Key": "same"})
+    assert one != two
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "naïve".encode()])
+def test_a_malformed_idempotency_key_is_422(client: TestClient, key: str | bytes) -> None:
+    response = client.post(
+        "/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers={"Idempotency-Key": key}
+    )
+    assert response.status_code == 422
+
+
+# --- Cancel -----------------------------------------------------------------------------------
+
+
+def test_a_queued_job_is_cancelled_and_its_objects_stay(client: TestClient, tmp_path: Path, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    job_id = _job(client)
+    cancelled = client.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    assert client.get("/v1/stats").json()["cancelled"] == 1
+    assert (tmp_path / "buckets" / "transcribe" / job_id / "manifest.json").exists()
+    again = client.delete(f"/v1/jobs/{job_id}")
+    assert again.status_code == 200  # cancelling twice is harmless
+    assert client.get(f"/v1/jobs/{job_id}/result").status_code == 409
+
+
+def test_delete_objects_removes_the_jobs_folder(client: TestClient, tmp_path: Path) -> None:
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    job_id = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio).json()["job_id"]
+    assert (tmp_path / "buckets" / "transcribe" / job_id / "input" / "a.mp3").exists()
+    response = client.delete(f"/v1/jobs/{job_id}", params={"delete_objects": "true"})
+    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
+    assert not list((tmp_path / "buckets" / "transcribe" / job_id).rglob("*"))
+
+
+def test_an_ended_job_cannot_be_cancelled_but_can_be_deleted(client: TestClient, tmp_path: Path) -> None:
+    job_id = _job(client)
+    states = client.app.state.services.states  # type: ignore[attr-defined]
+    states.advance(job_id, JobStatus.QUEUED)
+    states.advance(job_id, JobStatus.STARTED)
+    states.advance(job_id, JobStatus.FAILED, error="bad media")
+    refused = client.delete(f"/v1/jobs/{job_id}")
+    assert refused.status_code == 409
+    assert "already ended (failed)" in refused.json()["detail"]
+    deleted = client.delete(f"/v1/jobs/{job_id}?delete_objects=true")
+    assert (deleted.status_code, deleted.json()["status"]) == (200, "failed")
+    assert not (tmp_path / "buckets" / "transcribe" / job_id / "manifest.json").exists()
+
+
+def test_cancelling_an_unknown_job_is_404(client: TestClient) -> None:
+    assert client.delete("/v1/jobs/" + "0" * 32).status_code == 404
+    assert client.delete("/v1/jobs/..%2F..%2Fetc").status_code == 404
