@@ -125,8 +125,14 @@ class _GuardedBackend(httpcore.SyncBackend):
         self.policy = policy
 
     def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        address = self.policy.resolve(host, port)[0]
-        return super().connect_tcp(str(address), port, *args, **kwargs)
+        failure: httpcore.ConnectError | None = None
+        for address in self.policy.resolve(host, port):  # each one checked; tried in order, as sockets do
+            try:
+                return super().connect_tcp(str(address), port, *args, **kwargs)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        assert failure is not None, "getaddrinfo returns at least one address"
+        raise failure
 
 
 class GuardedTransport(httpx.HTTPTransport):
