@@ -1,6 +1,7 @@
 """The S3 store against moto's S3 server: the same interface as the local store, for real."""
 
 import os
+import time
 import tracemalloc
 
 import httpx
@@ -47,6 +48,9 @@ def test_user_metadata_round_trips(s3_store: S3Store) -> None:
     assert info is not None
     assert (info.metadata, info.content_type, info.size) == (meta, "audio/mpeg", 7)
     assert [o.key for o in s3_store.list(JOBS_BUCKET, "talks/")] == ["talks/a b é.mp3"]
+    # When it was written, for the janitor's age limits, from HEAD and from listings alike.
+    assert abs(info.modified - time.time()) < 120
+    assert [o.modified for o in s3_store.list(JOBS_BUCKET, "talks/")] == [info.modified]
 
 
 def test_a_presigned_link_downloads_without_credentials(s3_server: S3Server, s3_store: S3Store) -> None:

@@ -22,6 +22,7 @@ class ObjectInfo:
     etag: str
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    modified: float = 0.0  # when it was last written, epoch seconds (0: unknown)
 
 
 class ObjectWriter(Protocol):

@@ -64,7 +64,7 @@ class LocalStore:
         sidecar = self._read_sidecar(bucket, key, st)
         if sidecar is not None:
             return sidecar
-        return ObjectInfo(bucket, key, st.st_size, _md5_file(data), _guess_type(key), {})
+        return ObjectInfo(bucket, key, st.st_size, _md5_file(data), _guess_type(key), {}, st.st_mtime)
 
     def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
         try:
@@ -114,7 +114,7 @@ class LocalStore:
             return None
         if meta.get("size") != st.st_size or meta.get("mtime_ns") != st.st_mtime_ns:
             return None  # the file was replaced by hand since the store wrote it
-        return ObjectInfo(bucket, key, st.st_size, meta["etag"], meta["content_type"], meta["metadata"])
+        return ObjectInfo(bucket, key, st.st_size, meta["etag"], meta["content_type"], meta["metadata"], st.st_mtime)
 
     def _publish(self, info: ObjectInfo, st: os.stat_result) -> None:
         sidecar = self.meta_path(info.bucket, info.key)
@@ -160,8 +160,10 @@ class _LocalWriter:
         self._file.close()
         self._target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, self._target)
-        info = ObjectInfo(self._bucket, self._key, self.size, self._md5.hexdigest(), self._content_type, self._metadata)
-        self._store._publish(info, self._target.stat())
+        st = self._target.stat()
+        etag = self._md5.hexdigest()
+        info = ObjectInfo(self._bucket, self._key, self.size, etag, self._content_type, self._metadata, st.st_mtime)
+        self._store._publish(info, st)
         return info
 
     def abort(self) -> None:

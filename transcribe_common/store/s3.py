@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import urllib3
@@ -92,7 +92,8 @@ class S3Store:
         except NotFound:
             return None
         metadata = user_metadata(obj.metadata or {})
-        return ObjectInfo(bucket, key, obj.size or 0, (obj.etag or "").strip('"'), obj.content_type or "", metadata)
+        etag = (obj.etag or "").strip('"')
+        return ObjectInfo(bucket, key, obj.size or 0, etag, obj.content_type or "", metadata, _epoch(obj.last_modified))
 
     def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
         with _translated(f"{bucket}/{key}"):
@@ -108,7 +109,8 @@ class S3Store:
             for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
                 if obj.object_name is not None and not obj.is_dir:
                     etag = (obj.etag or "").strip('"')
-                    yield ObjectInfo(bucket, obj.object_name, obj.size or 0, etag, obj.content_type or "", {})
+                    modified = _epoch(obj.last_modified)
+                    yield ObjectInfo(bucket, obj.object_name, obj.size or 0, etag, obj.content_type or "", {}, modified)
 
     def delete(self, bucket: str, key: str) -> None:
         with _translated(f"{bucket}/{key}"):
@@ -267,3 +269,7 @@ class _S3Writer:
 
 class _Abort(Exception):
     """Raised inside the SDK's read so that it aborts the multipart upload."""
+
+
+def _epoch(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0
