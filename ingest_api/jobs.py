@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pydantic import ValidationError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 from rq.job import JobStatus as RqStatus
@@ -26,15 +25,11 @@ class Conflict(InvalidInput):
 def read_status(services: Services, job_id: str) -> StatusRecord:
     if not layout.is_job_id(job_id):
         raise NotFound(f"no job {job_id!r}")
-    record = services.states.read(job_id)
+    record = services.states.read_or_stored(job_id)
     if record is not None:
         return record
-    bucket = services.settings.minio_bucket
-    try:
-        return StatusRecord.model_validate(get_json(services.store, bucket, layout.status_key(job_id)))
-    except (NotFound, ValueError, ValidationError):
-        pass  # no status yet (or unreadable): the manifest still says whether the job exists
-    if services.store.stat(bucket, layout.manifest_key(job_id)) is not None:
+    # No status yet: the manifest still says whether the job exists.
+    if services.store.stat(services.settings.minio_bucket, layout.manifest_key(job_id)) is not None:
         return StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
     raise NotFound(f"no job {job_id!r}")
 

@@ -25,13 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
-from pydantic import ValidationError
 
 from transcribe_common import keys, layout
-from transcribe_common.errors import NotFound
 from transcribe_common.events import access_record
 from transcribe_common.jobstate import JobStates
-from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord
+from transcribe_common.models import JobStatus, Manifest, ObjectSource
 from transcribe_common.store.base import ObjectInfo, ObjectStore, get_json
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,7 @@ class Reconciler:
             if age > self.limits.orphan_after:
                 self._remove(job_id, objects, "orphans_removed", report)
             return
-        record = self._status(job_id)
+        record = self.states.read_or_stored(job_id)
         if record is not None and record.status.is_final:
             if self.limits.retention_days and age > self.limits.retention_days * DAY:
                 self._remove(job_id, objects, "expired_removed", report)
@@ -108,16 +106,6 @@ class Reconciler:
             log.warning("job %s: no status %d s after its manifest; announcing it again%s", job_id, age, self._dry)
             if not self.limits.dry_run:
                 self._announce(manifest_info)
-
-    def _status(self, job_id: str) -> StatusRecord | None:
-        """The live state, else the durable ``status.json`` (Redis may have lost the job)."""
-        record = self.states.read(job_id)
-        if record is not None:
-            return record
-        try:
-            return StatusRecord.model_validate(get_json(self.store, self.bucket, layout.status_key(job_id)))
-        except (NotFound, ValueError, ValidationError):
-            return None
 
     def _announce(self, info: ObjectInfo) -> None:
         """The manifest's creation event again, in MinIO's format, as the bucket would send it."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 
 import redis
+from pydantic import ValidationError
 
 from transcribe_common import keys, layout
-from transcribe_common.errors import RetryableError
+from transcribe_common.errors import NotFound, RetryableError
 from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
-from transcribe_common.store.base import ObjectStore, put_model
+from transcribe_common.store.base import ObjectStore, get_json, put_model
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,16 @@ class JobStates:
             return None
         fields = {keys.text(k): keys.text(v) for k, v in raw.items()}
         return StatusRecord.model_validate({"job_id": job_id, **fields})
+
+    def read_or_stored(self, job_id: str) -> StatusRecord | None:
+        """The live state, else the durable ``status.json`` (Redis may have lost or expired it)."""
+        record = self.read(job_id)
+        if record is not None:
+            return record
+        try:
+            return StatusRecord.model_validate(get_json(self._store, self._bucket, layout.status_key(job_id)))
+        except (NotFound, ValueError, ValidationError):
+            return None  # no status yet, or unreadable
 
     def counts(self) -> dict[str, int]:
         raw = self._redis.hgetall(keys.STATS)
