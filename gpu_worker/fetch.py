@@ -68,7 +68,7 @@ def download_url(url: str, dest: Path, limits: FetchLimits) -> Path:
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:
     status = response.status_code
-    if status >= 500 or status in (408, 429):
+    if netsafe.transient(status):
         raise RetryableError(f"fetching the source URL: HTTP {status}")
     if status >= 400:
         raise PermanentError(f"fetching the source URL failed: HTTP {status}")

@@ -7,7 +7,7 @@ fresh. The outcome decides what comes next:
 - 2xx: delivered.
 - 408, 429, 5xx, or no answer: tried again after an exponential backoff with jitter, or after the
   receiver's ``Retry-After``, both capped at ``WEBHOOK_BACKOFF_MAX``; up to ``WEBHOOK_ATTEMPTS``.
-  The retry is a new RQ job scheduled with ``enqueue_in``, so waiting holds no worker.
+  The retry is a new RQ job scheduled on RQ's scheduler (``enqueue_at``), so waiting holds no worker.
 - 410 and any other 4xx or 3xx (redirects are not followed), or a URL the policy refuses: given up.
 
 Every attempt (time, status code or error) is recorded on the job, for ``GET /v1/jobs/{id}``.
@@ -93,7 +93,7 @@ def post(url: str, body: str, message_id: str, config: WebhookSettings) -> Outco
         return Outcome(attempt, delivered=True)
     if response.is_redirect:
         attempt.error = f"HTTP {code}: redirects are not followed"
-    retry = code >= 500 or code in (408, 429)
+    retry = netsafe.transient(code)
     return Outcome(
         attempt, retry=retry, retry_after=retry_after(response.headers.get("retry-after")) if retry else None
     )
