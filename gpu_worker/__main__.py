@@ -15,7 +15,7 @@ from transcribe_common.runtime import connect_redis, open_store, setup_logging
 def main() -> None:
     settings = WorkerSettings()
     setup_logging("worker", settings.log_level)
-    conn = connect_redis(settings)
+    conn = connect_redis(settings, "worker")
     store = open_store(settings, conn)
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
     models = load_models(

@@ -25,10 +25,11 @@ from gpu_worker import audio, render
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
-from transcribe_common import jobqueue, layout
+from transcribe_common import layout
+from transcribe_common.ending import Ending
 from transcribe_common.errors import PermanentError, PipelineError, RetryableError
 from transcribe_common.jobstate import JobStates
-from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest
+from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, delete_prefix, get_json, put_bytes
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class WorkerContext:
     running: dict[int, JobRun] = field(default_factory=dict)
     requeued: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ending: Ending = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ending = Ending(self.conn, self.states, self.store, self.settings)
 
     @property
     def default_model(self) -> str:
@@ -153,10 +158,6 @@ class JobRun:
         if record.delete_objects:
             delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
 
-    def abandon(self, manifest: Manifest, reason: str) -> None:
-        """Fail a job whose worker died, from another worker: status, beside note and webhook."""
-        self.fail(manifest, PermanentError(reason))
-
     def transcribe(self, manifest: Manifest) -> Transcript:
         if manifest.error:
             raise PipelineError(manifest.error)
@@ -209,30 +210,16 @@ class JobRun:
 
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
         outputs = self.retrying(self.write_outputs, manifest, transcript)
-        finished = self.ctx.states.advance(
-            self.job_id,
-            JobStatus.FINISHED,
-            progress=100,
-            language=transcript.language,
-            duration=transcript.duration,
-            outputs=json.dumps(outputs),
+        facts = {"language": transcript.language, "duration": transcript.duration, "outputs": json.dumps(outputs)}
+        # Retried while Redis is away (restarting, say), so that finished work is not thrown away.
+        finished = self.retrying(
+            lambda: self.ctx.states.advance(self.job_id, JobStatus.FINISHED, progress=100, **facts)
         )
         if finished is None:  # cancelled while its results were being written
             self.cancelled()
             return
         log.info("job %s: finished (%.1f s of %s)", self.job_id, transcript.duration, transcript.language)
-        links = {fmt: self.result_url(outputs[fmt], fmt) for fmt in manifest.options.output}
-        main = manifest.options.main_output
-        payload = FinishedWebhook(
-            job_id=self.job_id,
-            language=transcript.language,
-            duration=transcript.duration,
-            output=main,
-            minio_url=links[main],
-            db_id=manifest.db_id,
-            outputs=links,
-        )
-        self.notify(manifest, payload)
+        self.ctx.ending.notify(self.job_id, manifest, self.ctx.ending.finished_webhook(self.job_id, manifest, finished))
 
     def write_outputs(self, manifest: Manifest, transcript: Transcript) -> dict[str, str]:
         """Every format into the job's folder (so any can be fetched later), and the ones asked
@@ -244,14 +231,8 @@ class JobRun:
             put_bytes(self.ctx.store, self.bucket, key, text, content_type=CONTENT_TYPES[fmt])
             outputs[fmt] = key
             if manifest.beside is not None and fmt in manifest.options.output:
-                self.write_beside(manifest, fmt, text, CONTENT_TYPES[fmt])
+                self.ctx.ending.write_beside(self.job_id, manifest, fmt, text, CONTENT_TYPES[fmt])
         return outputs
-
-    def write_beside(self, manifest: Manifest, suffix: str, data: bytes, content_type: str) -> None:
-        assert manifest.beside is not None
-        key = layout.beside_key(manifest.beside.key, suffix)
-        marker = {layout.OUTPUT_MARKER: self.job_id}
-        put_bytes(self.ctx.store, manifest.beside.bucket, key, data, content_type=content_type, metadata=marker)
 
     def fail(self, manifest: Manifest, exc: Exception) -> None:
         error = describe(exc, self.settings.job_timeout)
@@ -259,28 +240,8 @@ class JobRun:
             log.warning("job %s: failed: %s", self.job_id, error)
         else:
             log.exception("job %s: failed unexpectedly", self.job_id)
-        if self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=error) is None:
+        if not self.retrying(self.ctx.ending.fail, self.job_id, manifest, error):
             self.cancelled()  # cancelled, or ended by another worker: nothing more to say
-            return
-        if manifest.beside is not None:
-            note = f"Transcription failed: {error}\n".encode()
-            self.write_beside(manifest, "error.txt", note, "text/plain; charset=utf-8")
-        if self.settings.webhook_on_error:
-            self.notify(manifest, FailedWebhook(job_id=self.job_id, error=error, db_id=manifest.db_id))
-
-    def notify(self, manifest: Manifest, payload: FinishedWebhook | FailedWebhook) -> None:
-        url = manifest.callback_url or self.settings.default_callback_url
-        if url is None:
-            return
-        try:
-            jobqueue.queue_webhook(self.ctx.conn, self.job_id, str(url), payload)
-        except redis.RedisError:
-            log.exception("job %s: could not queue its webhook", self.job_id)
-
-    def result_url(self, key: str, fmt: str) -> str:
-        presigned = self.ctx.store.download_url(self.bucket, key)
-        base = self.settings.public_api_url.rstrip("/")
-        return presigned or f"{base}/v1/jobs/{self.job_id}/result?format={fmt}"
 
 
 def describe(exc: BaseException, job_timeout: int) -> str:

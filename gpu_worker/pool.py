@@ -9,7 +9,7 @@ thread), and signals belong to the main thread:
   are interrupted and put back in the queue. A second signal stops at once.
 - Every ``WORKER_HEARTBEAT_TTL / 3`` seconds the RQ workers' keys are refreshed with that TTL, so a
   killed process is seen as dead within it; the models it serves are advertised with the same TTL.
-- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``reaper``).
+- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``transcribe_common.recovery``).
 - Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
   same means as a drain's requeue: an exception raised in the job's thread.
 - If a job thread ends on its own (RQ quits its loop on some Redis errors), the process drains and
@@ -30,9 +30,9 @@ from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
 from gpu_worker.job import Cancelled, JobRun, Requeue, WorkerContext
-from gpu_worker.reaper import reap, worker_alive
 from transcribe_common import jobqueue, keys
 from transcribe_common.models import JobStatus
+from transcribe_common.recovery import reap, worker_alive
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class WorkerPool:
             if time.monotonic() - last_reap >= self.settings.reap_interval:
                 last_reap = time.monotonic()
                 try:
-                    reap(self.ctx, self.queues)
+                    reap(self.ctx.ending, self.queues)
                 except Exception:
                     log.exception("looking for abandoned jobs failed; trying again later")
 

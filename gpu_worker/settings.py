@@ -1,11 +1,11 @@
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import Field
 
-from transcribe_common.settings import CommonSettings
+from transcribe_common.settings import JobEndSettings
 
 
-class WorkerSettings(CommonSettings):
+class WorkerSettings(JobEndSettings):
     model_size: str = Field("small", description="Model name (tiny.en, base, small, ...) or a folder path.")
     model_cache_dir: Path = Field(Path.home() / ".cache" / "transcribe" / "models")
     whisper_device: str = Field("auto", description="auto, cpu or cuda.")
@@ -23,7 +23,6 @@ class WorkerSettings(CommonSettings):
     )
     worker_heartbeat_ttl: int = Field(30, ge=2, description="Seconds after which a silent worker counts as dead.")
     reap_interval: float = Field(10.0, gt=0, description="Seconds between checks for jobs of dead workers.")
-    max_attempts: int = Field(2, ge=1, description="Times a job is started before a worker death fails it.")
     cancel_poll: float = Field(1.0, gt=0, description="Seconds between checks for cancelled running jobs.")
     drain_timeout: float = Field(
         60.0, ge=0, description="On SIGTERM, seconds running jobs get before they are requeued."
@@ -39,10 +38,3 @@ class WorkerSettings(CommonSettings):
     subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")
     subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")
     subtitle_max_seconds: float = Field(7.0, gt=0, description="Longest a subtitle cue stays on screen.")
-    webhook_on_error: bool = True
-    default_callback_url: AnyHttpUrl | None = Field(
-        None, description="Webhook for jobs that name none, inbox drops among them."
-    )
-    public_api_url: str = Field(
-        "http://127.0.0.1:8000", description="Base URL of the API, for result links when the store cannot presign."
-    )

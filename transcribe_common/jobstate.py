@@ -85,12 +85,20 @@ class JobStates:
         return record
 
     def progress(self, job_id: str, percent: float) -> None:
-        """Raise the live progress of a started job; it never goes backwards."""
-        self._progress(keys=[keys.job(job_id)], args=[f"{percent:.1f}", utcnow().isoformat()])
+        """Raise the live progress of a started job; it never goes backwards. Best effort: a
+        transcription goes on while Redis is briefly away, and the next report catches up."""
+        try:
+            self._progress(keys=[keys.job(job_id)], args=[f"{percent:.1f}", utcnow().isoformat()])
+        except redis.RedisError as exc:
+            log.warning("job %s: progress not recorded (%s)", job_id, exc)
 
     def note(self, job_id: str, **facts: object) -> None:
-        """Record facts learnt while a job runs (language, duration); not a change of status."""
-        self._redis.hset(keys.job(job_id), mapping={k: str(v) for k, v in facts.items() if v is not None})
+        """Record facts learnt while a job runs (language, duration); not a change of status.
+        Best effort, like ``progress``: the final status records them again."""
+        try:
+            self._redis.hset(keys.job(job_id), mapping={k: str(v) for k, v in facts.items() if v is not None})
+        except redis.RedisError as exc:
+            log.warning("job %s: %s not recorded (%s)", job_id, ", ".join(facts), exc)
 
     def statuses(self, job_ids: list[str]) -> list[str | None]:
         """The live status of each job, in one round trip (for workers watching for cancels)."""
@@ -108,13 +116,14 @@ class JobStates:
 
     def read_or_stored(self, job_id: str) -> StatusRecord | None:
         """The live state, else the durable ``status.json`` (Redis may have lost or expired it)."""
-        record = self.read(job_id)
-        if record is not None:
-            return record
+        return self.read(job_id) or self.read_stored(job_id)
+
+    def read_stored(self, job_id: str) -> StatusRecord | None:
+        """The durable ``status.json`` alone; None if there is none yet, or it is unreadable."""
         try:
             return StatusRecord.model_validate(get_json(self._store, self._bucket, layout.status_key(job_id)))
         except (NotFound, ValueError, ValidationError):
-            return None  # no status yet, or unreadable
+            return None
 
     def counts(self) -> dict[str, int]:
         raw = self._redis.hgetall(keys.STATS)

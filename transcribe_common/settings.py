@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from transcribe_common.netsafe import UrlPolicy
@@ -39,3 +39,17 @@ class CommonSettings(BaseSettings):
     @property
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy.from_setting(self.url_allowlist)
+
+
+class JobEndSettings(CommonSettings):
+    """What a service that ends jobs needs: the worker ends the jobs it runs, and the janitor ends
+    those whose worker died or whose input vanished, in the same way (``transcribe_common.ending``)."""
+
+    max_attempts: int = Field(2, ge=1, description="Times a job is started before a worker death fails it.")
+    webhook_on_error: bool = True
+    default_callback_url: AnyHttpUrl | None = Field(
+        None, description="Webhook for jobs that name none, inbox drops among them."
+    )
+    public_api_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of the API, for result links when the store cannot presign."
+    )

@@ -1,0 +1,94 @@
+"""How the end of a job is told: its final status, a note beside an inbox drop, its webhook.
+
+The worker ends the jobs it runs; a worker's reaper and the janitor end jobs whose worker died or
+whose input vanished. All of them end a job here, so a failure reads the same whoever saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+
+from transcribe_common import jobqueue, layout
+from transcribe_common.jobstate import JobStates
+from transcribe_common.models import FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
+from transcribe_common.settings import JobEndSettings
+from transcribe_common.store.base import ObjectStore, put_bytes
+
+log = logging.getLogger(__name__)
+ERROR_NOTE = "error.txt"  # beside an inbox drop whose job failed: talks/a.mp4 -> talks/a.error.txt
+
+
+@dataclass
+class Ending:
+    conn: redis.Redis
+    states: JobStates
+    store: ObjectStore
+    settings: JobEndSettings
+
+    def fail(self, job_id: str, manifest: Manifest, error: str) -> bool:
+        """Fail the job, leave a note beside an inbox drop, send the failure webhook. False if the
+        job had ended already (cancelled, or ended by someone else): then nothing is written."""
+        if self.states.advance(job_id, JobStatus.FAILED, error=error) is None:
+            return False
+        if manifest.beside is not None:
+            note = f"Transcription failed: {error}\n".encode()
+            self.write_beside(job_id, manifest, ERROR_NOTE, note, "text/plain; charset=utf-8")
+        if self.settings.webhook_on_error:
+            self.notify(job_id, manifest, FailedWebhook(job_id=job_id, error=error, db_id=manifest.db_id))
+        return True
+
+    def write_beside(self, job_id: str, manifest: Manifest, suffix: str, data: bytes, content_type: str) -> None:
+        assert manifest.beside is not None
+        key = layout.beside_key(manifest.beside.key, suffix)
+        marker = {layout.OUTPUT_MARKER: job_id}
+        put_bytes(self.store, manifest.beside.bucket, key, data, content_type=content_type, metadata=marker)
+
+    def callback_url(self, manifest: Manifest) -> str | None:
+        url = manifest.callback_url or self.settings.default_callback_url
+        return str(url) if url is not None else None
+
+    def notify(self, job_id: str, manifest: Manifest, payload: FinishedWebhook | FailedWebhook) -> None:
+        url = self.callback_url(manifest)
+        if url is None:
+            return
+        try:
+            jobqueue.queue_webhook(self.conn, job_id, url, payload)
+        except redis.RedisError:
+            log.exception("job %s: could not queue its webhook", job_id)
+
+    def finished_webhook(self, job_id: str, manifest: Manifest, record: StatusRecord) -> FinishedWebhook:
+        links = {fmt: self.result_url(job_id, record.outputs[fmt], fmt) for fmt in manifest.options.output}
+        main = manifest.options.main_output
+        return FinishedWebhook(
+            job_id=job_id,
+            language=record.language,
+            duration=record.duration,
+            output=main,
+            minio_url=links[main],
+            db_id=manifest.db_id,
+            outputs=links,
+        )
+
+    def result_url(self, job_id: str, key: str, fmt: str) -> str:
+        presigned = self.store.download_url(self.settings.minio_bucket, key)
+        base = self.settings.public_api_url.rstrip("/")
+        return presigned or f"{base}/v1/jobs/{job_id}/result?format={fmt}"
+
+    def webhook_owed(self, manifest: Manifest, record: StatusRecord) -> bool:
+        """An ended job that should have a webhook and has none queued: its worker died between
+        writing the final status and queueing the webhook."""
+        if record.webhook is not None or self.callback_url(manifest) is None:
+            return False
+        if record.status == JobStatus.FINISHED:
+            return all(fmt in record.outputs for fmt in manifest.options.output)
+        return record.status == JobStatus.FAILED and self.settings.webhook_on_error
+
+    def send_owed(self, job_id: str, manifest: Manifest, record: StatusRecord) -> None:
+        if record.status == JobStatus.FINISHED:
+            self.notify(job_id, manifest, self.finished_webhook(job_id, manifest, record))
+        else:
+            error = record.error or "failed"
+            self.notify(job_id, manifest, FailedWebhook(job_id=job_id, error=error, db_id=manifest.db_id))

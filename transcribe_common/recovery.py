@@ -1,0 +1,88 @@
+"""Finding the jobs of workers that died (SIGKILL, a lost machine) and giving them a second life.
+
+RQ records each running job in its ``StartedJobRegistry`` as an execution naming its worker,
+and each worker keeps a key ``rq:worker:<name>`` alive with its heartbeat. A job whose worker's
+key has expired was abandoned: it is started again if it has been started fewer than
+``MAX_ATTEMPTS`` times, and failed with a message saying so otherwise.
+
+Every live worker runs this for its queues, and the janitor for all of them (so jobs are
+recovered even while no worker is alive to notice). The move in Redis decides who acts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from rq import Queue, Worker
+from rq.executions import Execution
+from rq.registry import StartedJobRegistry
+
+from transcribe_common import jobqueue, keys, layout
+from transcribe_common.ending import Ending
+from transcribe_common.models import JobStatus, Manifest
+from transcribe_common.store.base import get_json
+
+log = logging.getLogger(__name__)
+
+
+def worker_alive(conn: redis.Redis, name: str | None) -> bool:
+    return bool(name) and bool(conn.exists(Worker.redis_worker_namespace_prefix + str(name)))
+
+
+def transcription_queues(conn: redis.Redis) -> list[str]:
+    """Every RQ queue of transcriptions (one per model, and the default one); not the webhooks'."""
+    names = {queue.name for queue in Queue.all(connection=conn)} | {keys.QUEUE}
+    return sorted(n for n in names if n == keys.QUEUE or (n.startswith(f"{keys.QUEUE}:") and n != keys.WEBHOOK_QUEUE))
+
+
+def running(conn: redis.Redis, queue_names: list[str]) -> set[str]:
+    """The ids of jobs that RQ counts as running on these queues, their workers alive or not."""
+    return {
+        job_id
+        for name in queue_names
+        for job_id in StartedJobRegistry(queue=Queue(name, connection=conn)).get_job_ids(cleanup=False)
+    }
+
+
+def abandoned(conn: redis.Redis, queue_names: list[str]) -> Iterator[tuple[str, Execution, StartedJobRegistry]]:
+    """The executions on these queues whose worker is dead: (job id, execution, its registry)."""
+    for name in queue_names:
+        registry = StartedJobRegistry(queue=Queue(name, connection=conn))
+        for job_id, execution_id in registry.get_job_and_execution_ids():
+            execution = Execution.fetch(execution_id, job_id, connection=conn)
+            if not worker_alive(conn, execution.worker_name):
+                yield job_id, execution, registry
+
+
+def reap(ending: Ending, queue_names: list[str]) -> list[str]:
+    """Recover the abandoned jobs on these queues; returns their ids."""
+    recovered = []
+    for job_id, execution, registry in list(abandoned(ending.conn, queue_names)):
+        registry.remove_execution(execution)
+        recover(ending, job_id, f"its worker {execution.worker_name} died")
+        recovered.append(job_id)
+    return recovered
+
+
+def recover(ending: Ending, job_id: str, why: str) -> None:
+    """Start a job that nobody runs again, or fail it if it has had its ``MAX_ATTEMPTS``."""
+    states, settings = ending.states, ending.settings
+    record = states.read(job_id)
+    if record is None or record.status.is_final:
+        return
+    try:
+        manifest = Manifest.model_validate(get_json(ending.store, settings.minio_bucket, layout.manifest_key(job_id)))
+    except Exception as exc:
+        states.advance(job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
+        return
+    if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
+        reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
+        log.error("job %s: %s", job_id, reason)
+        ending.fail(job_id, manifest, reason)
+        return
+    if record.status == JobStatus.STARTED and states.requeue(job_id, why) is None:
+        return  # someone else recovered it first
+    log.warning("job %s: %s; queued again", job_id, why)
+    jobqueue.enqueue(ending.conn, job_id, manifest.options.model, settings)
