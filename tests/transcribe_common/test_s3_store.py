@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import JOBS_BUCKET, S3Server
+from tests.helpers import wait_until
 from transcribe_common.errors import NotFound, RetryableError
 from transcribe_common.store.base import get_bytes, put_bytes
 from transcribe_common.store.s3 import PART_SIZE, S3Store
@@ -90,3 +91,22 @@ def test_an_unreachable_server_is_a_retryable_error() -> None:
         store.stat(JOBS_BUCKET, "x")
     with pytest.raises(RetryableError, match="did not answer"):
         store.wait_ready(timeout=0.1)
+
+
+def test_a_multipart_upload_left_behind_is_listed_and_aborted(s3_store: S3Store) -> None:
+    writer = s3_store.open_writer(JOBS_BUCKET, "left/behind.mp3", content_type="audio/mpeg")
+    for _ in range(PART_SIZE // MB + 1):
+        writer.write(b"x" * MB)  # one part sent; then its process "dies": no commit, no abort
+
+    def incomplete() -> list:  # type: ignore[type-arg]
+        return [u for u in s3_store.incomplete_uploads(JOBS_BUCKET) if u.size]
+
+    wait_until(incomplete, timeout=30)
+    [upload] = incomplete()
+    assert (upload.key, upload.size) == ("left/behind.mp3", PART_SIZE)
+    assert 0 < upload.started <= time.time()  # moto dates every upload 2010-11-10; MinIO tells the truth
+    s3_store.abort_upload(upload)
+    assert list(s3_store.incomplete_uploads(JOBS_BUCKET)) == []
+    s3_store.abort_upload(upload)  # twice: gone already, no error
+    writer.abort()
+    assert s3_store.stat(JOBS_BUCKET, "left/behind.mp3") is None

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from transcribe_common.errors import NotFound
+
 CHUNK = 1024 * 1024
 
 
@@ -23,6 +25,18 @@ class ObjectInfo:
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
     modified: float = 0.0  # when it was last written, epoch seconds (0: unknown)
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A write that was begun and never committed nor aborted (its writer's process died):
+    an S3 multipart upload, or a local temporary file. It holds space until it is aborted."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    size: int
+    started: float  # epoch seconds: S3's initiation time; a local file's last write
 
 
 class ObjectWriter(Protocol):
@@ -51,6 +65,10 @@ class ObjectStore(Protocol):
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, bucket: str, key: str) -> None: ...
+
+    def incomplete_uploads(self, bucket: str) -> Iterator[IncompleteUpload]: ...
+
+    def abort_upload(self, upload: IncompleteUpload) -> None: ...
 
     def download_url(self, bucket: str, key: str) -> str | None:
         """A URL that downloads the object without credentials, if this store can make one."""
@@ -94,6 +112,21 @@ def download(store: ObjectStore, bucket: str, key: str, dest: Path) -> int:
         for chunk in store.iter_bytes(bucket, key):
             out.write(chunk)
     return dest.stat().st_size
+
+
+def copy_object(store: ObjectStore, bucket: str, key: str, dest: str, *, metadata: dict[str, str]) -> ObjectInfo:
+    """Copy an object within its bucket, streamed, with ``metadata`` added to its own."""
+    source = store.stat(bucket, key)
+    if source is None:
+        raise NotFound(f"no object {bucket}/{key}")
+    writer = store.open_writer(bucket, dest, content_type=source.content_type, metadata=source.metadata | metadata)
+    try:
+        for chunk in store.iter_bytes(bucket, key):
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
 
 
 def upload_file(

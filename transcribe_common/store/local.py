@@ -19,11 +19,12 @@ from pathlib import Path, PurePosixPath
 
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.events import access_record
-from transcribe_common.store.base import CHUNK, ObjectInfo
+from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
 Notify = Callable[[str], object]
 META_DIR = ".meta"
 TMP_DIR = ".tmp"
+_TMP_PREFIX = "put-"  # then the bucket: put-<bucket>-<random>
 
 
 def check_key(key: str) -> PurePosixPath:
@@ -92,6 +93,18 @@ class LocalStore:
     def download_url(self, bucket: str, key: str) -> str | None:
         return None
 
+    def incomplete_uploads(self, bucket: str) -> Iterator[IncompleteUpload]:
+        """Temporary files of writes whose process died before it committed or aborted them."""
+        for path in (self.root / TMP_DIR).glob(f"{_TMP_PREFIX}{bucket}-*"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # committed or aborted just now
+            yield IncompleteUpload(bucket, "", path.name, st.st_size, st.st_mtime)
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        (self.root / TMP_DIR / upload.upload_id).unlink(missing_ok=True)
+
     def adopt(self, bucket: str, key: str) -> ObjectInfo | None:
         """Record and announce a file that was put into a bucket folder by hand."""
         info = self.stat(bucket, key)
@@ -145,7 +158,7 @@ class _LocalWriter:
         self._store, self._bucket, self._key = store, bucket, key
         self._content_type, self._metadata = content_type, metadata
         self._target = store.data_path(bucket, key)
-        fd, tmp = tempfile.mkstemp(dir=store.root / TMP_DIR, prefix="put-")
+        fd, tmp = tempfile.mkstemp(dir=store.root / TMP_DIR, prefix=f"{_TMP_PREFIX}{bucket}-")
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._md5 = hashlib.md5(usedforsecurity=False)

@@ -29,12 +29,12 @@ from minio.notificationconfig import NotificationConfig, PrefixFilterRule, Queue
 
 from transcribe_common.errors import NotFound, PipelineError, RetryableError
 from transcribe_common.events import user_metadata
-from transcribe_common.store.base import CHUNK, ObjectInfo
+from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
 log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB; one part is what an upload holds in memory
-_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "NoSuchVersion"})
+_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "NoSuchVersion", "NoSuchUpload"})
 
 
 class S3Store:
@@ -118,6 +118,39 @@ class S3Store:
 
     def download_url(self, bucket: str, key: str) -> str | None:
         return self._presigner.presigned_get_object(bucket, key, expires=self._expiry)
+
+    # The SDK has no public call for multipart uploads left behind (a writer's process died before
+    # it could abort); its own put_object uses these underscored ones, stable since minio 7.0.
+    def incomplete_uploads(self, bucket: str) -> Iterator[IncompleteUpload]:
+        key_marker = None
+        while True:
+            with _translated(bucket):
+                page = self.client._list_multipart_uploads(bucket, key_marker=key_marker, max_uploads=1000)
+            for upload in page.uploads:
+                if upload.upload_id is None:
+                    continue
+                started = _epoch(upload.initiated_time)
+                size = self._parts_size(bucket, upload.object_name, upload.upload_id)
+                yield IncompleteUpload(bucket, upload.object_name, upload.upload_id, size, started)
+            # The SDK drops NextUploadIdMarker; paging by key alone may leave some for the next run.
+            if not page.is_truncated or not page.next_key_marker:
+                return
+            key_marker = page.next_key_marker
+
+    def _parts_size(self, bucket: str, key: str, upload_id: str) -> int:
+        try:
+            with _translated(f"{bucket}/{key}"):
+                parts = self.client._list_parts(bucket, key, upload_id, max_parts=1000).parts
+        except NotFound:
+            return 0  # completed or aborted meanwhile
+        return sum(part.size or 0 for part in parts)
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        try:
+            with _translated(f"{upload.bucket}/{upload.key}"):
+                self.client._abort_multipart_upload(upload.bucket, upload.key, upload.upload_id)
+        except NotFound:
+            pass  # gone already
 
     # --- set-up of a MinIO deployment ---------------------------------------------------------
 
