@@ -103,7 +103,7 @@ class InboxWatcher:
 def main() -> None:
     settings = WatcherSettings()
     setup_logging("watcher", settings.log_level)
-    conn = connect_redis(settings)
+    conn = connect_redis(settings, "watcher")
     store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

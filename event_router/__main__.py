@@ -13,7 +13,7 @@ from transcribe_common.runtime import connect_redis, open_store, setup_logging
 def main() -> None:
     settings = RouterSettings()
     setup_logging("router", settings.log_level)
-    conn = connect_redis(settings)
+    conn = connect_redis(settings, "router")
     router = Router(settings, conn, open_store(settings, conn))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: router.stopping.set())

@@ -24,7 +24,7 @@ class Services:
 
     @classmethod
     def open(cls, settings: ApiSettings) -> Services:
-        conn = connect_redis(settings)
+        conn = connect_redis(settings, "api")
         store = open_store(settings, conn)
         states = JobStates(conn, store, settings.minio_bucket)
         return cls(settings, conn, store, states, settings.load_api_keys())

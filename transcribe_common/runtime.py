@@ -16,9 +16,14 @@ from transcribe_common.store.local import LocalStore
 if TYPE_CHECKING:
     from transcribe_common.store.s3 import S3Store
 
+log = logging.getLogger(__name__)
 
-def connect_redis(settings: CommonSettings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+
+def connect_redis(settings: CommonSettings, service: str) -> redis.Redis:
+    """Named, so that ``CLIENT LIST`` says which service holds which connection."""
+    return redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, health_check_interval=30, client_name=f"transcribe-{service}"
+    )
 
 
 def open_store(settings: CommonSettings, conn: redis.Redis) -> ObjectStore:
@@ -26,10 +31,20 @@ def open_store(settings: CommonSettings, conn: redis.Redis) -> ObjectStore:
     ``transcribe-setup`` makes the buckets; the local store does both itself."""
     if settings.store_backend == "s3":
         return open_s3_store(settings)
-    store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
+    store = LocalStore(settings.store_dir, notify=lambda record: _announce(conn, record))
     for bucket in (settings.minio_bucket, settings.minio_inbox_bucket):
         store.ensure_bucket(bucket)
     return store
+
+
+def _announce(conn: redis.Redis, record: str) -> None:
+    """The local store's bucket notification. Like MinIO's (without a queue_dir), an event that
+    cannot be sent is not held against the write: the object is there, and the janitor announces
+    again what nothing picked up (``LOST_AFTER``)."""
+    try:
+        conn.rpush(keys.EVENTS, record)
+    except redis.RedisError as exc:
+        log.warning("bucket event not sent (%s); the janitor will announce the object again", exc)
 
 
 def open_s3_store(settings: CommonSettings) -> S3Store:

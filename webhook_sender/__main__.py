@@ -19,7 +19,7 @@ def main() -> None:
     setup_logging("webhooks", settings.log_level)
     if not settings.webhook_secret:
         log.warning("WEBHOOK_SECRET is empty: webhooks go out unsigned")
-    conn = connect_redis(settings)
+    conn = connect_redis(settings, "webhooks")
     pool = WorkerPool([keys.WEBHOOK_QUEUE], connection=conn, num_workers=settings.webhook_concurrency)
     log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, settings.webhook_concurrency)
     pool.start(logging_level="WARNING")
