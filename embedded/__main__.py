@@ -99,6 +99,7 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
         "STORE_DIR": str(data / "buckets"),
         "SCRATCH_DIR": str(data / "scratch"),
         "MODEL_CACHE_DIR": str(data / "models"),
+        "JANITOR_METRICS_HOST": settings.api_host,  # like the API: this machine only, unless asked
     }
     return {
         **defaults,

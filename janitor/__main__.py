@@ -6,9 +6,14 @@ import logging
 import signal
 import threading
 
-from janitor.reconcile import Limits, Reconciler
+import redis
+
+from janitor.reconcile import Janitor, Limits
+from janitor.report import Report, serve_metrics
 from janitor.settings import JanitorSettings
+from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates
+from transcribe_common.recovery import worker_alive
 from transcribe_common.runtime import connect_redis, open_store, setup_logging
 from transcribe_common.scratch import sweep_scratch
 
@@ -23,28 +28,46 @@ def main() -> None:
     settings = JanitorSettings()
     setup_logging("janitor", settings.log_level)
     dry_run = args.dry_run or settings.janitor_dry_run
-    conn = connect_redis(settings)
+    conn = connect_redis(settings, "janitor")
     store = open_store(settings, conn)
     states = JobStates(conn, store, settings.minio_bucket)
-    limits = Limits(settings.orphan_after, settings.lost_after, settings.result_retention_days, dry_run)
-    reconciler = Reconciler(conn, store, settings.minio_bucket, limits)
+    janitor = Janitor(Ending(conn, states, store, settings), Limits.from_settings(settings, dry_run))
+    if not args.once:
+        serve_metrics(settings.janitor_metrics_host, settings.janitor_metrics_port)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    log.info("every %d s: scratch %s, jobs bucket %s%s", settings.janitor_interval, settings.scratch_dir,
-             settings.minio_bucket, " (dry run)" if dry_run else "")  # fmt: skip
+    log.info("every %d s: scratch %s, buckets %s and %s, INBOX_AFTER=%s%s", settings.janitor_interval,
+             settings.scratch_dir, settings.minio_bucket, settings.minio_inbox_bucket, settings.inbox_after,
+             " (dry run)" if dry_run else "")  # fmt: skip
     while not stopping.is_set():
         try:
-            if not dry_run:
-                report = sweep_scratch(settings.scratch_dir, states, max_age=settings.scratch_max_age)
-                log.info("scratch: removed %d folders, freed %d bytes, kept %d running",
-                         report.removed, report.bytes_freed, report.kept_running)  # fmt: skip
-            log.info("jobs bucket%s: %s", " (dry run)" if dry_run else "", reconciler.run().summary())
-        except Exception:
+            report = janitor.run()
+        except Exception:  # Redis or the store away for the whole run: the next one tries again
             log.exception("janitor run failed; trying again next round")
+            report = Report()
+            report.count("errors")
+        if not dry_run:
+            sweep_scratch_into(report, settings, states, conn)
+        log.info("run%s: %s", " (dry run)" if dry_run else "", report.summary())
+        report.export(dry_run)
         if args.once:
             return
         stopping.wait(settings.janitor_interval)
+
+
+def sweep_scratch_into(report: Report, settings: JanitorSettings, states: JobStates, conn: redis.Redis) -> None:
+    """The workers' scratch folders on this machine: those of jobs that ended or that no live
+    worker runs, older than ``SCRATCH_MAX_AGE``."""
+    try:
+        alive = lambda worker: worker_alive(conn, worker)  # noqa: E731
+        swept = sweep_scratch(settings.scratch_dir, states, max_age=settings.scratch_max_age, alive=alive)
+    except Exception:
+        log.exception("scratch sweep failed; trying again next round")
+        report.count("errors")
+        return
+    report.counts["scratch_removed"] += swept.removed
+    report.bytes_freed += swept.bytes_freed
 
 
 if __name__ == "__main__":

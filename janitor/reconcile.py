@@ -1,17 +1,27 @@
-"""Bringing the jobs bucket and Redis back into agreement: the janitor's second task.
+"""Bringing the buckets and Redis back into agreement: the janitor's main task.
 
-Every hop is at-least-once, and processes die, so the bucket can hold what no job will finish.
-Each run walks the jobs bucket one job folder at a time and, for a folder older than its limit:
+Every hop is at-least-once, and processes die, so the bucket can hold what no job will finish and
+Redis can hold jobs that no one runs. Each run, in this order:
 
-- **no manifest** (an upload whose request died before its manifest, or leftovers of a deleted
-  job): the folder is removed after ``ORPHAN_AFTER`` seconds;
-- **a manifest whose uploaded input is missing**: the job, unless it has ended or is running, is
-  failed with an error saying so;
-- **a manifest with no status anywhere** (no live state in Redis, no ``status.json``): its
-  creation event was lost — Redis down when it was sent, say — so it is announced again after
-  ``LOST_AFTER`` seconds; the router's gate makes a duplicate harmless;
-- **an ended job past ``RESULT_RETENTION_DAYS``** (0 keeps jobs forever): its objects and live
-  state are removed.
+1. **Abandoned jobs** (RQ's ``StartedJobRegistry`` names a worker whose heartbeat key expired) are
+   started again or failed after ``MAX_ATTEMPTS`` — what live workers' reapers do, done here too so
+   that it happens while no worker is alive.
+2. **The jobs bucket**, one job folder at a time; a folder counts as old by its newest object:
+
+   - no manifest (an upload whose request died before its manifest, leftovers of a deleted job):
+     removed after ``ORPHAN_AFTER``;
+   - a manifest whose uploaded input is missing: the job fails, with an error saying so;
+   - no live status (its creation event was lost, or Redis lost the job), or ``queued`` with no RQ
+     job (a router died between the two), or ``started`` with no RQ execution: after ``LOST_AFTER``
+     the manifest is announced again, or the job recovered as in 1.; the router's gate and the
+     worker's move to ``started`` make a duplicate harmless;
+   - ended in the last day, with a webhook owed and none queued (its worker died between the
+     two): queued now;
+   - ended, past ``RESULT_RETENTION_DAYS`` (0 keeps jobs forever): objects and live state removed.
+3. **The inbox bucket** (``janitor.inbox``): drops nothing has seen are announced again, and
+   transcribed drops kept, deleted or moved as ``INBOX_AFTER`` says.
+4. **Incomplete uploads** (S3 multipart uploads, local temporary files) older than
+   ``INCOMPLETE_UPLOAD_AFTER`` are aborted.
 
 ``dry_run`` counts and logs the same without changing anything.
 """
@@ -20,17 +30,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import redis
+from rq.job import Job
 
-from transcribe_common import keys, layout
-from transcribe_common.events import access_record
-from transcribe_common.jobstate import JobStates
-from transcribe_common.models import JobStatus, Manifest, ObjectSource
-from transcribe_common.store.base import ObjectInfo, ObjectStore, get_json
+from janitor.announce import announce
+from janitor.inbox import reconcile_inbox
+from janitor.report import Report
+from janitor.settings import JanitorSettings
+from transcribe_common import keys, layout, recovery
+from transcribe_common.ending import Ending
+from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord
+from transcribe_common.store.base import ObjectInfo, get_json
 
 log = logging.getLogger(__name__)
 DAY = 86400
@@ -41,95 +54,165 @@ class Limits:
     orphan_after: float
     lost_after: float
     retention_days: float
+    inbox_after: str = "keep"
+    inbox_move_prefix: str = "processed/"
+    incomplete_upload_after: float = DAY
     dry_run: bool = False
 
+    @classmethod
+    def from_settings(cls, settings: JanitorSettings, dry_run: bool) -> Limits:
+        return cls(
+            settings.orphan_after,
+            settings.lost_after,
+            settings.result_retention_days,
+            settings.inbox_after,
+            settings.inbox_move_prefix,
+            settings.incomplete_upload_after,
+            dry_run,
+        )
 
-@dataclass
-class ReconcileReport:
-    counts: Counter[str] = field(default_factory=Counter)
-    bytes_freed: int = 0
 
-    def summary(self) -> str:
-        counted = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items())) or "nothing to do"
-        return f"{counted}; {self.bytes_freed} bytes freed"
+class Janitor:
+    def __init__(self, ending: Ending, limits: Limits) -> None:
+        self.ending, self.limits = ending, limits
+        self.redis, self.store, self.states = ending.conn, ending.store, ending.states
+        self.bucket = ending.settings.minio_bucket
+        self.inbox_bucket = ending.settings.minio_inbox_bucket
 
-
-class Reconciler:
-    def __init__(self, conn: redis.Redis, store: ObjectStore, bucket: str, limits: Limits) -> None:
-        self.redis, self.store, self.bucket, self.limits = conn, store, bucket, limits
-        self.states = JobStates(conn, store, bucket)
-
-    def run(self, now: float | None = None) -> ReconcileReport:
-        report = ReconcileReport()
+    def run(self, now: float | None = None) -> Report:
+        report = Report()
         now = now or time.time()
-        for job_id, objects in self._job_folders():
-            age = now - max(info.modified for info in objects)
-            try:
-                self._reconcile(job_id, {info.key: info for info in objects}, age, report)
-            except Exception:
-                log.exception("job %s: reconciling failed; trying again next run", job_id)
-                report.counts["errors"] += 1
+        queues = recovery.transcription_queues(self.redis)
+        self._step(report, "abandoned jobs", self.recover_abandoned, queues, report)
+        running = recovery.running(self.redis, queues)
+        folders = self._job_folders()
+        for job_id, objects in folders.items():
+            self._step(report, f"job {job_id}", self.reconcile_job, job_id, objects, running, now, report)
+        self._step(report, "inbox", reconcile_inbox, self, set(folders), now, report)
+        for bucket in (self.bucket, self.inbox_bucket):
+            self._step(report, f"uploads to {bucket}", self.abort_incomplete, bucket, now, report)
         return report
 
-    def _job_folders(self) -> Iterator[tuple[str, list[ObjectInfo]]]:
+    def _step(self, report: Report, what: str, step: Callable[..., object], *args: object) -> None:
+        """One part of a run; a failure is logged and counted, and the run goes on."""
+        try:
+            step(*args)
+        except Exception:
+            log.exception("%s: reconciling failed; trying again next run", what)
+            report.count("errors")
+
+    def recover_abandoned(self, queues: list[str], report: Report) -> None:
+        if self.limits.dry_run:
+            for job_id, _, _ in recovery.abandoned(self.redis, queues):
+                log.warning("job %s: its worker died [dry run: left]", job_id)
+                report.count("abandoned_recovered")
+            return
+        for _ in recovery.reap(self.ending, queues):
+            report.count("abandoned_recovered")
+
+    def _job_folders(self) -> dict[str, list[ObjectInfo]]:
         folders: dict[str, list[ObjectInfo]] = defaultdict(list)
         for info in self.store.list(self.bucket):
             job_id = info.key.split("/", 1)[0]
             if layout.is_job_id(job_id):
                 folders[job_id].append(info)
-        yield from folders.items()
+        return folders
 
-    def _reconcile(self, job_id: str, objects: dict[str, ObjectInfo], age: float, report: ReconcileReport) -> None:
+    def reconcile_job(
+        self, job_id: str, folder: list[ObjectInfo], running: set[str], now: float, report: Report
+    ) -> None:
+        objects = {info.key: info for info in folder}
+        age = now - max(info.modified for info in folder)
         manifest_info = objects.get(layout.manifest_key(job_id))
         if manifest_info is None:
             if age > self.limits.orphan_after:
-                self._remove(job_id, objects, "orphans_removed", report)
+                self.remove(job_id, folder, "orphans_removed", report)
             return
-        record = self.states.read_or_stored(job_id)
+        live = self.states.read(job_id)
+        record = live or self.states.read_stored(job_id)
         if record is not None and record.status.is_final:
-            if self.limits.retention_days and age > self.limits.retention_days * DAY:
-                self._remove(job_id, objects, "expired_removed", report)
+            self._ended(job_id, folder, live, age, now, report)
             return
-        if record is not None and record.status == JobStatus.STARTED:
-            return  # a worker has it; a dead worker's job is the reaper's
         manifest = Manifest.model_validate(get_json(self.store, self.bucket, manifest_info.key))
         source = manifest.source
-        input_missing = isinstance(source, ObjectSource) and source.bucket == self.bucket and source.key not in objects
-        if input_missing and age > self.limits.orphan_after:
-            report.counts["missing_input_failed"] += 1
-            log.warning("job %s: its uploaded input is missing; failing it%s", job_id, self._dry)
-            if not self.limits.dry_run:
-                error = "the job's uploaded input is missing from the bucket; submit it again"
-                self.states.advance(job_id, JobStatus.FAILED, error=error)
-        elif record is None and age > self.limits.lost_after:
-            report.counts["reannounced"] += 1
-            log.warning("job %s: no status %d s after its manifest; announcing it again%s", job_id, age, self._dry)
-            if not self.limits.dry_run:
-                self._announce(manifest_info)
+        if isinstance(source, ObjectSource) and source.bucket == self.bucket and source.key not in objects:
+            if age > self.limits.orphan_after:
+                self._act(report, "missing_input_failed", job_id, "its uploaded input is missing; failing it")
+                if not self.limits.dry_run:
+                    error = "the job's uploaded input is missing from the bucket; submit it again"
+                    self.ending.fail(job_id, manifest, error)
+            return
+        self._unattended(job_id, manifest_info, live, running, age, now, report)
 
-    def _announce(self, info: ObjectInfo) -> None:
-        """The manifest's creation event again, in MinIO's format, as the bucket would send it."""
-        record = access_record(
-            info.bucket,
-            info.key,
-            size=info.size,
-            etag=info.etag,
-            content_type=info.content_type,
-            metadata=(self.store.stat(info.bucket, info.key) or info).metadata,
-        )
-        self.redis.rpush(keys.EVENTS, record)
+    def _unattended(
+        self,
+        job_id: str,
+        manifest_info: ObjectInfo,
+        live: StatusRecord | None,
+        running: set[str],
+        age: float,
+        now: float,
+        report: Report,
+    ) -> None:
+        """A job that should be moving: is anything moving it?"""
+        if live is None:
+            if age > self.limits.lost_after:
+                self._act(report, "reannounced", job_id, "no live status; announcing its manifest again")
+                if not self.limits.dry_run:
+                    announce(self.redis, self.store, manifest_info)
+            return
+        idle = now - live.updated_at.timestamp()
+        if idle <= self.limits.lost_after:
+            return
+        if live.status == JobStatus.QUEUED and not Job.exists(job_id, self.redis):
+            self._act(report, "reannounced", job_id, "queued but not in any queue; announcing it again")
+            if not self.limits.dry_run:
+                announce(self.redis, self.store, manifest_info)
+        elif live.status == JobStatus.STARTED and job_id not in running:
+            self._act(report, "abandoned_recovered", job_id, "started but no worker runs it; recovering it")
+            if not self.limits.dry_run:
+                recovery.recover(self.ending, job_id, "no worker was running it")
 
-    def _remove(self, job_id: str, objects: dict[str, ObjectInfo], count: str, report: ReconcileReport) -> None:
-        size = sum(info.size for info in objects.values())
-        report.counts[count] += 1
+    def _ended(
+        self, job_id: str, folder: list[ObjectInfo], live: StatusRecord | None, age: float, now: float, report: Report
+    ) -> None:
+        if self.limits.retention_days and age > self.limits.retention_days * DAY:
+            self.remove(job_id, folder, "expired_removed", report)
+            return
+        # Only a live record says whether a webhook was queued (after a loss of Redis none is sent
+        # again), and only jobs that ended in the last day are looked at, so that each run does not
+        # read every manifest in the bucket.
+        if live is None or live.webhook is not None:
+            return
+        if not self.limits.lost_after < now - live.updated_at.timestamp() <= self.limits.lost_after + DAY:
+            return
+        manifest = Manifest.model_validate(get_json(self.store, self.bucket, layout.manifest_key(job_id)))
+        if self.ending.webhook_owed(manifest, live):
+            self._act(report, "webhooks_queued", job_id, f"{live.status} with its webhook never queued; queueing it")
+            if not self.limits.dry_run:
+                self.ending.send_owed(job_id, manifest, live)
+
+    def abort_incomplete(self, bucket: str, now: float, report: Report) -> None:
+        for upload in self.store.incomplete_uploads(bucket):
+            if now - upload.started <= self.limits.incomplete_upload_after:
+                continue
+            what = f"{bucket}/{upload.key or upload.upload_id}"
+            self._act(report, "uploads_aborted", what, f"incomplete upload of {upload.size} bytes; aborting it")
+            report.bytes_freed += upload.size
+            if not self.limits.dry_run:
+                self.store.abort_upload(upload)
+
+    def remove(self, job_id: str, folder: list[ObjectInfo], action: str, report: Report) -> None:
+        size = sum(info.size for info in folder)
+        self._act(report, action, job_id, f"removing {len(folder)} objects ({size} bytes)")
         report.bytes_freed += size
-        log.info("job %s: removing %d objects (%d bytes)%s", job_id, len(objects), size, self._dry)
         if self.limits.dry_run:
             return
-        for key in objects:
-            self.store.delete(self.bucket, key)
+        for info in folder:
+            self.store.delete(self.bucket, info.key)
         self.redis.delete(keys.job(job_id))
 
-    @property
-    def _dry(self) -> str:
-        return " [dry run: kept]" if self.limits.dry_run else ""
+    def _act(self, report: Report, action: str, what: str, message: str) -> None:
+        report.count(action)
+        level = logging.INFO if action.endswith("removed") else logging.WARNING
+        log.log(level, "%s: %s%s", what, message, " [dry run: left]" if self.limits.dry_run else "")

@@ -174,6 +174,7 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) ->
         "WEBHOOK_BACKOFF": "0.5",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
+        "JANITOR_METRICS_PORT": str(free_port()),
         **env,
     }
     log = data / "stack.log"

@@ -1,5 +1,5 @@
-"""The janitor's reconciliation of the jobs bucket with Redis, on a real Redis and a local store;
-a re-announced manifest is taken by the real router."""
+"""The janitor's reconciliation of the buckets with Redis, on a real Redis and a local store;
+re-announced events are taken by the real router, abandoned jobs sit in RQ's real registries."""
 
 from __future__ import annotations
 
@@ -7,18 +7,31 @@ import time
 
 import pytest
 import redis
+from rq import Queue, Worker
+from rq.job import Job
 
 from event_router.router import Router
 from event_router.settings import RouterSettings
-from janitor.reconcile import DAY, Limits, Reconciler
+from janitor.reconcile import DAY, Janitor, Limits
+from janitor.settings import JanitorSettings
 from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
 from transcribe_common import keys, layout
-from transcribe_common.jobstate import JobStates
-from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord
-from transcribe_common.store.base import get_json, put_bytes, put_model
+from transcribe_common.ending import Ending
+from transcribe_common.jobstate import JobStates, read_webhook, record_webhook
+from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord, WebhookDelivery
+from transcribe_common.store.base import get_bytes, get_json, put_bytes, put_model
 
 LIMITS = Limits(orphan_after=3600, lost_after=300, retention_days=7)
 LATER = 2 * 3600  # seconds: past the orphan and lost limits, within retention
+CALLBACK = "https://hooks.example.com/transcribe"
+SETTINGS = JanitorSettings(
+    minio_bucket=JOBS_BUCKET, minio_inbox_bucket=INBOX_BUCKET, default_callback_url=CALLBACK, max_attempts=2
+)
+
+
+def _webhook_went(redis_conn: redis.Redis, job_id: str) -> None:
+    """The job's webhook was delivered: not the business of the test that calls this."""
+    record_webhook(redis_conn, job_id, WebhookDelivery(url=CALLBACK, message_id=f"msg_{job_id}", state="delivered"))
 
 
 def _upload_job(store, job_id: str, *, with_input: bool = True, with_manifest: bool = True) -> None:  # type: ignore[no-untyped-def]
@@ -31,9 +44,24 @@ def _upload_job(store, job_id: str, *, with_input: bool = True, with_manifest: b
 
 
 @pytest.fixture
-def reconcile(redis_conn: redis.Redis, local_store):  # type: ignore[no-untyped-def]
+def reconcile(redis_conn: redis.Redis, local_store, states: JobStates):  # type: ignore[no-untyped-def]
+    ending = Ending(redis_conn, states, local_store.store, SETTINGS)
+
     def run(limits: Limits = LIMITS, after: float = LATER):  # type: ignore[no-untyped-def]
-        return Reconciler(redis_conn, local_store.store, JOBS_BUCKET, limits).run(now=time.time() + after)
+        return Janitor(ending, limits).run(now=time.time() + after)
+
+    return run
+
+
+@pytest.fixture
+def route(redis_conn: redis.Redis, local_store):  # type: ignore[no-untyped-def]
+    router = Router(
+        RouterSettings(minio_bucket=JOBS_BUCKET, minio_inbox_bucket=INBOX_BUCKET), redis_conn, local_store.store
+    )
+
+    def run() -> None:
+        while router.run_once(timeout=0.05):
+            pass
 
     return run
 
@@ -48,7 +76,9 @@ def test_an_input_without_a_manifest_is_removed_once_old(reconcile, local_store)
     assert list(local_store.store.list(JOBS_BUCKET)) == []
 
 
-def test_a_manifest_whose_input_is_missing_fails_its_job(reconcile, local_store, states: JobStates) -> None:  # type: ignore[no-untyped-def]
+def test_a_manifest_whose_input_is_missing_fails_its_job_with_a_webhook(  # type: ignore[no-untyped-def]
+    reconcile, local_store, states: JobStates, redis_conn: redis.Redis
+) -> None:
     job_id = layout.new_job_id()
     _upload_job(local_store.store, job_id, with_input=False)
     states.advance(job_id, JobStatus.QUEUED)
@@ -59,44 +89,122 @@ def test_a_manifest_whose_input_is_missing_fails_its_job(reconcile, local_store,
     assert record.error == "the job's uploaded input is missing from the bucket; submit it again"
     status = StatusRecord.model_validate(get_json(local_store.store, JOBS_BUCKET, layout.status_key(job_id)))
     assert status.status == JobStatus.FAILED
+    webhook = read_webhook(redis_conn, job_id)
+    assert webhook is not None
+    assert webhook.url == CALLBACK
+    assert Queue(keys.WEBHOOK_QUEUE, connection=redis_conn).count == 1
     assert reconcile().counts == {}  # ended: nothing more to do
 
 
-def test_a_manifest_whose_event_was_lost_is_announced_again_and_routed(
-    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_manifest_whose_event_was_lost_is_announced_again_and_routed(  # type: ignore[no-untyped-def]
+    reconcile, route, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
     job_id = layout.new_job_id()
     _upload_job(local_store.store, job_id)  # its events went to local_store.records, never to Redis
     assert redis_conn.llen(keys.EVENTS) == 0
     assert reconcile(after=60).counts == {}  # young: its event may still be on the way
     assert reconcile().counts == {"reannounced": 1}
-    router = Router(
-        RouterSettings(minio_bucket=JOBS_BUCKET, minio_inbox_bucket=INBOX_BUCKET), redis_conn, local_store.store
-    )
-    while router.run_once(timeout=0.05):
-        pass
+    route()
     record = states.read(job_id)
     assert record is not None
     assert record.status == JobStatus.QUEUED
-    assert reconcile().counts == {}  # it has a status now
+    assert Job.exists(job_id, redis_conn)
+    assert reconcile().counts == {}  # it has a status and an RQ job now
 
 
-def test_ended_jobs_go_after_the_retention_and_started_ones_are_left(
-    reconcile, local_store, states: JobStates, redis_conn: redis.Redis
-) -> None:  # type: ignore[no-untyped-def]
-    ended, running = layout.new_job_id(), layout.new_job_id()
-    for job_id in (ended, running):
-        _upload_job(local_store.store, job_id)
-        states.advance(job_id, JobStatus.QUEUED)
-        states.advance(job_id, JobStatus.STARTED)
-    states.advance(ended, JobStatus.FINISHED)
+def test_a_job_queued_without_an_rq_job_is_announced_again_and_enqueued(  # type: ignore[no-untyped-def]
+    reconcile, route, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    states.advance(job_id, JobStatus.QUEUED)  # a router that died before it enqueued
+    assert reconcile(after=60).counts == {}
+    assert reconcile().counts == {"reannounced": 1}
+    route()
+    assert Job.exists(job_id, redis_conn)
+    assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
+
+
+def _start_then_die(redis_conn: redis.Redis, states: JobStates, job_id: str) -> None:
+    """RQ's own worker takes the job (an execution in its StartedJobRegistry), then its process is
+    gone: its heartbeat key expires."""
+    queue = Queue(keys.QUEUE, connection=redis_conn)
+    queue.enqueue_call(keys.WORKER_FUNCTION, args=(job_id,), job_id=job_id)
+    worker = Worker([queue], connection=redis_conn, name=f"doomed-{job_id[:6]}")
+    job, _ = Queue.dequeue_any([queue], None, connection=redis_conn)
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    states.advance(job_id, JobStatus.STARTED, worker=worker.name)
+    redis_conn.delete(worker.key)
+
+
+def test_a_job_whose_worker_died_is_started_again_then_failed(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    states.advance(job_id, JobStatus.QUEUED)
+    _start_then_die(redis_conn, states, job_id)
+    dry = reconcile(Limits(3600, 300, 7, dry_run=True), after=0)
+    assert dry.counts == {"abandoned_recovered": 1}
+    assert reconcile(after=0).counts == {"abandoned_recovered": 1}  # at once: RQ says its worker is dead
+    record = states.read(job_id)
+    assert record is not None
+    assert record.status == JobStatus.QUEUED
+    assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
+    _start_then_die(redis_conn, states, job_id)  # its second and last attempt
+    assert reconcile(after=0).counts == {"abandoned_recovered": 1}
+    record = states.read(job_id)
+    assert record is not None
+    assert record.status == JobStatus.FAILED
+    assert record.error == "the worker running this job died (2 attempts); it was not started again"
+
+
+def test_a_started_job_that_rq_does_not_run_is_recovered_once_idle(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    states.advance(job_id, JobStatus.QUEUED)
+    states.advance(job_id, JobStatus.STARTED)  # RQ lost it: no execution anywhere
+    assert reconcile(after=60).counts == {}  # a worker may still report progress
+    assert reconcile().counts == {"abandoned_recovered": 1}
+    record = states.read(job_id)
+    assert record is not None
+    assert record.status == JobStatus.QUEUED
+    assert Job.exists(job_id, redis_conn)
+
+
+def test_a_webhook_never_queued_is_queued_once(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    for status in (JobStatus.QUEUED, JobStatus.STARTED):
+        states.advance(job_id, status)
+    states.advance(job_id, JobStatus.FINISHED, outputs='{{"srt": "{}"}}'.format(layout.result_key(job_id, "srt")))
+    # ...and its worker died before it queued the webhook.
+    assert reconcile(after=60).counts == {}
+    assert reconcile().counts == {"webhooks_queued": 1}
+    webhook = read_webhook(redis_conn, job_id)
+    assert webhook is not None
+    assert webhook.message_id == f"msg_{job_id}_finished"
+    [queued] = Queue(keys.WEBHOOK_QUEUE, connection=redis_conn).get_jobs()
+    assert f"/v1/jobs/{job_id}/result?format=srt" in queued.args[2]
+    assert reconcile().counts == {}
+
+
+def test_ended_jobs_go_after_the_retention(reconcile, local_store, states: JobStates, redis_conn: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    ended = layout.new_job_id()
+    _upload_job(local_store.store, ended)
+    states.advance(ended, JobStatus.FAILED, error="bad")
+    _webhook_went(redis_conn, ended)
     assert reconcile().counts == {}  # within 7 days
     assert reconcile(Limits(3600, 300, retention_days=0), after=400 * DAY).counts == {}  # 0 keeps forever
     report = reconcile(after=8 * DAY)
     assert report.counts == {"expired_removed": 1}
     assert not list(local_store.store.list(JOBS_BUCKET, f"{ended}/"))
     assert not redis_conn.exists(keys.job(ended))
-    assert list(local_store.store.list(JOBS_BUCKET, f"{running}/"))  # started: the worker's, or the reaper's
 
 
 def test_a_dry_run_reports_the_same_and_changes_nothing(reconcile, local_store, redis_conn: redis.Redis) -> None:  # type: ignore[no-untyped-def]
@@ -110,3 +218,83 @@ def test_a_dry_run_reports_the_same_and_changes_nothing(reconcile, local_store, 
     assert sorted(info.key for info in local_store.store.list(JOBS_BUCKET)) == before
     assert redis_conn.llen(keys.EVENTS) == 0
     assert reconcile().counts == dry.counts
+
+
+def _drop(store, key: str, data: bytes = b"media" * 200) -> None:  # type: ignore[no-untyped-def]
+    put_bytes(store, INBOX_BUCKET, key, data, content_type="audio/mpeg")
+
+
+def _finish_inbox_job(store, states: JobStates, key: str) -> str:  # type: ignore[no-untyped-def]
+    """What a worker does for a drop: its transcript beside it, then ``finished``."""
+    info = store.stat(INBOX_BUCKET, key)
+    job_id = layout.inbox_job_id(INBOX_BUCKET, key, info.etag)
+    states.advance(job_id, JobStatus.STARTED)
+    put_bytes(store, INBOX_BUCKET, layout.beside_key(key, "srt"), b"1\n", metadata={layout.OUTPUT_MARKER: job_id})
+    states.advance(job_id, JobStatus.FINISHED, outputs="{}")
+    _webhook_went(states._redis, job_id)
+    return job_id
+
+
+def test_an_inbox_drop_whose_event_was_lost_is_announced_again(  # type: ignore[no-untyped-def]
+    reconcile, route, local_store, states: JobStates
+) -> None:
+    store = local_store.store
+    _drop(store, "talks/lost.mp3")  # its event went nowhere
+    _drop(store, "talks/done.mp3")
+    _finish_inbox_job(store, states, "talks/done.mp3")  # transcribed once, its job since removed:
+    states._redis.delete(
+        keys.job(layout.inbox_job_id(INBOX_BUCKET, "talks/done.mp3", store.stat(INBOX_BUCKET, "talks/done.mp3").etag))
+    )
+    assert reconcile(after=60).counts == {}
+    assert reconcile().counts == {"inbox_reannounced": 1}  # not done.mp3, nor its transcript
+    route()
+    job_id = layout.inbox_job_id(INBOX_BUCKET, "talks/lost.mp3", store.stat(INBOX_BUCKET, "talks/lost.mp3").etag)
+    record = states.read(job_id)
+    assert record is not None
+    assert record.status == JobStatus.QUEUED
+    assert reconcile().counts == {}  # it has a job now
+
+
+@pytest.mark.parametrize("mode", ["keep", "delete", "move"])
+def test_inbox_after_keeps_deletes_or_moves_transcribed_drops(  # type: ignore[no-untyped-def]
+    mode: str, reconcile, route, local_store, states: JobStates
+) -> None:
+    store = local_store.store
+    _drop(store, "talks/a.mp3", b"a" * 1000)
+    _drop(store, "talks/waiting.mp3")
+    for record in local_store.records:  # the events, delivered this time
+        states._redis.rpush(keys.EVENTS, record)
+    route()
+    job_id = _finish_inbox_job(store, states, "talks/a.mp3")
+    limits = Limits(3600, 300, 7, inbox_after=mode, inbox_move_prefix="done/")
+    report = reconcile(limits, after=0)
+    present = sorted(info.key for info in store.list(INBOX_BUCKET))
+    if mode == "keep":
+        assert report.counts == {}
+        assert present == ["talks/a.mp3", "talks/a.srt", "talks/waiting.mp3"]
+    elif mode == "delete":
+        assert (report.counts, report.bytes_freed) == ({"inbox_deleted": 1}, 1000)
+        assert present == ["talks/a.srt", "talks/waiting.mp3"]
+    else:
+        assert report.counts == {"inbox_moved": 1}
+        assert present == ["done/talks/a.mp3", "talks/a.srt", "talks/waiting.mp3"]
+        assert get_bytes(store, INBOX_BUCKET, "done/talks/a.mp3") == b"a" * 1000
+        moved = store.stat(INBOX_BUCKET, "done/talks/a.mp3")
+        assert moved is not None
+        assert moved.metadata[layout.OUTPUT_MARKER] == job_id
+        events_before = states._redis.llen(keys.EVENTS)
+        states._redis.rpush(keys.EVENTS, local_store.records[-1])  # the moved copy's own event
+        route()
+        assert states._redis.llen(keys.EVENTS) == events_before == 0
+        assert states.read(layout.inbox_job_id(INBOX_BUCKET, "done/talks/a.mp3", moved.etag)) is None
+    assert reconcile(limits, after=LATER).counts == {}  # nothing left to do, nothing lost
+
+
+def test_incomplete_local_uploads_are_aborted_once_stale(reconcile, local_store) -> None:  # type: ignore[no-untyped-def]
+    store = local_store.store
+    writer = store.open_writer(JOBS_BUCKET, "x/input/a.mp3", content_type="audio/mpeg")
+    writer.write(b"x" * 5000)  # ...and its process died: never committed, never aborted
+    assert reconcile(after=3600).counts == {}
+    report = reconcile(after=DAY + 60)
+    assert (report.counts, report.bytes_freed) == ({"uploads_aborted": 1}, 5000)
+    assert list(store.incomplete_uploads(JOBS_BUCKET)) == []
