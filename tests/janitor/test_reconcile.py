@@ -43,6 +43,13 @@ def _upload_job(store, job_id: str, *, with_input: bool = True, with_manifest: b
         put_model(store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
 
 
+def _queued_job(store, states: JobStates) -> str:  # type: ignore[no-untyped-def]
+    job_id = layout.new_job_id()
+    _upload_job(store, job_id)
+    states.advance(job_id, JobStatus.QUEUED)
+    return job_id
+
+
 @pytest.fixture
 def reconcile(redis_conn: redis.Redis, local_store, states: JobStates):  # type: ignore[no-untyped-def]
     ending = Ending(redis_conn, states, local_store.store, SETTINGS)
@@ -141,9 +148,7 @@ def _start_then_die(redis_conn: redis.Redis, states: JobStates, job_id: str) -> 
 def test_a_job_whose_worker_died_is_started_again_then_failed(  # type: ignore[no-untyped-def]
     reconcile, local_store, redis_conn: redis.Redis, states: JobStates
 ) -> None:
-    job_id = layout.new_job_id()
-    _upload_job(local_store.store, job_id)
-    states.advance(job_id, JobStatus.QUEUED)
+    job_id = _queued_job(local_store.store, states)
     _start_then_die(redis_conn, states, job_id)
     dry = reconcile(Limits(3600, 300, 7, dry_run=True), after=0)
     assert dry.counts == {"abandoned_recovered": 1}
@@ -163,9 +168,7 @@ def test_a_job_whose_worker_died_is_started_again_then_failed(  # type: ignore[n
 def test_a_started_job_that_rq_does_not_run_is_recovered_once_idle(  # type: ignore[no-untyped-def]
     reconcile, local_store, redis_conn: redis.Redis, states: JobStates
 ) -> None:
-    job_id = layout.new_job_id()
-    _upload_job(local_store.store, job_id)
-    states.advance(job_id, JobStatus.QUEUED)
+    job_id = _queued_job(local_store.store, states)
     states.advance(job_id, JobStatus.STARTED)  # RQ lost it: no execution anywhere
     assert reconcile(after=60).counts == {}  # a worker may still report progress
     assert reconcile().counts == {"abandoned_recovered": 1}
