@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from ingest_api.auth import authorize
 from ingest_api.jobs import Conflict
-from ingest_api.routes import jobs, transcribe
+from ingest_api.routes import jobs, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.upload import TooLarge
@@ -40,16 +40,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.services.redis.close()
 
     app = FastAPI(title="Transcription service", version="0.1.0", lifespan=lifespan)
-    # Every /v1 route needs an API key when keys are set; /healthz stays open.
+    # Every /v1 route needs an API key when keys are set; health and metrics stay open.
     app.include_router(transcribe.router, dependencies=[Depends(authorize)])
     app.include_router(jobs.router, dependencies=[Depends(authorize)])
+    app.include_router(service.router)
+    app.middleware("http")(service.measure)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
-
-    @app.get("/healthz", tags=["service"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app
 
 
