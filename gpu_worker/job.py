@@ -27,7 +27,7 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
 from transcribe_common import layout
 from transcribe_common.ending import Ending
-from transcribe_common.errors import PermanentError, PipelineError, RetryableError
+from transcribe_common.errors import PermanentError, PipelineError, RetryableError, StateUnavailable
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, delete_prefix, get_json, put_bytes
@@ -133,6 +133,9 @@ class JobRun:
         except Cancelled:
             self.cancelled()
             return JobStatus.CANCELLED
+        except StateUnavailable as exc:
+            self.leave(exc)
+            return "left"
         except Exception as exc:  # every failure ends the same way, whatever raised it
             self.fail(manifest, exc)
             return JobStatus.FAILED
@@ -240,8 +243,19 @@ class JobRun:
             log.warning("job %s: failed: %s", self.job_id, error)
         else:
             log.exception("job %s: failed unexpectedly", self.job_id)
-        if not self.retrying(self.ctx.ending.fail, self.job_id, manifest, error):
+        try:
+            ended = self.retrying(self.ctx.ending.fail, self.job_id, manifest, error)
+        except StateUnavailable as exc:
+            self.leave(exc)
+            return
+        if not ended:
             self.cancelled()  # cancelled, or ended by another worker: nothing more to say
+
+    def leave(self, exc: StateUnavailable) -> None:
+        """Redis stayed away longer than the retries: the job's end cannot be recorded, and an
+        outage is not the job's failure. It stays as it is; once Redis is back, recovery (the
+        reaper, or the janitor after ``LOST_AFTER``) starts it again."""
+        log.error("job %s: left for recovery, its state cannot be recorded: %s", self.job_id, exc)
 
 
 def describe(exc: BaseException, job_timeout: int) -> str:

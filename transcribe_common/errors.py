@@ -29,3 +29,8 @@ class PermanentError(PipelineError):
 
 class RetryableError(PipelineError):
     """A dependency failed in a way that may pass."""
+
+
+class StateUnavailable(RetryableError):
+    """Redis, which holds the live state of jobs, did not answer: no status could move. Never a
+    job's own failure; a job that meets it is left as it is, for recovery to start it again."""

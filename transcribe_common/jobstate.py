@@ -15,7 +15,7 @@ import redis
 from pydantic import ValidationError
 
 from transcribe_common import keys, layout
-from transcribe_common.errors import NotFound, RetryableError
+from transcribe_common.errors import NotFound, StateUnavailable
 from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
 from transcribe_common.store.base import ObjectStore, get_json, put_model
 
@@ -74,7 +74,7 @@ class JobStates:
         try:
             outcome = self._advance(keys=[keys.job(job_id), keys.STATS], args=[status.value, allowed, *flat])
         except redis.RedisError as exc:
-            raise RetryableError(f"redis: {exc}") from exc
+            raise StateUnavailable(f"redis: {exc}") from exc
         if outcome != b"ok":
             log.info("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
             return None
