@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -75,6 +74,26 @@ class ObjectStore(Protocol):
         ...
 
 
+def put_chunks(
+    store: ObjectStore,
+    bucket: str,
+    key: str,
+    chunks: Iterable[bytes],
+    *,
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+) -> ObjectInfo:
+    """Write ``chunks`` as one object: committed whole, or aborted if anything fails on the way."""
+    writer = store.open_writer(bucket, key, content_type=content_type, metadata=metadata)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
+
+
 def put_bytes(
     store: ObjectStore,
     bucket: str,
@@ -84,13 +103,7 @@ def put_bytes(
     content_type: str = "application/octet-stream",
     metadata: dict[str, str] | None = None,
 ) -> ObjectInfo:
-    writer = store.open_writer(bucket, key, content_type=content_type, metadata=metadata)
-    try:
-        writer.write(data)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.commit()
+    return put_chunks(store, bucket, key, [data], content_type=content_type, metadata=metadata)
 
 
 def put_model(store: ObjectStore, bucket: str, key: str, model: BaseModel, **kwargs: object) -> ObjectInfo:
@@ -119,36 +132,22 @@ def copy_object(store: ObjectStore, bucket: str, key: str, dest: str, *, metadat
     source = store.stat(bucket, key)
     if source is None:
         raise NotFound(f"no object {bucket}/{key}")
-    writer = store.open_writer(bucket, dest, content_type=source.content_type, metadata=source.metadata | metadata)
-    try:
-        for chunk in store.iter_bytes(bucket, key):
-            writer.write(chunk)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.commit()
+    chunks = store.iter_bytes(bucket, key)
+    return put_chunks(
+        store, bucket, dest, chunks, content_type=source.content_type, metadata=source.metadata | metadata
+    )
 
 
 def upload_file(
     store: ObjectStore, bucket: str, key: str, path: Path, *, content_type: str, metadata: dict[str, str] | None = None
 ) -> ObjectInfo:
-    writer = store.open_writer(bucket, key, content_type=content_type, metadata=metadata)
-    try:
-        with path.open("rb") as src:
-            shutil.copyfileobj(src, _WriterFile(writer), CHUNK)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.commit()
+    return put_chunks(store, bucket, key, _file_chunks(path), content_type=content_type, metadata=metadata)
 
 
-class _WriterFile:
-    def __init__(self, writer: ObjectWriter) -> None:
-        self._writer = writer
-
-    def write(self, data: bytes) -> int:
-        self._writer.write(data)
-        return len(data)
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as src:
+        while chunk := src.read(CHUNK):
+            yield chunk
 
 
 def delete_prefix(store: ObjectStore, bucket: str, prefix: str) -> int:
