@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import Field
 
 from embedded.redis_server import start_redis, stop_redis
-from transcribe_common.runtime import setup_logging
+from transcribe_common.logs import setup_logging
 from transcribe_common.settings import CommonSettings
 
 log = logging.getLogger("stack")
@@ -47,6 +48,7 @@ class StackSettings(CommonSettings):
     model_size: str = Field("base", description="Offline multilingual base model by default.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    log_format: Literal["json", "text"] = Field("text", description="Lines for this terminal; json if asked.")
 
 
 class Supervisor:
@@ -99,7 +101,8 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
         "STORE_DIR": str(data / "buckets"),
         "SCRATCH_DIR": str(data / "scratch"),
         "MODEL_CACHE_DIR": str(data / "models"),
-        "JANITOR_METRICS_HOST": settings.api_host,  # like the API: this machine only, unless asked
+        "METRICS_HOST": settings.api_host,  # like the API: this machine only, unless asked
+        "LOG_FORMAT": settings.log_format,
     }
     return {
         **defaults,
@@ -127,7 +130,7 @@ def wait_until_ready(url: str, supervisor: Supervisor, timeout: float = 300.0) -
 
 def main() -> None:
     settings = StackSettings()
-    setup_logging("stack", settings.log_level)
+    setup_logging("stack", settings.log_level, settings.log_format)
     redis_process = None
     redis_url = settings.redis_url
     if not redis_url:

@@ -22,7 +22,8 @@ from pydantic import Field
 from watchfiles import Change, watch
 
 from transcribe_common import keys
-from transcribe_common.runtime import connect_redis, setup_logging
+from transcribe_common.logs import setup_logging
+from transcribe_common.runtime import connect_redis
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.local import LocalStore
 
@@ -102,7 +103,7 @@ class InboxWatcher:
 
 def main() -> None:
     settings = WatcherSettings()
-    setup_logging("watcher", settings.log_level)
+    setup_logging("watcher", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "watcher")
     store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
     stopping = threading.Event()

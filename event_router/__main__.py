@@ -4,15 +4,17 @@ import logging
 import signal
 
 from event_router.ingress import create_ingress, serve_in_background
-from event_router.router import Router
+from event_router.router import GAUGES, Router
 from event_router.settings import RouterSettings
 from transcribe_common import keys
-from transcribe_common.runtime import connect_redis, open_store, setup_logging
+from transcribe_common.logs import setup_logging
+from transcribe_common.ops import redis_and_store, register_redis_gauges, serve_ops
+from transcribe_common.runtime import connect_redis, open_store
 
 
 def main() -> None:
     settings = RouterSettings()
-    setup_logging("router", settings.log_level)
+    setup_logging("router", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "router")
     router = Router(settings, conn, open_store(settings, conn))
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -21,6 +23,9 @@ def main() -> None:
     if settings.ingress_port:
         serve_in_background(create_ingress(conn, settings.ingress_secret), settings.ingress_host, settings.ingress_port)
         log.info("webhook ingress on %s:%d", settings.ingress_host, settings.ingress_port)
+    register_redis_gauges(conn, GAUGES)
+    probes = redis_and_store(conn, router.store, settings.minio_bucket)
+    serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes)
     log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
     router.run()
 

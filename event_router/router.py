@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 import redis
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from rq.job import Job
 
@@ -19,11 +21,35 @@ from transcribe_common import events, jobqueue, keys, layout
 from transcribe_common.errors import InvalidInput, RetryableError
 from transcribe_common.events import ObjectCreated
 from transcribe_common.jobstate import JobStates
+from transcribe_common.logs import job_context
 from transcribe_common.models import JobOptions, JobStatus, Manifest, ObjectSource
+from transcribe_common.ops import Heartbeat, RedisGauge, queue_lengths
 from transcribe_common.store.base import ObjectStore, put_model
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
+
+EVENTS = Counter(
+    "transcribe_router_events_total",
+    "Bucket events handled, by outcome: enqueued; duplicate (its job had moved on already); ignored (not a "
+    "manifest or an inbox drop, or a transcript written beside one); dead (unreadable, kept in events:dead).",
+    ["outcome"],
+)
+LAG = Histogram(
+    "transcribe_router_lag_seconds",
+    "From the object's creation (the event's eventTime, the store's clock) to its job being enqueued.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+GAUGES = [
+    RedisGauge("transcribe_router_backlog", "Events waiting for the router.", lambda r: r.llen(keys.EVENTS)),
+    RedisGauge(
+        "transcribe_router_in_flight", "Events taken but not yet handled.", lambda r: r.llen(keys.EVENTS_PROCESSING)
+    ),
+    RedisGauge(
+        "transcribe_router_dead_events", "Unreadable events kept for a human.", lambda r: r.llen(keys.EVENTS_DEAD)
+    ),
+    RedisGauge("transcribe_queue_length", "Jobs waiting in each transcription queue.", queue_lengths, "queue"),
+]
 
 
 class Router:
@@ -31,15 +57,25 @@ class Router:
         self.settings, self.redis, self.store = settings, conn, store
         self.states = JobStates(conn, store, settings.minio_bucket)
         self.stopping = threading.Event()
+        self.heartbeat = Heartbeat(stuck_after=30)
 
     def run(self) -> None:
         self.recover()
         while not self.stopping.is_set():
+            self.heartbeat.beat()
             self.run_once(timeout=1.0)
 
     def recover(self) -> None:
-        """Handle the events a previous router took but did not finish."""
-        pending = self.redis.lrange(keys.EVENTS_PROCESSING, 0, -1)
+        """Handle the events a previous router took but did not finish (once Redis answers)."""
+        while True:
+            self.heartbeat.beat()
+            try:
+                pending = self.redis.lrange(keys.EVENTS_PROCESSING, 0, -1)
+                break
+            except redis.ConnectionError as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
+                if self.stopping.wait(RETRY_DELAY):
+                    return
         if pending:
             log.info("recovering %d in-flight events", len(pending))
         for raw in pending:
@@ -60,6 +96,7 @@ class Router:
 
     def _process(self, raw: str) -> None:
         while not self.stopping.is_set():
+            self.heartbeat.beat()  # waiting for Redis or the store is alive, not stuck
             try:
                 self.handle_raw(raw)
             except (RetryableError, redis.ConnectionError) as exc:
@@ -69,47 +106,57 @@ class Router:
             except InvalidInput as exc:
                 log.error("dropping malformed event to %s: %s", keys.EVENTS_DEAD, exc)
                 self.redis.rpush(keys.EVENTS_DEAD, raw)
+                EVENTS.labels("dead").inc()
             except Exception:
                 log.exception("event failed; kept in %s", keys.EVENTS_DEAD)
                 self.redis.rpush(keys.EVENTS_DEAD, raw)
+                EVENTS.labels("dead").inc()
             self.redis.lrem(keys.EVENTS_PROCESSING, 1, raw)
             return
 
     def handle_raw(self, raw: str) -> None:
         for event in events.parse(raw):
-            self.handle(event)
+            outcome = self.handle(event)
+            EVENTS.labels(outcome).inc()
+            if outcome == "enqueued" and event.event_time is not None:
+                LAG.observe(max(0.0, (datetime.now(UTC) - event.event_time).total_seconds()))
 
-    def handle(self, event: ObjectCreated) -> None:
+    def handle(self, event: ObjectCreated) -> str:
+        """What became of the event: ``enqueued``, ``duplicate`` or ``ignored``."""
         if event.bucket == self.settings.minio_bucket:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
-                self.enqueue(job_id, event.metadata.get("model"))
+                with job_context(job_id):
+                    return self.enqueue(job_id, event.metadata.get("model"))
         elif event.bucket == self.settings.minio_inbox_bucket:
             if layout.OUTPUT_MARKER not in event.metadata:
-                self.admit_inbox(event)
+                job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
+                with job_context(job_id):
+                    return self.admit_inbox(job_id, event)
         else:
             log.debug("ignoring event for bucket %s", event.bucket)
+        return "ignored"
 
-    def admit_inbox(self, event: ObjectCreated) -> None:
+    def admit_inbox(self, job_id: str, event: ObjectCreated) -> str:
         """Write the manifest for a dropped object and enqueue it."""
-        job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
         if self.states.read(job_id) is not None:
             log.info("inbox %s: job %s exists already", event.key, job_id)
-            return
+            return "duplicate"
         manifest = inbox_manifest(job_id, event)
         if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
             put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        self.enqueue(job_id, manifest.options.model)
+        return self.enqueue(job_id, manifest.options.model)
 
-    def enqueue(self, job_id: str, model: str | None) -> None:
+    def enqueue(self, job_id: str, model: str | None) -> str:
         if self.states.advance(job_id, JobStatus.QUEUED) is None:
             current = self.states.read(job_id)
             # A job still "queued" but missing from RQ means a router died between the two steps.
             if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):
-                return
+                return "duplicate"
         jobqueue.enqueue(self.redis, job_id, model, self.settings)
         log.info("job %s enqueued", job_id)
+        return "enqueued"
 
 
 def inbox_manifest(job_id: str, event: ObjectCreated) -> Manifest:

@@ -9,6 +9,9 @@ class RouterSettings(CommonSettings):
     ingress_port: int = Field(0, ge=0, le=65535, description="Port of the webhook ingress; 0 turns it off.")
     ingress_host: str = Field("0.0.0.0", description="Address the webhook ingress listens on.")
     ingress_secret: str = Field("", description="Token senders must give: Authorization: Bearer <token>.")
+    router_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of the router's /metrics, /healthz and /readyz; 0: none."
+    )
 
     @model_validator(mode="after")
     def _ingress_needs_a_real_secret(self) -> "RouterSettings":

@@ -4,20 +4,28 @@ until SIGTERM or Ctrl-C (see ``pool`` for why threads and not RQ's forking worke
 import signal
 import sys
 
-from gpu_worker import job
+from gpu_worker import job, metrics
 from gpu_worker.pool import WorkerPool
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.whisper import load_models, parse_models
 from transcribe_common.jobstate import JobStates
-from transcribe_common.runtime import connect_redis, open_store, setup_logging
+from transcribe_common.logs import setup_logging
+from transcribe_common.ops import redis_and_store, serve_ops
+from transcribe_common.runtime import connect_redis, open_store
 
 
 def main() -> None:
     settings = WorkerSettings()
-    setup_logging("worker", settings.log_level)
+    setup_logging("worker", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "worker")
     store = open_store(settings, conn)
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+    pool: WorkerPool | None = None
+    probes = redis_and_store(conn, store, settings.minio_bucket) | {"models": lambda: models_loaded(pool)}
+    # Alive while the models load (a first download may take minutes); then while the pool's loop turns.
+    serve_ops(
+        "worker", settings.metrics_host, settings.worker_metrics_port, lambda: pool.liveness() if pool else None, probes
+    )
     models = load_models(
         parse_models(settings.models, settings.model_size),
         settings.model_cache_dir,
@@ -29,11 +37,19 @@ def main() -> None:
     context = job.WorkerContext(settings, conn, store, JobStates(conn, store, settings.minio_bucket), models)
     job.install(context)
     pool = WorkerPool(context)
+    metrics.MODELS_LOADED.set(len(models))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop())
     pool.run()
     if pool.failed:
         sys.exit(1)
+
+
+def models_loaded(pool: WorkerPool | None) -> None:
+    if pool is None:
+        raise RuntimeError("loading the models")
+    if pool.stopping.is_set():
+        raise RuntimeError("stopping: taking no more jobs")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -21,7 +22,7 @@ from faster_whisper import WhisperModel
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from gpu_worker import audio, render
+from gpu_worker import audio, metrics, render
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
@@ -29,6 +30,7 @@ from transcribe_common import layout
 from transcribe_common.ending import Ending
 from transcribe_common.errors import PermanentError, PipelineError, RetryableError, StateUnavailable
 from transcribe_common.jobstate import JobStates
+from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, delete_prefix, get_json, put_bytes
 
@@ -81,7 +83,13 @@ def run(job_id: str) -> str:
     """Entry point named in ``keys.WORKER_FUNCTION``; RQ calls it with the job id."""
     if _context is None:
         raise RuntimeError("gpu_worker.job.run runs only inside transcribe-worker")
-    return JobRun(_context, job_id).run()
+    started = time.monotonic()
+    with job_context(job_id), metrics.RUNNING.track_inprogress():
+        outcome = JobRun(_context, job_id).run()
+    label = "requeued" if outcome == JobStatus.QUEUED else outcome
+    metrics.JOBS.labels(label).inc()
+    metrics.JOB_SECONDS.labels(label).observe(time.monotonic() - started)
+    return outcome
 
 
 class JobRun:
@@ -174,11 +182,14 @@ class JobRun:
             max_seconds=self.settings.download_max_seconds,
             max_bytes=self.settings.max_download_mb * 2**20,
         )
-        source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, limits)
-        samples = audio.decode(
-            source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
-        )
-        return transcribe(
+        with metrics.STAGE_SECONDS.labels("fetch").time():
+            source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, limits)
+        with metrics.STAGE_SECONDS.labels("decode").time():
+            samples = audio.decode(
+                source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
+            )
+        started = time.monotonic()
+        transcript = transcribe(
             model,
             samples,
             manifest.options,
@@ -190,6 +201,12 @@ class JobRun:
                 self.job_id, language=language, duration=round(duration, 3)
             ),
         )
+        took = time.monotonic() - started
+        metrics.STAGE_SECONDS.labels("transcribe").observe(took)
+        if transcript.duration > 0:
+            metrics.AUDIO_SECONDS.labels(name).inc(transcript.duration)
+            metrics.REALTIME_FACTOR.labels(name).observe(took / transcript.duration)
+        return transcript
 
     def retrying(self, step: Callable[..., T], *args: object) -> T:
         """Run an I/O step again, with exponential backoff and jitter, while it fails transiently
@@ -212,7 +229,8 @@ class JobRun:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
-        outputs = self.retrying(self.write_outputs, manifest, transcript)
+        with metrics.STAGE_SECONDS.labels("write").time():
+            outputs = self.retrying(self.write_outputs, manifest, transcript)
         facts = {"language": transcript.language, "duration": transcript.duration, "outputs": json.dumps(outputs)}
         # Retried while Redis is away (restarting, say), so that finished work is not thrown away.
         finished = self.retrying(

@@ -29,9 +29,12 @@ import redis
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
+from gpu_worker import metrics
 from gpu_worker.job import Cancelled, JobRun, Requeue, WorkerContext
 from transcribe_common import jobqueue, keys
+from transcribe_common.logs import set_job
 from transcribe_common.models import JobStatus
+from transcribe_common.ops import Heartbeat
 from transcribe_common.recovery import reap, worker_alive
 from transcribe_common.scratch import sweep_scratch
 
@@ -51,9 +54,11 @@ class ThreadWorker(SimpleWorker):
         # process killed just after taking a job is seen as dead in seconds, not half an hour.
         super().prepare_job_execution(job, remove_from_intermediate_queue)
         self.heartbeat(timeout=self.heartbeat_ttl)
+        set_job(job.id)  # RQ's own lines about this job carry its id too (cleared at the next dequeue)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # type: ignore[no-untyped-def]
         # RQ's loop waits for a job forever; come up for air to notice a stop request.
+        set_job(None)
         while True:
             result = super().dequeue_job_and_maintain_ttl(DEQUEUE_POLL, max_idle_time=DEQUEUE_POLL)
             if result is not None or self._stop_requested:
@@ -76,6 +81,8 @@ class WorkerPool:
         self.hurry = threading.Event()
         self.failed = False
         self.threads: list[threading.Thread] = []
+        self.liveness = Heartbeat(stuck_after=max(60.0, 5 * self.beat))
+        metrics.SLOTS.set(len(self.workers))
 
     def _connection(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
@@ -115,10 +122,12 @@ class WorkerPool:
     def _serve(self) -> None:
         last_beat = last_reap = 0.0
         while not self.stopping.wait(min(self.beat, self.settings.cancel_poll)):
+            self.liveness.beat()
             if not all(thread.is_alive() for thread in self.threads):
                 # RQ ends a worker's loop on some Redis errors; rather than run on with fewer slots,
                 # stop whole and let the supervisor (compose, the embedded stack) start us afresh.
                 log.error("a job thread has stopped; stopping the worker so that it is restarted")
+                self.liveness.stop("a job thread has stopped")
                 self.failed = True
                 return
             self.stop_cancelled()
@@ -153,6 +162,7 @@ class WorkerPool:
         deadline = time.monotonic() + self.settings.drain_timeout
         last_beat = time.monotonic()
         while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:
+            self.liveness.beat()
             if time.monotonic() - last_beat >= self.beat:  # finishing jobs must not look dead
                 self.heartbeat()
                 last_beat = time.monotonic()

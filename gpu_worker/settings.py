@@ -21,6 +21,9 @@ class WorkerSettings(JobEndSettings):
     max_concurrency: int = Field(
         2, ge=1, description="Jobs at once per worker process, sharing one copy of each model."
     )
+    worker_metrics_port: int = Field(
+        9102, ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /readyz; 0: none."
+    )
     worker_heartbeat_ttl: int = Field(30, ge=2, description="Seconds after which a silent worker counts as dead.")
     reap_interval: float = Field(10.0, gt=0, description="Seconds between checks for jobs of dead workers.")
     cancel_poll: float = Field(1.0, gt=0, description="Seconds between checks for cancelled running jobs.")

@@ -3,6 +3,7 @@ starts the job."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import Request
@@ -18,6 +19,8 @@ from transcribe_common.errors import InvalidInput
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
 from transcribe_common.store.base import ObjectWriter, put_model
 
+log = logging.getLogger(__name__)
+
 # Bytes a multipart body carries beyond the file itself (boundaries, headers, small fields).
 MULTIPART_OVERHEAD = 1024 * 1024
 
@@ -28,6 +31,9 @@ def write_manifest(services: Services, manifest: Manifest) -> None:
     metadata = {"model": model} if model else None
     key = layout.manifest_key(manifest.job_id)
     put_model(services.store, services.settings.minio_bucket, key, manifest, metadata=metadata)
+    # A URL's host only: its path and query may hold a token (a presigned link, say).
+    source = f"URL on {manifest.source.url.host}" if isinstance(manifest.source, UrlSource) else manifest.filename
+    log.info("job %s: submitted (%s)", manifest.job_id, source, extra={"job_id": manifest.job_id})
 
 
 def served_models(services: Services) -> list[str]:

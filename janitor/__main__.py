@@ -9,12 +9,14 @@ import threading
 import redis
 
 from janitor.reconcile import Janitor, Limits
-from janitor.report import Report, serve_metrics
+from janitor.report import Report
 from janitor.settings import JanitorSettings
 from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates
+from transcribe_common.logs import setup_logging
+from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
 from transcribe_common.recovery import worker_alive
-from transcribe_common.runtime import connect_redis, open_store, setup_logging
+from transcribe_common.runtime import connect_redis, open_store
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger("janitor")
@@ -26,14 +28,17 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="report only; remove and announce nothing")
     args = parser.parse_args()
     settings = JanitorSettings()
-    setup_logging("janitor", settings.log_level)
+    setup_logging("janitor", settings.log_level, settings.log_format)
     dry_run = args.dry_run or settings.janitor_dry_run
     conn = connect_redis(settings, "janitor")
     store = open_store(settings, conn)
     states = JobStates(conn, store, settings.minio_bucket)
     janitor = Janitor(Ending(conn, states, store, settings), Limits.from_settings(settings, dry_run))
+    # Alive while runs end: a run over a large bucket may take a while, hence the hour at least.
+    heartbeat = Heartbeat(stuck_after=max(3 * settings.janitor_interval, 3600))
     if not args.once:
-        serve_metrics(settings.janitor_metrics_host, settings.janitor_metrics_port)
+        probes = redis_and_store(conn, store, settings.minio_bucket)
+        serve_ops("janitor", settings.metrics_host, settings.janitor_metrics_port, heartbeat, probes)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -51,6 +56,7 @@ def main() -> None:
             sweep_scratch_into(report, settings, states, conn)
         log.info("run%s: %s", " (dry run)" if dry_run else "", report.summary())
         report.export(dry_run)
+        heartbeat.beat()
         if args.once:
             return
         stopping.wait(settings.janitor_interval)

@@ -1,6 +1,6 @@
 """What one janitor run did: counted by action, with the bytes it freed; logged and exported to
-Prometheus (``transcribe_janitor_*`` on ``JANITOR_METRICS_PORT``). A dry run counts what it would
-have done, under ``dry_run="true"``."""
+Prometheus (``transcribe_janitor_*`` on ``JANITOR_METRICS_PORT``, served by ``transcribe_common.ops``).
+A dry run counts what it would have done, under ``dry_run="true"``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,3 @@ class Report:
         BYTES_FREED.labels(dry_run=label).inc(self.bytes_freed)
         RUNS.labels(outcome="errors" if self.counts["errors"] else "ok").inc()
         LAST_RUN.set(time.time())
-
-
-def serve_metrics(host: str, port: int) -> None:
-    """``/metrics`` for Prometheus; a janitor that cannot bind its port still cleans."""
-    if not port:
-        return
-    try:
-        start_http_server(port, addr=host)
-        log.info("metrics on http://%s:%d/metrics", host, port)
-    except OSError as exc:
-        log.error("metrics port %s:%d unavailable (%s); running without /metrics", host, port, exc)

@@ -25,5 +25,6 @@ class JanitorSettings(JobEndSettings):
         86400, ge=0, description="Seconds before an upload that was begun and never finished is aborted."
     )
     janitor_dry_run: bool = Field(False, description="Report what would be removed or announced; change nothing.")
-    janitor_metrics_port: int = Field(9103, ge=0, le=65535, description="Port of the janitor's /metrics; 0: none.")
-    janitor_metrics_host: str = Field("0.0.0.0", description="Address the janitor's /metrics listens on.")
+    janitor_metrics_port: int = Field(
+        9103, ge=0, le=65535, description="Port of the janitor's /metrics, /healthz and /readyz; 0: none."
+    )

@@ -132,6 +132,9 @@ def file_server() -> Iterator[FileServer]:
     server.close()
 
 
+OPS_SERVICES = ("ROUTER", "WORKER", "WEBHOOK", "JANITOR")  # each serves /metrics, /healthz, /readyz
+
+
 @dataclass
 class Stack:
     url: str
@@ -139,6 +142,11 @@ class Stack:
     redis_url: str
     log: Path
     pid: int
+    env: dict[str, str]
+
+    def ops_url(self, service: str) -> str:
+        """Base URL of a background service's operations port (``ROUTER``, ``WORKER``, ...)."""
+        return f"http://127.0.0.1:{self.env[f'{service}_METRICS_PORT']}"
 
     def service(self, module: str) -> psutil.Process:
         """The running process of one service, a child of the stack's supervisor."""
@@ -174,14 +182,14 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) ->
         "WEBHOOK_BACKOFF": "0.5",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
-        "JANITOR_METRICS_PORT": str(free_port()),
+        **{f"{service}_METRICS_PORT": str(free_port()) for service in OPS_SERVICES},
         **env,
     }
     log = data / "stack.log"
     with log.open("wb") as out:
         command = [sys.executable, "-m", "embedded"]
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
-        stack = Stack(url, data, redis_url, log, process.pid)
+        stack = Stack(url, data, redis_url, log, process.pid, environment)
         try:
             wait_until(lambda: _ready(url), timeout=120, interval=0.2)
         except AssertionError:
@@ -200,6 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         "MAX_AUDIO_SECONDS": "600",
         "MAX_DOWNLOAD_MB": "1",
         "IO_BACKOFF": "0.2",
+        "LOG_FORMAT": "json",
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/1"
     with running_stack(tmp_path_factory.mktemp("stack"), redis_url, receiver, **limits) as running:

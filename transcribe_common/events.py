@@ -62,6 +62,7 @@ class ObjectCreated(BaseModel):
     etag: str | None
     version_id: str | None
     metadata: dict[str, str]
+    event_time: datetime | None = None  # when the store created the object (the router's lag starts here)
 
     @property
     def version(self) -> str | None:
@@ -111,7 +112,15 @@ def _created(record: S3Record) -> ObjectCreated:
         etag=obj.etag,
         version_id=obj.version_id,
         metadata=metadata,
+        event_time=_time(record.event_time),
     )
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def access_record(

@@ -22,6 +22,9 @@ WORKER_FUNCTION = "gpu_worker.job.run"
 # receiver never holds a transcription slot; retries are scheduled on it with RQ's scheduler.
 WEBHOOK_QUEUE = f"{QUEUE}:webhooks"
 WEBHOOK_FUNCTION = "webhook_sender.delivery.deliver"
+# Delivery attempts by outcome (delivered, retry, failed), counted here because the sender's
+# workers are forked processes: its /metrics reads them from Redis.
+WEBHOOK_ATTEMPTS = f"{WEBHOOK_QUEUE}:attempts"
 
 
 def queue_for(model: str | None) -> str:

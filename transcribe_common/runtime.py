@@ -1,9 +1,8 @@
-"""Connections every service opens the same way: Redis, the object store, logging."""
+"""Connections every service opens the same way: Redis and the object store."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 import redis
@@ -59,10 +58,3 @@ def open_s3_store(settings: CommonSettings) -> S3Store:
         public_url=settings.minio_public_url,
         presign_expiry=settings.presign_expiry,
     )
-
-
-def setup_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {service:<8} %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise

@@ -35,6 +35,12 @@ class CommonSettings(BaseSettings):
         "they are private (e.g. 10.0.0.0/8,minio); comma-separated. Empty: public addresses only.",
     )
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line, with job_id on a job's lines; text: for a terminal."
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address each background service's /metrics, /healthz and /readyz port listens on."
+    )
 
     @property
     def url_policy(self) -> UrlPolicy:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from transcribe_common.runtime import open_s3_store, setup_logging
+from transcribe_common.logs import setup_logging
+from transcribe_common.runtime import open_s3_store
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.s3 import load_notify_file
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--no-notifications", action="store_true", help="only create the buckets")
     args = parser.parse_args()
     settings = SetupSettings()
-    setup_logging("setup", settings.log_level)
+    setup_logging("setup", settings.log_level, settings.log_format)
     run(settings, notifications=not args.no_notifications)
 
 

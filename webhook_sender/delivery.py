@@ -27,8 +27,9 @@ import redis
 from rq import get_current_job
 from standardwebhooks import Webhook
 
-from transcribe_common import jobqueue, jobstate, netsafe
+from transcribe_common import jobqueue, jobstate, keys, netsafe
 from transcribe_common.errors import InvalidInput, RetryableError
+from transcribe_common.logs import job_context
 from transcribe_common.models import DeliveryAttempt, WebhookDelivery, utcnow
 from webhook_sender.settings import WebhookSettings
 
@@ -50,6 +51,11 @@ class Outcome:
 
 def deliver(job_id: str, url: str, body: str, message_id: str, attempt: int = 1) -> str:
     """The RQ job: one attempt, recorded; the next one scheduled if it may help."""
+    with job_context(job_id):
+        return _deliver(job_id, url, body, message_id, attempt)
+
+
+def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) -> str:
     job = get_current_job()
     assert job is not None, "runs as an RQ job"
     conn: redis.Redis = job.connection
@@ -70,6 +76,7 @@ def deliver(job_id: str, url: str, body: str, message_id: str, attempt: int = 1)
             "webhook %s to %s: %s; attempt %d in %.1f s", message_id, url, outcome.attempt.error, attempt + 1, delay
         )
     jobstate.record_webhook(conn, job_id, record)
+    conn.hincrby(keys.WEBHOOK_ATTEMPTS, "retry" if delay is not None else record.state)
     if delay is not None:
         jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt + 1, delay=delay)
     return record.state

@@ -11,6 +11,9 @@ class WebhookSettings(CommonSettings):
     webhook_backoff: float = Field(5.0, gt=0, description="Seconds before the first retry; each wait doubles.")
     webhook_backoff_max: float = Field(3600.0, gt=0, description="Longest wait between attempts, Retry-After too.")
     webhook_concurrency: int = Field(4, ge=1, description="Deliveries at once (RQ worker processes).")
+    webhook_metrics_port: int = Field(
+        9104, ge=0, le=65535, description="Port of the webhook sender's /metrics, /healthz and /readyz; 0: none."
+    )
 
     @field_validator("webhook_secret")
     @classmethod

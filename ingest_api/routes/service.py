@@ -12,14 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-import redis
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from ingest_api.services import ServicesDep
-from transcribe_common.errors import PipelineError
+from transcribe_common.ops import readiness, redis_and_store
 
 router = APIRouter(tags=["service"])
 
@@ -30,7 +29,6 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-PROBE_KEY = ".readyz"  # a key no job uses: a HEAD for it tells whether the store answers
 
 
 @router.get("/healthz", summary="Liveness")
@@ -40,29 +38,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: Redis and the object store answer")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    checks = {
-        "redis": await run_in_threadpool(_check, services.redis.ping),
-        "store": await run_in_threadpool(
-            _check, lambda: services.store.stat(services.settings.minio_bucket, PROBE_KEY)
-        ),
-    }
-    ready = all(result == "ok" for result in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    probes = redis_and_store(services.redis, services.store, services.settings.minio_bucket)
+    ready, body = await run_in_threadpool(readiness, probes)
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def _check(probe: Callable[[], object]) -> str:
-    try:
-        probe()
-    except (redis.RedisError, PipelineError, OSError) as exc:
-        return f"unavailable: {exc}"
-    return "ok"
 
 
 async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -103,3 +103,27 @@ def test_notification_rules_translate_to_minio_configuration() -> None:
         assert "s3:ObjectCreated:Copy" not in text
     assert "/manifest.json" in "".join(jobs.itertext())
     assert "suffix" not in "".join(inbox.itertext())
+
+
+OPS_PORTS = {"ingest-api": 8000, "event-router": 9101, "gpu-worker": 9102, "cpu-worker": 9102, "janitor": 9103}
+OPS_PORTS["webhook-sender"] = 9104
+
+
+@pytest.mark.parametrize(("name", "port"), OPS_PORTS.items())
+def test_health_checks_ask_each_service_on_its_own_port(name: str, port: int) -> None:
+    from event_router.settings import RouterSettings
+    from gpu_worker.settings import WorkerSettings
+    from janitor.settings import JanitorSettings
+    from webhook_sender.settings import WebhookSettings
+
+    defaults = {
+        9101: RouterSettings().router_metrics_port,
+        9102: WorkerSettings().worker_metrics_port,
+        9103: JanitorSettings().janitor_metrics_port,
+        9104: WebhookSettings().webhook_metrics_port,
+    }
+    assert defaults.get(port, port) == port  # the port the service listens on by default
+    service = SERVICES[name]
+    assert f"http://127.0.0.1:{port}/healthz" in service["healthcheck"]["test"][-1]
+    if name != "ingest-api":
+        assert service["expose"] == [str(port)]  # for Prometheus, on the compose network only

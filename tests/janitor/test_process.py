@@ -54,7 +54,7 @@ def test_each_run_is_counted_in_its_metrics(redis_server: str, redis_conn: redis
         local_store,
         JANITOR_INTERVAL="1",
         JANITOR_METRICS_PORT=str(port),
-        JANITOR_METRICS_HOST="127.0.0.1",
+        METRICS_HOST="127.0.0.1",
     )
     process = subprocess.Popen([sys.executable, "-m", "janitor"], env=env, stderr=subprocess.PIPE, text=True)
     try:

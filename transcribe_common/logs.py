@@ -1,0 +1,75 @@
+"""Logging every service sets up the same way: one JSON object per line (``LOG_FORMAT=json``, the
+default), or lines for a person's terminal (``text``, the embedded stack's default).
+
+Every line written while a job is being handled carries its id in ``job_id``: the code that takes a
+job up sets it once (``job_context``), and a filter adds it to every record on that thread or task,
+RQ's own lines and those of the libraries we call included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["json", "text"]
+_job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
+
+
+@contextlib.contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Lines logged inside the block carry ``job_id``."""
+    token = _job_id.set(job_id)
+    try:
+        yield
+    finally:
+        _job_id.reset(token)
+
+
+def set_job(job_id: str | None) -> None:
+    """For code that takes one job after another on a thread of its own (an RQ worker's loop)."""
+    _job_id.set(job_id)
+
+
+class JobIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) is None:
+            record.job_id = _job_id.get()
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        job_id = getattr(record, "job_id", None)
+        return line if job_id is None or job_id in record.getMessage() else f"{line} [job {job_id}]"
+
+
+def formatter(service: str, fmt: LogFormat) -> logging.Formatter:
+    if fmt == "text":
+        return _TextFormatter(f"%(asctime)s %(levelname)-7s {service:<8} %(name)s: %(message)s")
+    return JsonFormatter(
+        "{levelname}{name}{message}{job_id}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        static_fields={"service": service},
+        timestamp="time",  # ISO 8601 in UTC, to the microsecond
+    )
+
+
+def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(service, fmt))
+    handler.addFilter(JobIdFilter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
+    # Servers and libraries that bring handlers of their own write through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "rq.scheduler", "rq.worker_pool"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
