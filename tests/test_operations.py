@@ -155,3 +155,47 @@ def _answers(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def test_rq_info_shows_our_queues_and_workers(stack: Stack, finished_job: str) -> None:
+    """``rq info`` as the README says to run it, against the stack's Redis."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "rq"), "info", "--url", stack.redis_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    out = done.stdout
+    assert re.search(rf"^{re.escape(keys.QUEUE)}\s+\|", out, re.M), out
+    assert re.search(rf"^{re.escape(keys.WEBHOOK_QUEUE)}\s+\|", out, re.M), out
+    workers = httpx.get(f"{stack.url}/v1/stats").json()["workers"]
+    # The worker's job slots (one RQ worker each) and the webhook sender's processes.
+    assert re.search(rf"\b{workers + 4} workers\b", out), out
+    assert keys.QUEUE in out.split("workers")[0]
+
+
+def test_rq_dashboard_shows_our_queues_and_workers(stack: Stack, finished_job: str, tmp_path: Path) -> None:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "rq-dashboard"), "-b", "127.0.0.1", "-p", str(port)]
+    log = tmp_path / "dashboard.log"
+    with log.open("wb") as out:
+        dashboard = subprocess.Popen([*command, "-u", stack.redis_url], stdout=out, stderr=out)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), timeout=30)
+        queues = {q["name"]: q for q in httpx.get(f"{url}/0/data/queues.json").json()["queues"]}
+        assert {keys.QUEUE, keys.WEBHOOK_QUEUE} <= set(queues), queues
+        workers = httpx.get(f"{url}/0/data/workers.json").json()["workers"]
+        transcribing = [w for w in workers if keys.QUEUE in w["queues"]]
+        sending = [w for w in workers if keys.WEBHOOK_QUEUE in w["queues"]]
+        assert len(transcribing) == 2, workers  # MAX_CONCURRENCY=2: one RQ worker per job slot
+        assert len(sending) == 4, workers  # WEBHOOK_CONCURRENCY
+        assert all(w["state"] in {"idle", "busy"} for w in workers), workers
+        assert httpx.get(f"{url}/0/view/workers").status_code == 200
+        job = httpx.get(f"{url}/0/data/job/{finished_job}.json").json()
+        assert (job["origin"], job["status"]) == (keys.QUEUE, "finished"), job
+        assert job["description"] == f"transcribe {finished_job}", job
+    finally:
+        dashboard.terminate()
+        dashboard.wait(10)
