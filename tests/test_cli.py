@@ -1,0 +1,137 @@
+"""The ``transcribe`` command line, run as a user runs it, against the embedded stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import imageio_ffmpeg
+import pytest
+import srt
+import webvtt
+
+from tests.conftest import SPEECH, Stack, free_port
+from tests.helpers import FileServer, speech_text, wer
+
+CLI = str(Path(sys.executable).parent / "transcribe")
+
+
+def transcribe(stack_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "--server", stack_url, *args], capture_output=True, text=True, timeout=180, cwd=cwd, check=False
+    )
+
+
+def test_submit_wait_shows_progress_and_saves_the_srt(stack: Stack, tmp_path: Path) -> None:
+    target = tmp_path / "talk.srt"
+    done = transcribe(
+        stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "srt", "--wait", "--save", str(target)
+    )
+    assert done.returncode == 0, done.stderr
+    cues = list(srt.parse(target.read_text()))
+    assert wer(speech_text("upload"), " ".join(cue.content for cue in cues)) < 0.2
+    assert re.search(r"^job [0-9a-f]{32}$", done.stderr, re.M), done.stderr
+    assert "finished 100%" in done.stderr
+    assert f"saved {target}" in done.stderr
+
+
+def test_the_progress_shown_is_the_jobs_real_progress(stack: Stack, tmp_path: Path) -> None:
+    """Half a minute of speech (the stack's JOB_TIMEOUT is 10 s), polled often: the percentages
+    shown rise through values between 0 and 100 (reported by the worker as it transcribes) and end
+    at 100."""
+    long_clip = tmp_path / "minute.mp3"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run(
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-stream_loop",
+            "2",
+            "-i",
+            str(SPEECH / "url.wav"),
+            "-b:a",
+            "32k",
+            str(long_clip),
+        ],
+        check=True,
+    )
+    done = transcribe(stack.url, "submit", str(long_clip), "--wait", "--poll", "0.05", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = [(status, float(p)) for status, p in re.findall(r"^(\w+) (\d+)%$", done.stderr, re.M)]
+    percents = [p for _, p in shown]
+    assert percents == sorted(percents), shown
+    assert shown[-1] == ("finished", 100.0)
+    assert any(status == "started" and 0 < p < 100 for status, p in shown), shown
+    assert (tmp_path / "minute.srt").is_file()  # saved beside the user, named after the input
+
+
+def test_submit_a_url_and_save_beside_the_user(stack: Stack, file_server: FileServer, tmp_path: Path) -> None:
+    done = transcribe(stack.url, "submit", f"{file_server.url}/url.wav", "--output", "vtt", "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    captions = webvtt.read(str(tmp_path / "url.vtt"))
+    assert wer(speech_text("url"), " ".join(c.text for c in captions)) < 0.2
+
+
+def test_submit_without_wait_prints_the_job_id_then_status_result_and_stats(stack: Stack) -> None:
+    done = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "srt,txt")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id)
+
+    wait = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--wait", "--save", "-")
+    assert wait.returncode == 0  # another job, so that the first has ended by now or soon
+    for _ in range(100):
+        view = json.loads(transcribe(stack.url, "status", job_id, "--json").stdout)
+        if view["status"] == "finished":
+            break
+    assert view["status"] == "finished"
+    status = transcribe(stack.url, "status", job_id)
+    assert status.stdout.startswith(f"job {job_id}: finished, 100%, language en, ")
+
+    text = transcribe(stack.url, "result", job_id, "--format", "txt")
+    assert text.returncode == 0
+    assert wer(speech_text("upload"), text.stdout) < 0.2
+    first = transcribe(stack.url, "result", job_id)  # the job's first output format: srt
+    assert list(srt.parse(first.stdout))
+
+    shown = dict(line.split() for line in transcribe(stack.url, "stats").stdout.splitlines())
+    api = httpx.get(f"{stack.url}/v1/stats").json()
+    assert {name: int(n) for name, n in shown.items()} == {name: api.get(name, 0) for name in shown}
+
+
+def test_a_failed_job_exits_1_with_its_error(stack: Stack, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp3"
+    fake.write_text("these are my notes, not audio\n" * 20)
+    done = transcribe(stack.url, "submit", str(fake), "--wait")
+    assert done.returncode == 1
+    assert "failed" in done.stderr
+    assert "not an audio or video file" in done.stderr
+
+
+def test_a_refused_request_exits_4_with_the_servers_reason(stack: Stack) -> None:
+    done = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "docx")
+    assert done.returncode == 4
+    assert "error: output.0: Input should be 'srt', 'vtt'" in done.stderr
+    missing = transcribe(stack.url, "status", "no-such-job")
+    assert missing.returncode == 4
+    assert "no job 'no-such-job'" in missing.stderr
+
+
+@pytest.mark.parametrize("command", [["stats"], ["status", "abc"], ["submit", str(SPEECH / "upload.mp3")]])
+def test_an_unreachable_server_gets_a_clear_message(command: list[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    done = transcribe(url, *command)
+    assert done.returncode == 3
+    assert f"cannot reach the transcription service at {url}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_file_is_named() -> None:
+    done = transcribe("http://127.0.0.1:9", "submit", "/no/such/talk.mp3")
+    assert done.returncode == 2
+    assert "/no/such/talk.mp3: no such file" in done.stderr

@@ -1,0 +1,1 @@
+"""``transcribe``: the command-line client of the transcription service."""

@@ -1,0 +1,198 @@
+"""``transcribe``: submit audio or video to the transcription service and get the transcript.
+
+    transcribe submit talk.mp3 --output srt --wait     # progress bar, then talk.srt beside you
+    transcribe submit https://example.com/talk.mp3 --wait --save talk.srt
+    transcribe status JOB_ID
+    transcribe result JOB_ID --format vtt > talk.vtt
+    transcribe stats
+
+The server is ``--server`` or ``TRANSCRIBE_URL`` (default http://127.0.0.1:8000), the API key
+``--api-key`` or ``TRANSCRIBE_API_KEY``. Exit status: 0 done, 1 the job failed or was cancelled,
+2 bad usage, 3 the server cannot be reached or failed, 4 the server refused the request,
+130 interrupted (the job goes on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from transcribe_cli.client import Client, CliError
+
+FORMATS = ("srt", "vtt", "txt", "tsv", "json")
+ENDED = {"finished", "failed", "cancelled"}
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    client = Client(args.server, args.api_key)
+    try:
+        return int(args.command(client, args))
+    except CliError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="transcribe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    main_parser.add_argument("--server", default=os.environ.get("TRANSCRIBE_URL", "http://127.0.0.1:8000"))
+    main_parser.add_argument("--api-key", default=os.environ.get("TRANSCRIBE_API_KEY"))
+    commands = main_parser.add_subparsers(required=True, metavar="COMMAND")
+
+    submit_parser = commands.add_parser("submit", help="submit a file or a URL")
+    submit_parser.add_argument("source", help="a local audio or video file, or an http(s) URL")
+    submit_parser.add_argument("--output", default="srt", help="srt, vtt, txt, tsv or json; several: srt,vtt")
+    submit_parser.add_argument("--language", help="ISO 639-1 code such as en; detected if left out")
+    submit_parser.add_argument("--model", help="a model the workers serve (see the server's /v1/models)")
+    submit_parser.add_argument("--task", choices=("transcribe", "translate"))
+    submit_parser.add_argument("--callback-url", help="receives a signed POST when the job ends")
+    submit_parser.add_argument("--wait", action="store_true", help="show the progress, then save the result")
+    submit_parser.add_argument("--save", type=Path, help="where --wait saves the result; - for stdout")
+    submit_parser.add_argument("--poll", type=float, default=0.5, help="seconds between progress checks")
+    submit_parser.set_defaults(command=submit)
+
+    status_parser = commands.add_parser("status", help="status and progress of a job")
+    status_parser.add_argument("job_id")
+    status_parser.add_argument("--json", action="store_true", help="the API's answer as it is")
+    status_parser.set_defaults(command=status)
+
+    result_parser = commands.add_parser("result", help="the transcript of a finished job")
+    result_parser.add_argument("job_id")
+    result_parser.add_argument("--format", choices=FORMATS, help="default: the job's first output format")
+    result_parser.add_argument("--save", type=Path, help="write it to this file instead of stdout")
+    result_parser.set_defaults(command=result)
+
+    stats_parser = commands.add_parser("stats", help="jobs by status, and live workers")
+    stats_parser.add_argument("--json", action="store_true", help="the API's answer as it is")
+    stats_parser.set_defaults(command=stats)
+    return main_parser
+
+
+def submit(client: Client, args: argparse.Namespace) -> int:
+    options = {
+        name: value
+        for name in ("output", "language", "model", "task", "callback_url")
+        if (value := getattr(args, name)) is not None
+    }
+    if urlparse(args.source).scheme in ("http", "https"):
+        accepted = client.submit_url(args.source, options)
+    else:
+        accepted = upload(client, Path(args.source), options)
+    job_id = accepted["job_id"]
+    if not args.wait:
+        print(job_id)
+        return 0
+    err.print(f"job {job_id}")
+    view = follow(client, job_id, args.poll)
+    if view["status"] != "finished":
+        err.print(f"[red]job {job_id} {view['status']}[/]: {view.get('error') or 'no result'}")
+        return 1
+    fmt = args.output.split(",")[0].strip()
+    save(client.result(job_id, fmt), args.save or Path(f"{_stem(args.source, job_id)}.{fmt}"))
+    return 0
+
+
+def upload(client: Client, path: Path, options: dict[str, str]) -> dict:
+    if not path.is_file():
+        raise CliError(f"{path}: no such file (give a file or an http(s) URL)", 2)
+    with _progress(DownloadColumn()) as progress:
+        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        return client.submit_file(path, options, lambda sent: progress.advance(task, sent))
+
+
+def follow(client: Client, job_id: str, poll: float) -> dict:
+    """Poll the job until it ends, showing its real progress (the worker's share of the audio done)."""
+    lines = not err.is_terminal  # in a log or a pipe: a line per change instead of a redrawn bar
+    last: tuple[str, float] | None = None
+    with _progress(TaskProgressColumn(), TimeElapsedColumn(), disable=lines) as progress:
+        task = progress.add_task("queued", total=100)
+        while True:
+            try:
+                view = client.job(job_id)
+            except KeyboardInterrupt:
+                err.print(f"\nstopped waiting; the job goes on: transcribe status {job_id}")
+                raise
+            state = (view["status"], float(view["progress"]))
+            progress.update(task, description=view["status"], completed=state[1])
+            if lines and state != last:
+                err.print(f"{state[0]} {state[1]:.0f}%")
+            last = state
+            if view["status"] in ENDED:
+                return view
+            time.sleep(poll)
+
+
+def status(client: Client, args: argparse.Namespace) -> int:
+    view = client.job(args.job_id)
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    facts = [f"{view['status']}", f"{view['progress']:.0f}%"]
+    if view.get("language"):
+        facts.append(f"language {view['language']}")
+    if view.get("duration") is not None:
+        facts.append(f"{view['duration']:.1f} s of audio")
+    print(f"job {view['job_id']}: {', '.join(facts)}")
+    if view.get("error"):
+        print(f"error: {view['error']}")
+    return 1 if view["status"] in ("failed", "cancelled") else 0
+
+
+def result(client: Client, args: argparse.Namespace) -> int:
+    save(client.result(args.job_id, args.format), args.save or Path("-"))
+    return 0
+
+
+def stats(client: Client, args: argparse.Namespace) -> int:
+    counts = client.stats()
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    for name in ("queued", "started", "finished", "failed", "cancelled", "workers"):
+        print(f"{name:<10}{counts.get(name, 0):>8}")
+    return 0
+
+
+def save(content: bytes, target: Path) -> None:
+    if str(target) == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return
+    target.write_bytes(content)
+    err.print(f"saved {target}")
+
+
+def _stem(source: str, job_id: str) -> str:
+    name = Path(urlparse(source).path if "://" in source else source).stem
+    return name or job_id
+
+
+def _progress(*columns: ProgressColumn, disable: bool = False) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), *columns, console=err, disable=disable, transient=False
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
