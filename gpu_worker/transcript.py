@@ -30,6 +30,16 @@ class Segment(BaseModel):
     end: float
     text: str
     words: list[Word] | None = None
+    # The decoder's own figures for the segment, as Whisper reports them (OpenAI's verbose_json).
+    seek: int = 0
+    tokens: list[int] = []
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+
+
+DECODER_FIGURES = ("seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob")
 
 
 class Transcript(BaseModel):
@@ -113,4 +123,5 @@ def _segment(index: int, piece: object) -> Segment:
         words=[Word(start=w.start, end=w.end, word=w.word, probability=w.probability) for w in words]
         if words
         else None,
+        **{name: getattr(piece, name) for name in DECODER_FIGURES if getattr(piece, name, None) is not None},
     )

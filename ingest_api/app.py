@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from ingest_api.auth import authorize
 from ingest_api.jobs import Conflict
-from ingest_api.routes import jobs, service, transcribe
+from ingest_api.routes import jobs, openai, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.upload import TooLarge
@@ -43,10 +43,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Every /v1 route needs an API key when keys are set; health and metrics stay open.
     app.include_router(transcribe.router, dependencies=[Depends(authorize)])
     app.include_router(jobs.router, dependencies=[Depends(authorize)])
+    app.include_router(openai.router)  # its own key check, with OpenAI's error shape
     app.include_router(service.router)
     app.middleware("http")(service.measure)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
+    app.add_exception_handler(openai.OpenAIError, openai.error_response)
     return app
 
 

@@ -12,6 +12,11 @@ class ApiSettings(CommonSettings):
     api_keys: str = Field("", description="Comma-separated API keys; when any is set, /v1 needs a Bearer key.")
     api_keys_file: Path | None = Field(None, description="A file with one API key per line (# comments).")
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
+    openai_wait_timeout: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds POST /v1/audio/transcriptions waits for its job; then 504 naming the job to poll.",
+    )
 
     def load_api_keys(self) -> list[str]:
         """The keys from ``API_KEYS`` and ``API_KEYS_FILE``; read once, at start."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -75,8 +76,14 @@ def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     )
 
 
-async def accept_upload(services: Services, request: Request, job_id: str) -> Manifest:
-    """Stream the upload into ``<job_id>/input/``, then validate the form fields."""
+async def accept_upload(
+    services: Services,
+    request: Request,
+    job_id: str,
+    form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
+) -> Manifest:
+    """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
+    default; the OpenAI-compatible route reads OpenAI's)."""
     settings = services.settings
     max_bytes = settings.max_upload_mb * 2**20
     declared = request.headers.get("content-length", "")
@@ -90,7 +97,7 @@ async def accept_upload(services: Services, request: Request, job_id: str) -> Ma
 
     info = await receive_upload(request.stream(), reader, open_writer)
     try:
-        form = TranscribeRequest.model_validate(reader.fields)
+        form = form_of(reader.fields)
         if form.source_type != "upload":
             raise InvalidInput("a multipart body is an upload: set source_type=upload, or send JSON for a URL")
         await run_in_threadpool(check_request, services, form)

@@ -109,7 +109,10 @@ class MultipartReader:
 
     def _part_end(self) -> None:
         if self._field is not None:
-            self.fields[self._field] = self._buffer.decode("utf-8", errors="replace")
+            value = self._buffer.decode("utf-8", errors="replace")
+            # A field given more than once (``timestamp_granularities[]``) is one comma-separated list.
+            previous = self.fields.get(self._field)
+            self.fields[self._field] = value if previous is None else f"{previous},{value}"
 
     def _end(self) -> None:
         self.complete = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 from fastapi.testclient import TestClient
 
@@ -220,3 +221,45 @@ def test_an_ended_job_cannot_be_cancelled_but_can_be_deleted(client: TestClient,
 def test_cancelling_an_unknown_job_is_404(client: TestClient) -> None:
     assert client.delete("/v1/jobs/" + "0" * 32).status_code == 404
     assert client.delete("/v1/jobs/..%2F..%2Fetc").status_code == 404
+
+
+# --- OpenAI-compatible endpoint: what needs no worker ---------------------------------------
+
+
+def _openai(client: TestClient, api_key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url="http://testserver/v1", api_key=api_key, http_client=client, max_retries=0)
+
+
+def test_openai_clients_get_key_refusals_in_openais_shape(keyed: TestClient) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        _openai(keyed, "wrong-key").audio.transcriptions.create(model="whisper-1", file=("a.mp3", b"x"))
+    assert (caught.value.status_code, caught.value.type, caught.value.code) == (
+        403,
+        "permission_error",
+        "invalid_api_key",
+    )
+    assert caught.value.message.endswith(" - the API key is not valid")
+
+
+def test_openai_request_waits_until_its_timeout_then_names_the_job(
+    redis_conn, tmp_path: Path, redis_server: str
+) -> None:  # type: ignore[no-untyped-def]
+    """No router or worker here: the job stays queued, and the request gives up after
+    OPENAI_WAIT_TIMEOUT with a 504 that names the job, which goes on."""
+    with _client(tmp_path, redis_server, openai_wait_timeout=0.5) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            _openai(client, "any").audio.transcriptions.create(
+                model="whisper-1", file=("talk.mp3", (SPEECH / "upload.mp3").read_bytes())
+            )
+        assert caught.value.status_code == 504
+        job_id = caught.value.response.headers["x-job-id"]
+        assert f"GET /v1/jobs/{job_id}" in caught.value.message
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+
+
+def test_openai_stream_is_refused_plainly(client: TestClient) -> None:
+    response = client.post(
+        "/v1/audio/transcriptions", data={"model": "whisper-1", "stream": "true"}, files={"file": ("a.mp3", b"x")}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("stream: streaming transcriptions are not offered")

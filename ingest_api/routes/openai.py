@@ -1,0 +1,243 @@
+"""OpenAI's ``POST /v1/audio/transcriptions``, so that clients written for OpenAI work unchanged.
+
+The upload becomes an ordinary job (input and manifest in the bucket; the router, a worker and
+the webhook sender do the rest, as for any job), and the request waits for it to end, up to
+``OPENAI_WAIT_TIMEOUT``. The answer is in the ``response_format`` asked for: ``json`` (the text),
+``text``, ``srt``, ``vtt`` or ``verbose_json`` (language, duration, segments, and words when
+``timestamp_granularities[]`` holds ``word``). Errors have OpenAI's shape,
+``{"error": {"message", "type", "param", "code"}}``. Every answer names its job in ``X-Job-Id``.
+
+Differences from OpenAI's service: ``model`` is ``whisper-1`` (the workers' default model) or a
+model the workers serve (``GET /v1/models``); ``language`` in ``verbose_json`` is the ISO 639-1
+code Whisper detected (``en``), not the English name; ``temperature`` is accepted and not used
+(the workers decode with their own fallback temperatures); streaming is not offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ingest_api import jobs, submit
+from ingest_api.auth import authorize, bearer
+from ingest_api.schemas import TranscribeRequest
+from ingest_api.services import Services, ServicesDep
+from ingest_api.upload import TooLarge
+from transcribe_common import layout
+from transcribe_common.errors import InvalidInput, NotFound, PipelineError
+from transcribe_common.models import JobStatus
+
+router = APIRouter(prefix="/v1/audio", tags=["openai"])
+
+DEFAULT_MODEL = "whisper-1"
+POLL_SECONDS = 0.1
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+Granularity = Literal["word", "segment"]
+STORED_FORMAT: dict[str, str] = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt"}
+MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+        self.job_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        if self.status in (401, 403):
+            return "authentication_error" if self.status == 401 else "permission_error"
+        return "invalid_request_error" if self.status < 500 else "server_error"
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}}
+        headers = {"X-Job-Id": self.job_id} if self.job_id else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpenAIError)
+    return exc.response()
+
+
+def openai_caller(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> str:
+    """The API key check of every /v1 route, its refusals in OpenAI's shape."""
+    try:
+        return authorize(services, credentials)
+    except HTTPException as exc:
+        raise OpenAIError(exc.status_code, str(exc.detail), code="invalid_api_key") from exc
+
+
+class TranscriptionForm(BaseModel):
+    """The form fields OpenAI's endpoint takes (others are ignored, as OpenAI adds new ones)."""
+
+    file: bytes = Field(description="The audio or video file.")
+    model: str = Field(DEFAULT_MODEL, description="whisper-1 (the default model) or a model from GET /v1/models.")
+    language: str | None = Field(None, description="ISO 639-1 code of the speech; detected if left out.")
+    prompt: str | None = Field(None, description="Text to guide the style, or earlier text of the same audio.")
+    response_format: ResponseFormat = "json"
+    temperature: float = Field(0.0, ge=0, le=1, description="Accepted for compatibility; not used.")
+    timestamp_granularities: list[Granularity] = Field(
+        default_factory=lambda: list[Granularity](["segment"]),
+        alias="timestamp_granularities[]",
+        description="With response_format=verbose_json: 'word' adds word timestamps.",
+    )
+
+
+class Transcription(BaseModel):
+    text: str
+
+
+class VerboseTranscription(BaseModel):
+    task: str = "transcribe"
+    language: str
+    duration: float
+    text: str
+    segments: list[dict[str, Any]]
+    words: list[dict[str, Any]] | None = None
+
+
+@router.post(
+    "/transcriptions",
+    summary="OpenAI-compatible: transcribe an upload and wait for the text",
+    response_model=Transcription | VerboseTranscription,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": TranscriptionForm.model_json_schema(by_alias=True)}},
+        }
+    },
+)
+async def create_transcription(
+    request: Request, services: ServicesDep, caller: Annotated[str, Depends(openai_caller)]
+) -> Response:
+    job_id = layout.new_job_id()
+    chosen: dict[str, TranscriptionForm] = {}
+
+    def form_of(fields: dict[str, str]) -> TranscribeRequest:
+        chosen["form"] = form = _form(fields)
+        return _job_request(services, form)
+
+    try:
+        manifest = await submit.accept_upload(services, request, job_id, form_of)
+        await run_in_threadpool(submit.write_manifest, services, manifest)
+    except RequestValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or None
+        raise OpenAIError(400, f"{where}: {error['msg']}" if where else error["msg"], param=where) from exc
+    except TooLarge as exc:
+        raise OpenAIError(413, str(exc), param="file") from exc
+    except InvalidInput as exc:
+        raise OpenAIError(400, str(exc)) from exc
+    form = chosen["form"]
+    record = await _wait(services, request, job_id)
+    try:
+        return await run_in_threadpool(_answer, services, job_id, form, record.status)
+    except OpenAIError as exc:
+        exc.job_id = job_id
+        raise
+
+
+def _form(fields: dict[str, str]) -> TranscriptionForm:
+    values: dict[str, object] = {**fields, "file": b""}
+    if "timestamp_granularities[]" in fields:
+        values["timestamp_granularities[]"] = fields["timestamp_granularities[]"].split(",")
+    if fields.get("stream", "false").lower() == "true":
+        raise InvalidInput("stream: streaming transcriptions are not offered; leave stream out")
+    try:
+        return TranscriptionForm.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+def _job_request(services: Services, form: TranscriptionForm) -> TranscribeRequest:
+    model = None if form.model == DEFAULT_MODEL else form.model
+    if model is not None and model not in submit.served_models(services):
+        served = ", ".join([DEFAULT_MODEL, *submit.served_models(services)])
+        raise InvalidInput(f"model: {form.model!r} is not served here; choose one of {served}")
+    return TranscribeRequest.model_validate(
+        {
+            "source_type": "upload",
+            "language": form.language,
+            "initial_prompt": form.prompt,
+            "output": [STORED_FORMAT[form.response_format]],
+            "word_timestamps": "word" in form.timestamp_granularities and form.response_format == "verbose_json",
+            "model": model,
+        }
+    )
+
+
+async def _wait(services: Services, request: Request, job_id: str) -> Any:
+    """Until the job ends, the caller goes away (the job goes on), or OPENAI_WAIT_TIMEOUT passes."""
+    deadline = time.monotonic() + services.settings.openai_wait_timeout
+    while True:
+        record = await run_in_threadpool(jobs.read_status, services, job_id)
+        if record.status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED):
+            return record
+        if time.monotonic() > deadline:
+            error = OpenAIError(
+                504,
+                f"the transcription is still {record.status.value} after OPENAI_WAIT_TIMEOUT "
+                f"({services.settings.openai_wait_timeout:g} s); it goes on: GET /v1/jobs/{job_id}",
+                code="timeout",
+            )
+            error.job_id = job_id
+            raise error
+        if await request.is_disconnected():
+            raise OpenAIError(499, "the client went away; the job goes on", code="client_closed")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _answer(services: Services, job_id: str, form: TranscriptionForm, status: JobStatus) -> Response:
+    headers = {"X-Job-Id": job_id}
+    if status != JobStatus.FINISHED:
+        record = jobs.read_status(services, job_id)
+        message = record.error or f"the job was {status.value}"
+        raise OpenAIError(400 if status == JobStatus.FAILED else 409, message, code=f"job_{status.value}")
+    stored = STORED_FORMAT[form.response_format]
+    try:
+        _, _, stream = jobs.result_stream(services, job_id, stored)
+        content = b"".join(stream)
+    except (NotFound, PipelineError) as exc:
+        raise OpenAIError(500, f"the job finished but its result cannot be read: {exc}") from exc
+    if form.response_format in MEDIA_TYPES:
+        return PlainTextResponse(content.decode(), media_type=MEDIA_TYPES[form.response_format], headers=headers)
+    transcript = json.loads(content)
+    text = " ".join(segment["text"] for segment in transcript["segments"]).strip()
+    if form.response_format == "json":
+        return JSONResponse(Transcription(text=text).model_dump(), headers=headers)
+    return JSONResponse(_verbose(transcript, text, form).model_dump(exclude_none=True), headers=headers)
+
+
+def _verbose(transcript: dict[str, Any], text: str, form: TranscriptionForm) -> VerboseTranscription:
+    segments = [
+        {name: value for name, value in segment.items() if name != "words"} for segment in transcript["segments"]
+    ]
+    words = None
+    if "word" in form.timestamp_granularities:
+        words = [
+            {"word": word["word"].strip(), "start": word["start"], "end": word["end"]}
+            for segment in transcript["segments"]
+            for word in segment.get("words") or []
+        ]
+    return VerboseTranscription(
+        task=transcript["options"].get("task", "transcribe"),
+        language=transcript["language"],
+        duration=transcript["duration"],
+        text=text,
+        segments=segments,
+        words=words,
+    )

@@ -1,0 +1,113 @@
+"""The official ``openai`` Python client, pointed at the stack, transcribes as it would at OpenAI."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+import srt
+import webvtt
+
+from tests.conftest import SPEECH, Stack
+from tests.helpers import speech_text, wer
+
+REFERENCE = speech_text("upload")
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> openai.OpenAI:
+    # No API keys on the test stack; the client insists on one all the same.
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+def test_json_is_the_default_and_holds_the_text(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        result = client.audio.transcriptions.create(model="whisper-1", file=audio)
+    assert isinstance(result, openai.types.audio.Transcription)
+    assert wer(REFERENCE, result.text) < 0.2
+
+
+def test_text(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        text = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="text")
+    assert isinstance(text, str)
+    assert wer(REFERENCE, text) < 0.2
+
+
+def test_srt_and_vtt(client: openai.OpenAI, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        subtitles = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+    cues = list(srt.parse(subtitles))
+    assert wer(REFERENCE, " ".join(cue.content for cue in cues)) < 0.2
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        captions = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="vtt")
+    (tmp_path / "captions.vtt").write_text(captions)
+    assert wer(REFERENCE, " ".join(c.text for c in webvtt.read(str(tmp_path / "captions.vtt")))) < 0.2
+
+
+def test_verbose_json_with_segments_and_words(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        result = client.audio.transcriptions.create(
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            language="en",
+            prompt="The weather.",
+        )
+    assert isinstance(result, openai.types.audio.TranscriptionVerbose)
+    assert result.language == "en"
+    assert 10 < result.duration < 15
+    assert wer(REFERENCE, result.text) < 0.2
+    assert result.segments
+    first = result.segments[0]
+    assert 0 <= first.start < first.end <= result.duration + 0.5
+    assert first.tokens
+    assert first.avg_logprob < 0
+    assert 0 <= first.no_speech_prob <= 1
+    assert result.words
+    assert wer(REFERENCE, " ".join(w.word for w in result.words)) < 0.2
+    assert all(w.start <= w.end for w in result.words)
+
+
+def test_a_file_by_path_name_and_bytes(client: openai.OpenAI) -> None:
+    """The client's other ways of giving a file: a (name, bytes) tuple."""
+    data = (SPEECH / "inbox.mp4").read_bytes()
+    result = client.audio.transcriptions.create(model="whisper-1", file=("clip.mp4", data))
+    assert wer(speech_text("inbox"), result.text) < 0.25
+
+
+def test_a_served_model_by_name_and_an_unknown_one(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        assert client.audio.transcriptions.create(model="tiny.en", file=audio).text
+    with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio)
+    error = caught.value
+    assert error.status_code == 400
+    assert error.type == "invalid_request_error"
+    assert "'gpt-4o-transcribe' is not served here; choose one of whisper-1, tiny.en" in error.message
+
+
+def test_not_audio_is_a_400_with_the_jobs_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=("notes.mp3", b"plain text, not audio\n" * 50))
+    assert caught.value.code == "job_failed"
+    assert "not an audio or video file" in caught.value.message
+    assert caught.value.response.headers["x-job-id"]
+
+
+def test_a_bad_field_is_named(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="docx")  # type: ignore[arg-type]
+    assert caught.value.param == "response_format"
+    assert "Input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'" in caught.value.message
+
+
+def test_the_job_is_an_ordinary_job(stack: Stack, client: openai.OpenAI) -> None:
+    """It went through the pipeline: the API reports it like any other, by the id in X-Job-Id."""
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        raw = client.audio.transcriptions.with_raw_response.create(model="whisper-1", file=audio)
+    job_id = raw.headers["x-job-id"]
+    view = httpx.get(f"{stack.url}/v1/jobs/{job_id}").json()
+    assert (view["status"], view["progress"]) == ("finished", 100)
+    assert raw.parse().text
