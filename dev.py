@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -39,12 +40,29 @@ def ensure_venv() -> Path:
     return python
 
 
+def ensure_chromium() -> None:
+    """The browser test drives Debian's Chromium. As root on Debian or Ubuntu, install it when it is
+    missing; elsewhere that test is skipped with a note saying how to install it."""
+    if shutil.which("chromium") or shutil.which("chromium-browser") or os.name == "nt" or os.geteuid() != 0:
+        return
+    if not shutil.which("apt-get"):
+        return
+    print("installing Debian's chromium for the browser test (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    update = subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    install = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False)
+    if update.returncode or install.returncode:
+        print("chromium could not be installed; the browser test will be skipped", flush=True)
+
+
 def main() -> int:
     commands = {"stack": ["-m", "embedded"], "test": ["-m", "pytest"]}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
     python = ensure_venv()
+    if sys.argv[1] == "test":
+        ensure_chromium()
     os.chdir(ROOT)
     args = [str(python), *commands[sys.argv[1]], *sys.argv[2:]]
     if os.name == "nt":

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from ingest_api.auth import authorize
 from ingest_api.jobs import Conflict
-from ingest_api.routes import jobs, openai, service, transcribe
+from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.upload import TooLarge
@@ -45,6 +45,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(jobs.router, dependencies=[Depends(authorize)])
     app.include_router(openai.router)  # its own key check, with OpenAI's error shape
     app.include_router(service.router)
+    app.include_router(page.router)
+    app.mount("/static", page.static_files, name="static")
     app.middleware("http")(service.measure)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
