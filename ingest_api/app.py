@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
 from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from ingest_api import docs
 from ingest_api.auth import authorize
 from ingest_api.jobs import Conflict
 from ingest_api.routes import jobs, openai, page, service, transcribe
@@ -19,6 +22,12 @@ from ingest_api.upload import TooLarge
 from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError
 
 log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "jobs", "description": "Submit jobs, follow them, fetch their results, cancel them."},
+    {"name": "openai", "description": "OpenAI's transcription endpoint, for clients written for it."},
+    {"name": "service", "description": "Models, counts, liveness, readiness and Prometheus metrics."},
+]
 
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
@@ -39,7 +48,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         yield
         app.state.services.redis.close()
 
-    app = FastAPI(title="Transcription service", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Transcription service",
+        version="0.1.0",
+        summary="Submit audio or video by URL or upload; poll the job or await its signed webhook.",
+        lifespan=lifespan,
+    )
     # Every /v1 route needs an API key when keys are set; health and metrics stay open.
     app.include_router(transcribe.router, dependencies=[Depends(authorize)])
     app.include_router(jobs.router, dependencies=[Depends(authorize)])
@@ -51,7 +65,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
     app.add_exception_handler(openai.OpenAIError, openai.error_response)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS)
+        app.openapi_schema = docs.without_impossible_422(schema)
+    return app.openapi_schema
 
 
 async def _error_response(request: Request, exc: Exception) -> JSONResponse:

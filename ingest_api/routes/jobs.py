@@ -6,14 +6,19 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import jobs, submit
+from ingest_api import docs, jobs, submit
 from ingest_api.schemas import JobView, Stats
 from ingest_api.services import ServicesDep
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, summary="Status and progress of a job")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    summary="Status and progress of a job",
+    responses={200: docs.ok_examples(docs.JOB_VIEWS), **docs.errors(*docs.AUTH, 404, 503)},
+)
 @router.post("/jobs/{job_id}", response_model=JobView, include_in_schema=False)
 async def get_job(job_id: str, services: ServicesDep) -> JobView:
     return await run_in_threadpool(jobs.job_view, services, job_id)
@@ -23,7 +28,11 @@ async def get_job(job_id: str, services: ServicesDep) -> JobView:
     "/jobs/{job_id}",
     response_model=JobView,
     summary="Cancel a queued or running job; optionally delete its objects",
-    responses={404: {"description": "No such job"}, 409: {"description": "The job has ended already"}},
+    responses={
+        200: docs.ok({**docs.JOB_VIEWS["started"], "status": "cancelled"}, description="The job, cancelled"),
+        **docs.errors(*docs.AUTH, 404, 409, 503),
+        422: docs.invalid(docs.NOT_A_BOOLEAN),
+    },
 )
 async def cancel_job(
     job_id: str,
@@ -39,7 +48,21 @@ async def cancel_job(
     "/jobs/{job_id}/result",
     summary="The transcript of a finished job",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-subrip": {}, "text/vtt": {}, "text/plain": {}}}},
+    responses={
+        200: {
+            "description": "The transcript, in the format asked for (default: the job's first output format)",
+            "content": {
+                "application/x-subrip": {"example": docs.SRT},
+                "text/vtt": {"example": docs.VTT},
+                "text/plain": {"example": docs.TXT},
+                "text/tab-separated-values": {"example": docs.TSV},
+                "application/json": {"example": docs.TRANSCRIPT_JSON},
+            },
+        },
+        **docs.errors(*docs.AUTH, 404, 503),
+        409: docs.error(409, example={"detail": f"job {docs.JOB_ID} has no result: it is started"}),
+        422: docs.invalid(docs.BAD_FORMAT),
+    },
 )
 async def get_result(
     job_id: str,
@@ -51,11 +74,25 @@ async def get_result(
     return StreamingResponse(stream, media_type=content_type, headers=headers)
 
 
-@router.get("/models", tags=["service"], summary="Models that live workers serve now; name one in 'model'")
+@router.get(
+    "/models",
+    tags=["service"],
+    summary="Models that live workers serve now; name one in 'model'",
+    responses={200: docs.ok({"models": ["small", "tiny.en"]}), **docs.errors(*docs.AUTH, 503)},
+)
 async def get_models(services: ServicesDep) -> dict[str, list[str]]:
     return {"models": await run_in_threadpool(submit.served_models, services)}
 
 
-@router.get("/stats", response_model=Stats, tags=["service"], summary="Jobs by status, and live workers")
+@router.get(
+    "/stats",
+    response_model=Stats,
+    tags=["service"],
+    summary="Jobs by status, and live workers",
+    responses={
+        200: docs.ok({"queued": 3, "started": 2, "failed": 1, "finished": 1532, "cancelled": 4, "workers": 2}),
+        **docs.errors(*docs.AUTH, 503),
+    },
+)
 async def get_stats(services: ServicesDep) -> Stats:
     return await run_in_threadpool(jobs.stats, services)

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import jobs, submit
+from ingest_api import docs, jobs, submit
 from ingest_api.auth import authorize, bearer
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services, ServicesDep
@@ -110,10 +110,86 @@ class VerboseTranscription(BaseModel):
     words: list[dict[str, Any]] | None = None
 
 
+def _error_doc(status: int, description: str, *examples: tuple[str, str, str | None]) -> dict[str, Any]:
+    def body(message: str, code: str | None) -> dict[str, Any]:
+        kind = OpenAIError(status, message).type
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+    return {
+        "model": docs.OpenAIErrorBody,
+        "description": description,
+        "content": {
+            "application/json": {
+                "examples": {name: {"summary": name, "value": body(msg, code)} for name, msg, code in examples}
+            }
+        },
+    }
+
+
+VERBOSE_EXAMPLE = {
+    "task": "transcribe",
+    "language": "en",
+    "duration": 12.75,
+    "text": "The weather today is cold and windy",
+    "segments": [{k: v for k, v in docs.SEGMENT.items() if k != "words"}],
+    "words": [{"word": "The", "start": 0.0, "end": 0.18}, {"word": "weather", "start": 0.18, "end": 0.52}],
+}
+
+
 @router.post(
     "/transcriptions",
     summary="OpenAI-compatible: transcribe an upload and wait for the text",
     response_model=Transcription | VerboseTranscription,
+    responses={
+        200: {
+            "description": "The transcript in response_format; X-Job-Id names the job",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "json": {"summary": "response_format=json", "value": {"text": docs.TXT.strip()}},
+                        "verbose_json": {"summary": "response_format=verbose_json", "value": VERBOSE_EXAMPLE},
+                    }
+                },
+                "text/plain": {"example": docs.TXT},
+                "application/x-subrip": {"example": docs.SRT},
+                "text/vtt": {"example": docs.VTT},
+            },
+        },
+        400: _error_doc(
+            400,
+            "The request or its file is refused, or the job failed",
+            ("model not served", "model: 'gpt-4o-transcribe' is not served here; choose one of whisper-1, small", None),
+            ("not audio", "not an audio or video file: ffprobe found no media streams", "job_failed"),
+            ("bad field", "response_format: Input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'", None),
+        ),
+        401: _error_doc(
+            401,
+            "API keys are set and the request has none",
+            ("no key", "an API key is required: send 'Authorization: Bearer <key>'", "invalid_api_key"),
+        ),
+        403: _error_doc(403, "The API key is not valid", ("wrong key", "the API key is not valid", "invalid_api_key")),
+        409: _error_doc(
+            409, "The job was cancelled meanwhile", ("cancelled", "the job was cancelled", "job_cancelled")
+        ),
+        413: _error_doc(
+            413, "The file is too large", ("too large", "the upload is larger than MAX_UPLOAD_MB (2048 MiB)", None)
+        ),
+        500: _error_doc(
+            500,
+            "The job finished but its result cannot be read",
+            ("result unreadable", "the job finished but its result cannot be read: no such object", None),
+        ),
+        504: _error_doc(
+            504,
+            "Still running after OPENAI_WAIT_TIMEOUT; the job goes on (X-Job-Id)",
+            (
+                "timeout",
+                f"the transcription is still started after OPENAI_WAIT_TIMEOUT (1800 s); it goes on: "
+                f"GET /v1/jobs/{docs.JOB_ID}",
+                "timeout",
+            ),
+        ),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from ingest_api import docs
 from ingest_api.services import ServicesDep
 from transcribe_common.ops import readiness, redis_and_store
 
@@ -31,19 +32,41 @@ LATENCY = Histogram(
 )
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", responses={200: docs.ok({"status": "ok"})})
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: Redis and the object store answer")
+@router.get(
+    "/readyz",
+    summary="Readiness: Redis and the object store answer",
+    responses={
+        200: docs.ok({"status": "ready", "checks": {"redis": "ok", "store": "ok"}}),
+        503: {
+            "description": "Not ready: checks names what does not answer",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "not ready",
+                        "checks": {"redis": "unavailable: Error 111 connecting to redis:6379.", "store": "ok"},
+                    }
+                }
+            },
+        },
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     probes = redis_and_store(services.redis, services.store, services.settings.minio_bucket)
     ready, body = await run_in_threadpool(readiness, probes)
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: docs.ok(docs.METRICS, media_type="text/plain; version=0.0.4")},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

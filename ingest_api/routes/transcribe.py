@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import idempotency, submit
+from ingest_api import docs, idempotency, submit
 from ingest_api.auth import Caller
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import ServicesDep
@@ -39,12 +39,69 @@ _UPLOAD_FORM = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
     summary="Submit a job: JSON for a URL source, multipart/form-data for an upload",
+    responses={
+        202: docs.ok(
+            {"job_id": docs.JOB_ID, "status": "queued", "links": docs.LINKS},
+            description="Accepted: the job is stored and will be queued; poll links.self or await the webhook",
+        ),
+        **docs.errors(*docs.AUTH, 413, 503),
+        422: docs.invalid(
+            (
+                "unknown language",
+                {
+                    "detail": [
+                        {
+                            "loc": ["language"],
+                            "msg": "Value error, unknown language code 'xx'; use an ISO 639-1 code such as 'en', "
+                            "or omit it",
+                            "type": "value_error",
+                        }
+                    ]
+                },
+            ),
+            (
+                "private source URL",
+                {
+                    "detail": "url: the URL's host 10.0.0.5 is a private address; such addresses are refused "
+                    "unless URL_ALLOWLIST names them"
+                },
+            ),
+            (
+                "wrong content type",
+                {"detail": "send application/json (source_type=url) or multipart/form-data (source_type=upload)"},
+            ),
+            ("model not served", {"detail": "no live worker serves model 'large-v3'; served now: small"}),
+        ),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": TranscribeRequest.model_json_schema()},
-                "multipart/form-data": {"schema": _UPLOAD_FORM},
+                "application/json": {
+                    "schema": TranscribeRequest.model_json_schema(),
+                    "examples": {
+                        "url": {
+                            "summary": "A URL, with a webhook",
+                            "value": {
+                                "source_type": "url",
+                                "url": "https://media.example.com/talks/keynote.mp3",
+                                "language": "en",
+                                "output": ["srt", "vtt"],
+                                "callback_url": "https://hooks.example.com/transcripts",
+                                "db_id": "talk-42",
+                            },
+                        }
+                    },
+                },
+                "multipart/form-data": {
+                    "schema": _UPLOAD_FORM,
+                    "examples": {
+                        "upload": {
+                            "summary": "An upload (curl -F file=@keynote.mp3 -F source_type=upload -F output=srt)",
+                            "value": {"source_type": "upload", "file": "<the file's bytes>", "output": "srt"},
+                        }
+                    },
+                },
             },
         }
     },

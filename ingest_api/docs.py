@@ -1,0 +1,206 @@
+"""Examples for the OpenAPI document: every endpoint's answers, errors included, so that /docs
+shows what each call really returns. ``tests/ingest_api/test_openapi.py`` checks that every
+response of every operation has an example and that each JSON example fits its schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+JOB_ID = "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f"
+LINKS = {"self": f"/v1/jobs/{JOB_ID}", "result": f"/v1/jobs/{JOB_ID}/result"}
+
+
+class ErrorBody(BaseModel):
+    """Every error of the service's own routes: a sentence saying what is wrong."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+
+
+class ValidationErrorBody(BaseModel):
+    """A request that does not validate: a sentence, or FastAPI's list of issues (where, what)."""
+
+    detail: str | list[ValidationIssue]
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """Errors of the OpenAI-compatible route, in OpenAI's shape."""
+
+    error: OpenAIErrorDetail
+
+
+ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    401: (
+        "API keys are set (API_KEYS) and the request has none",
+        {"detail": "an API key is required: send 'Authorization: Bearer <key>'"},
+    ),
+    403: ("The API key is not one of API_KEYS", {"detail": "the API key is not valid"}),
+    404: ("No such job", {"detail": f"no job '{JOB_ID}'"}),
+    409: (
+        "The job's state does not allow this",
+        {"detail": f"job {JOB_ID} has already ended (finished); there is nothing to cancel"},
+    ),
+    413: ("The upload or JSON body is too large", {"detail": "the upload is larger than MAX_UPLOAD_MB (2048 MiB)"}),
+    503: (
+        "Redis or the object store does not answer; try again",
+        {"detail": "a backing service is unavailable: Error 111 connecting to redis:6379. Connection refused."},
+    ),
+}
+
+
+def error(code: int, description: str | None = None, example: dict[str, Any] | None = None) -> dict[str, Any]:
+    default_description, default_example = ERRORS.get(code, ("", {}))
+    return {
+        "model": ErrorBody,
+        "description": description or default_description,
+        "content": {"application/json": {"example": example or default_example}},
+    }
+
+
+def invalid(*examples: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The 422 of a route, with named examples of what it refuses."""
+    return {
+        "model": ValidationErrorBody,
+        "description": "The request does not validate; detail says where and what",
+        "content": {
+            "application/json": {"examples": {name: {"summary": name, "value": value} for name, value in examples}}
+        },
+    }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: error(code) for code in codes}
+
+
+AUTH = (401, 403)
+
+NOT_A_BOOLEAN = (
+    "delete_objects is not a boolean",
+    {
+        "detail": [
+            {
+                "loc": ["query", "delete_objects"],
+                "msg": "Input should be a valid boolean, unable to interpret input",
+                "type": "bool_parsing",
+                "input": "maybe",
+            }
+        ]
+    },
+)
+BAD_FORMAT = ("unknown format", {"detail": "unknown format 'docx'; choose one of srt, vtt, txt, tsv, json"})
+
+
+def ok(example: Any, media_type: str = "application/json", description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"example": example}}}
+
+
+def ok_examples(examples: dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    return {
+        "description": "OK",
+        "content": {media_type: {"examples": {name: {"summary": name, "value": v} for name, v in examples.items()}}},
+    }
+
+
+JOB_VIEWS = {
+    "started": {
+        "job_id": JOB_ID,
+        "status": "started",
+        "progress": 42.5,
+        "language": "en",
+        "duration": 612.3,
+        "error": None,
+        "updated_at": "2026-11-24T10:15:02.120000Z",
+        "webhook": None,
+        "links": LINKS,
+    },
+    "finished": {
+        "job_id": JOB_ID,
+        "status": "finished",
+        "progress": 100,
+        "language": "en",
+        "duration": 612.3,
+        "error": None,
+        "updated_at": "2026-11-24T10:16:40.500000Z",
+        "webhook": {
+            "url": "https://hooks.example.com/transcripts",
+            "message_id": f"msg_{JOB_ID}_finished",
+            "state": "delivered",
+            "attempts": [{"at": "2026-11-24T10:16:40.900000Z", "status_code": 204, "error": None}],
+            "next_attempt_at": None,
+        },
+        "links": LINKS,
+    },
+    "failed": {
+        "job_id": JOB_ID,
+        "status": "failed",
+        "progress": 0,
+        "language": None,
+        "duration": None,
+        "error": "not an audio or video file: ffprobe found no media streams",
+        "updated_at": "2026-11-24T10:15:01.000000Z",
+        "webhook": None,
+        "links": LINKS,
+    },
+}
+
+SRT = "1\n00:00:00,000 --> 00:00:03,200\nThe weather today is cold and windy\n\n"
+VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:03.200\nThe weather today is cold and windy\n\n"
+TXT = "The weather today is cold and windy with a chance of rain in the afternoon.\n"
+TSV = "start\tend\ttext\n0\t3200\tThe weather today is cold and windy\n"
+SEGMENT: dict[str, Any] = {
+    "id": 0,
+    "start": 0.0,
+    "end": 3.2,
+    "text": "The weather today is cold and windy",
+    "words": None,
+    "seek": 0,
+    "tokens": [50364, 440, 5503],
+    "temperature": 0.0,
+    "avg_logprob": -0.21,
+    "compression_ratio": 1.2,
+    "no_speech_prob": 0.01,
+}
+TRANSCRIPT_JSON = {
+    "language": "en",
+    "language_probability": 0.98,
+    "duration": 12.75,
+    "segments": [SEGMENT],
+    "options": {"language": None, "task": "transcribe", "output": ["srt"], "vad_filter": True},
+    "model": "small",
+}
+
+METRICS = (
+    "# HELP transcribe_api_requests_total HTTP requests answered.\n"
+    "# TYPE transcribe_api_requests_total counter\n"
+    'transcribe_api_requests_total{method="POST",route="/v1/transcribe",status="202"} 1532.0\n'
+)
+
+
+def without_impossible_422(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents a 422 for every route with a parameter; a plain string path parameter
+    cannot fail validation, so where a route has no other way to answer 422 it is left out."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "422" in responses and responses["422"].get("description") == "Validation Error":
+                del responses["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        if name not in str(schema.get("paths")):
+            components.pop(name, None)
+    return schema
