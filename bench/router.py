@@ -78,14 +78,15 @@ class Contender:
             **os.environ,
             "REDIS_URL": self.redis_url,
             "STORE_DIR": str(self.folder / "buckets"),
-            "LOG_LEVEL": "WARNING",
             "ROUTER_METRICS_PORT": "0",
         }
         if self.name == "ours":
             command = [sys.executable, "-m", "event_router"]
         else:
             command = [sys.executable, __file__, "--bare-loop", self.redis_url]
-        self.process = subprocess.Popen(command, env=env, cwd=ROOT)
+        # Default logging (INFO, JSON: a line per enqueued job), to a file as in production.
+        log = (self.folder / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
         # Ready once it waits in BLMOVE (its imports and start-up are not what is measured).
         deadline = time.monotonic() + 60
         while not any(c.get("cmd") == "blmove" for c in self.conn.client_list()):

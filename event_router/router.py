@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import redis
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
+from redis.client import Pipeline
 from rq.job import Job
 
 from event_router.settings import RouterSettings
@@ -98,46 +99,51 @@ class Router:
         while not self.stopping.is_set():
             self.heartbeat.beat()  # waiting for Redis or the store is alive, not stuck
             try:
-                self.handle_raw(raw)
+                # The jobs are enqueued and the event leaves the processing list in one transaction.
+                with self.redis.pipeline() as pipe:
+                    self.handle_raw(raw, pipe)
+                    pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                    pipe.execute()
+                return
             except (RetryableError, redis.ConnectionError) as exc:
                 log.warning("event not handled yet (%s); retrying", exc)
                 self.stopping.wait(RETRY_DELAY)
                 continue
             except InvalidInput as exc:
                 log.error("dropping malformed event to %s: %s", keys.EVENTS_DEAD, exc)
-                self.redis.rpush(keys.EVENTS_DEAD, raw)
-                EVENTS.labels("dead").inc()
             except Exception:
                 log.exception("event failed; kept in %s", keys.EVENTS_DEAD)
-                self.redis.rpush(keys.EVENTS_DEAD, raw)
-                EVENTS.labels("dead").inc()
-            self.redis.lrem(keys.EVENTS_PROCESSING, 1, raw)
+            EVENTS.labels("dead").inc()
+            with self.redis.pipeline() as pipe:
+                pipe.rpush(keys.EVENTS_DEAD, raw)
+                pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                pipe.execute()
             return
 
-    def handle_raw(self, raw: str) -> None:
+    def handle_raw(self, raw: str, pipe: Pipeline) -> None:
         for event in events.parse(raw):
-            outcome = self.handle(event)
+            outcome = self.handle(event, pipe)
             EVENTS.labels(outcome).inc()
             if outcome == "enqueued" and event.event_time is not None:
                 LAG.observe(max(0.0, (datetime.now(UTC) - event.event_time).total_seconds()))
 
-    def handle(self, event: ObjectCreated) -> str:
-        """What became of the event: ``enqueued``, ``duplicate`` or ``ignored``."""
+    def handle(self, event: ObjectCreated, pipe: Pipeline) -> str:
+        """What became of the event: ``enqueued`` (in ``pipe``), ``duplicate`` or ``ignored``."""
         if event.bucket == self.settings.minio_bucket:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
                 with job_context(job_id):
-                    return self.enqueue(job_id, event.metadata.get("model"))
+                    return self.enqueue(job_id, event.metadata.get("model"), pipe)
         elif event.bucket == self.settings.minio_inbox_bucket:
             if layout.OUTPUT_MARKER not in event.metadata:
                 job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
                 with job_context(job_id):
-                    return self.admit_inbox(job_id, event)
+                    return self.admit_inbox(job_id, event, pipe)
         else:
             log.debug("ignoring event for bucket %s", event.bucket)
         return "ignored"
 
-    def admit_inbox(self, job_id: str, event: ObjectCreated) -> str:
+    def admit_inbox(self, job_id: str, event: ObjectCreated, pipe: Pipeline) -> str:
         """Write the manifest for a dropped object and enqueue it."""
         if self.states.read(job_id) is not None:
             log.info("inbox %s: job %s exists already", event.key, job_id)
@@ -146,15 +152,18 @@ class Router:
         if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
             put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        return self.enqueue(job_id, manifest.options.model)
+        return self.enqueue(job_id, manifest.options.model, pipe)
 
-    def enqueue(self, job_id: str, model: str | None) -> str:
-        if self.states.advance(job_id, JobStatus.QUEUED) is None:
+    def enqueue(self, job_id: str, model: str | None, pipe: Pipeline) -> str:
+        """The gate (``queued`` in Redis, once per job), then the RQ job, written with ``pipe``. If
+        the transaction is lost, the retried event finds the job queued with no RQ job, and
+        enqueues it then."""
+        if not self.states.claim(job_id, JobStatus.QUEUED):
             current = self.states.read(job_id)
             # A job still "queued" but missing from RQ means a router died between the two steps.
             if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):
                 return "duplicate"
-        jobqueue.enqueue(self.redis, job_id, model, self.settings)
+        jobqueue.enqueue(self.redis, job_id, model, self.settings, pipeline=pipe)
         log.info("job %s enqueued", job_id)
         return "enqueued"
 

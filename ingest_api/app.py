@@ -61,7 +61,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(service.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files, name="static")
-    app.middleware("http")(service.measure)
+    app.add_middleware(service.Measure)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
     app.add_exception_handler(openai.OpenAIError, openai.error_response)

@@ -61,6 +61,13 @@ def check_request(services: Services, request: TranscribeRequest) -> None:
                 raise InvalidInput(f"{name}: {exc}") from exc
 
 
+def accept_url(services: Services, job_id: str, request: TranscribeRequest) -> None:
+    """A URL job: checked, then its manifest written (blocking: one trip to a thread for both)."""
+    manifest = url_manifest(job_id, request)
+    check_request(services, request)
+    write_manifest(services, manifest)
+
+
 def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     if request.source_type != "url":
         raise InvalidInput("source_type 'upload' needs a multipart/form-data body with the file in 'file'")

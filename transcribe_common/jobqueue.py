@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 
 from transcribe_common import keys
@@ -25,8 +26,11 @@ from transcribe_common.settings import CommonSettings
 WEBHOOK_JOB_TIMEOUT = 120
 
 
-def enqueue(conn: redis.Redis, job_id: str, model: str | None, settings: CommonSettings) -> None:
-    """RQ enforces ``JOB_TIMEOUT`` and keeps the job's record for ``RQ_RESULT_TTL``."""
+def enqueue(
+    conn: redis.Redis, job_id: str, model: str | None, settings: CommonSettings, pipeline: Pipeline | None = None
+) -> None:
+    """RQ enforces ``JOB_TIMEOUT`` and keeps the job's record for ``RQ_RESULT_TTL``. With a
+    ``pipeline`` the job is written when the caller executes it (with what else it holds)."""
     Queue(keys.queue_for(model), connection=conn).enqueue_call(
         keys.WORKER_FUNCTION,
         args=(job_id,),
@@ -35,6 +39,7 @@ def enqueue(conn: redis.Redis, job_id: str, model: str | None, settings: CommonS
         result_ttl=settings.rq_result_ttl,
         failure_ttl=settings.rq_result_ttl,
         description=f"transcribe {job_id}",
+        pipeline=pipeline,
     )
 
 

@@ -65,9 +65,24 @@ class JobStates:
         side does this; a duplicate event can never move a running job back."""
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), {"requeued": reason, "progress": 0})
 
+    def claim(self, job_id: str, status: JobStatus) -> bool:
+        """Move ``job_id`` to ``status`` (one not kept in ``status.json``) without reading the record
+        back: the router's gate, once per event."""
+        assert status not in PERSISTED, "persisted moves go through advance()"
+        return self._gate(job_id, status, ALLOWED[status], {})
+
     def _move(
         self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]
     ) -> StatusRecord | None:
+        if not self._gate(job_id, status, sources, fields):
+            return None
+        record = self.read(job_id)
+        assert record is not None
+        if status in PERSISTED:
+            put_model(self._store, self._bucket, layout.status_key(job_id), record)
+        return record
+
+    def _gate(self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> bool:
         allowed = "," + ",".join(sources) + ","
         values = {"updated_at": utcnow().isoformat(), **fields}
         flat = [str(v) for pair in values.items() if pair[1] is not None for v in pair]
@@ -77,12 +92,8 @@ class JobStates:
             raise StateUnavailable(f"redis: {exc}") from exc
         if outcome != b"ok":
             log.info("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
-            return None
-        record = self.read(job_id)
-        assert record is not None
-        if status in PERSISTED:
-            put_model(self._store, self._bucket, layout.status_key(job_id), record)
-        return record
+            return False
+        return True
 
     def progress(self, job_id: str, percent: float) -> None:
         """Raise the live progress of a started job; it never goes backwards. Best effort: a

@@ -133,11 +133,10 @@ async def transcribe(
     job_id = claimed.job_id if claimed else layout.new_job_id()
     try:
         if body is not None:
-            manifest = submit.url_manifest(job_id, body)
-            await run_in_threadpool(submit.check_request, services, body)
+            await run_in_threadpool(submit.accept_url, services, job_id, body)
         else:
             manifest = await submit.accept_upload(services, request, job_id)
-        await run_in_threadpool(submit.write_manifest, services, manifest)
+            await run_in_threadpool(submit.write_manifest, services, manifest)
     except BaseException:
         if claimed is not None:
             await run_in_threadpool(idempotency.release, services.redis, claimed)
