@@ -29,6 +29,7 @@ from transcribe_common.store.base import ObjectStore, put_model
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
+BATCH = 100  # events taken at once when a backlog is waiting
 
 EVENTS = Counter(
     "transcribe_router_events_total",
@@ -92,8 +93,75 @@ class Router:
             return False
         if raw is None:
             return False
-        self._process(keys.text(raw))
+        backlog = self._take_more(BATCH - 1)
+        if backlog:
+            self._process_many([keys.text(raw), *backlog])
+        else:
+            self._process(keys.text(raw))
         return True
+
+    def _take_more(self, most: int) -> list[str]:
+        """Events already waiting behind the one just taken, up to ``most``, in one round trip
+        (and one more to ask how many wait: none, when events come one by one)."""
+        try:
+            waiting = min(most, int(self.redis.llen(keys.EVENTS)))
+            with self.redis.pipeline(transaction=False) as pipe:
+                for _ in range(waiting):
+                    pipe.lmove(keys.EVENTS, keys.EVENTS_PROCESSING, "LEFT", "RIGHT")
+                return [keys.text(raw) for raw in pipe.execute() if raw is not None]
+        except redis.ConnectionError:
+            return []  # what was moved is on the processing list: recovered at the next start
+
+    def _process_many(self, raws: list[str]) -> None:
+        """A backlog: the plain manifest events' gates in one round trip, their RQ jobs and their
+        removal from the processing list in one transaction. Everything else (inbox drops, events
+        for jobs that moved on, unreadable ones, any error) goes one at a time through ``_process``,
+        whose gate makes a second look harmless."""
+        plain: list[tuple[str, str, ObjectCreated]] = []
+        rest: list[str] = []
+        for raw in raws:
+            found = self._plain_manifest_event(raw)
+            if found is None:
+                rest.append(raw)
+            else:
+                plain.append((raw, *found))
+        try:
+            claimed = self.states.claim_many([job_id for _, job_id, _ in plain], JobStatus.QUEUED)
+            with self.redis.pipeline() as pipe:
+                done = []
+                for (raw, job_id, event), ok in zip(plain, claimed, strict=True):
+                    if not ok:
+                        rest.append(raw)
+                        continue
+                    jobqueue.enqueue(self.redis, job_id, event.metadata.get("model"), self.settings, pipeline=pipe)
+                    pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                    done.append((job_id, event))
+                pipe.execute()
+        except (RetryableError, redis.ConnectionError) as exc:
+            log.warning("%d events not handled together (%s); one at a time", len(plain), exc)
+            rest = raws
+            done = []
+        for job_id, event in done:
+            log.info("job %s enqueued", job_id, extra={"job_id": job_id})
+            self._count("enqueued", event)
+        for raw in rest:
+            self._process(raw)
+
+    def _plain_manifest_event(self, raw: str) -> tuple[str, ObjectCreated] | None:
+        try:
+            parsed = events.parse(raw)
+        except InvalidInput:
+            return None
+        if len(parsed) != 1 or parsed[0].bucket != self.settings.minio_bucket:
+            return None
+        job_id = layout.job_id_of_manifest(parsed[0].key)
+        return None if job_id is None else (job_id, parsed[0])
+
+    @staticmethod
+    def _count(outcome: str, event: ObjectCreated) -> None:
+        EVENTS.labels(outcome).inc()
+        if outcome == "enqueued" and event.event_time is not None:
+            LAG.observe(max(0.0, (datetime.now(UTC) - event.event_time).total_seconds()))
 
     def _process(self, raw: str) -> None:
         while not self.stopping.is_set():
@@ -122,10 +190,7 @@ class Router:
 
     def handle_raw(self, raw: str, pipe: Pipeline) -> None:
         for event in events.parse(raw):
-            outcome = self.handle(event, pipe)
-            EVENTS.labels(outcome).inc()
-            if outcome == "enqueued" and event.event_time is not None:
-                LAG.observe(max(0.0, (datetime.now(UTC) - event.event_time).total_seconds()))
+            self._count(self.handle(event, pipe), event)
 
     def handle(self, event: ObjectCreated, pipe: Pipeline) -> str:
         """What became of the event: ``enqueued`` (in ``pipe``), ``duplicate`` or ``ignored``."""

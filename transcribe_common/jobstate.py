@@ -71,6 +71,20 @@ class JobStates:
         assert status not in PERSISTED, "persisted moves go through advance()"
         return self._gate(job_id, status, ALLOWED[status], {})
 
+    def claim_many(self, job_ids: list[str], status: JobStatus) -> list[bool]:
+        """``claim`` for several jobs in one round trip (the router working through a backlog)."""
+        assert status not in PERSISTED, "persisted moves go through advance()"
+        allowed = "," + ",".join(ALLOWED[status]) + ","
+        at = utcnow().isoformat()
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    args = [status.value, allowed, "updated_at", at]
+                    self._advance(keys=[keys.job(job_id), keys.STATS], args=args, client=pipe)
+                return [outcome == b"ok" for outcome in pipe.execute()]
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
+
     def _move(
         self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]
     ) -> StatusRecord | None:

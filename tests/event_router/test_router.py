@@ -105,3 +105,31 @@ def test_a_job_naming_a_model_goes_to_that_model_s_queue(router: Router, local_s
     drain(router)
     assert Queue("transcribe:base", connection=redis_conn).job_ids == [job_id]
     assert Queue(keys.QUEUE, connection=redis_conn).count == 0
+
+
+def test_a_backlog_is_taken_in_batches_and_each_job_is_enqueued_once(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    """250 manifest events waiting at once, each delivered twice, with an unreadable event, an
+    inbox drop and a model's job among them: the router takes them in batches (one gate round trip,
+    one transaction), and the odd ones one at a time; nothing is lost or doubled."""
+    job_ids = [layout.new_job_id() for _ in range(250)]
+    for job_id in job_ids:
+        manifest = Manifest(job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"))
+        put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
+    named = layout.new_job_id()
+    manifest = Manifest(job_id=named, origin="api", source=UrlSource(url="http://example.org/b.mp3"))
+    put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(named), manifest, metadata={"model": "base"})
+    put_bytes(local_store.store, INBOX_BUCKET, "talks/backlog.mp3", b"ID3", content_type="audio/mpeg")
+    records = list(local_store.records)
+    redis_conn.rpush(keys.EVENTS, *records[:100], b"{not json", *records[100:], *records)
+
+    drain(router)
+
+    queued = Queue(keys.QUEUE, connection=redis_conn).job_ids
+    assert set(job_ids) <= set(queued)
+    assert len(queued) == len(set(queued)) == 251  # the 250 and the inbox drop, once each
+    assert Queue("transcribe:base", connection=redis_conn).job_ids == [named]
+    assert redis_conn.lrange(keys.EVENTS_DEAD, 0, -1) == [b"{not json"]
+    assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
+    assert redis_conn.llen(keys.EVENTS) == 0
+    states = JobStates(redis_conn, local_store.store, JOBS_BUCKET)
+    assert {states.read(job_id).status for job_id in job_ids} == {JobStatus.QUEUED}  # type: ignore[union-attr]
