@@ -4,6 +4,9 @@
     python3 dev.py stack    # run the whole pipeline embedded (API on http://127.0.0.1:8000)
     python3 dev.py test     # run the test suite
 
+and, for the benchmarks in bench/, ``python3 dev.py bench NAME`` (router, ingest, e2e, worker,
+load, accuracy).
+
 Each makes ``.venv`` on first use and installs the project into it, again whenever
 ``pyproject.toml`` changes. Further arguments go to the command (``python3 dev.py test -k upload``).
 """
@@ -57,6 +60,8 @@ def ensure_chromium() -> None:
 
 def main() -> int:
     commands = {"stack": ["-m", "embedded"], "test": ["-m", "pytest"]}
+    if len(sys.argv) > 2 and sys.argv[1] == "bench" and (ROOT / "bench" / f"{sys.argv[2]}.py").is_file():
+        commands["bench"] = [str(ROOT / "bench" / f"{sys.argv.pop(2)}.py")]
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
