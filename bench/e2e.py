@@ -33,6 +33,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import wait_ready
 from bench.worker import make_clip, raw
 from embedded.redis_server import free_port, start_redis, stop_redis
 from transcribe_common import keys
@@ -60,15 +61,7 @@ class Stack:
         self.log = (folder / "stack.log").open("wb")
         self.process = subprocess.Popen([sys.executable, "-m", "embedded"], env=env, cwd=ROOT, stdout=self.log,
                                         stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/v1/stats", timeout=1).json()["workers"] > 0:
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"the stack did not come up; see {self.log.name}")
+        wait_ready(self.url, self.process)
 
     def status(self, job_id: str) -> str | None:
         value = self.conn.hget(keys.job(job_id), "status")

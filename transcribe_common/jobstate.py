@@ -50,6 +50,17 @@ return 1
 """
 
 
+def _advance_args(status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> list[str]:
+    """The arguments of the ``_ADVANCE`` script: the new status, the ones it may come from, and the
+    fields recorded with it (``updated_at`` always)."""
+    values = {"updated_at": utcnow().isoformat(), **fields}
+    return [
+        status.value,
+        "," + ",".join(sources) + ",",
+        *(str(v) for pair in values.items() if pair[1] is not None for v in pair),
+    ]
+
+
 class JobStates:
     def __init__(self, conn: redis.Redis, store: ObjectStore, bucket: str) -> None:
         self._redis, self._store, self._bucket = conn, store, bucket
@@ -74,12 +85,10 @@ class JobStates:
     def claim_many(self, job_ids: list[str], status: JobStatus) -> list[bool]:
         """``claim`` for several jobs in one round trip (the router working through a backlog)."""
         assert status not in PERSISTED, "persisted moves go through advance()"
-        allowed = "," + ",".join(ALLOWED[status]) + ","
-        at = utcnow().isoformat()
+        args = _advance_args(status, ALLOWED[status], {})
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
-                    args = [status.value, allowed, "updated_at", at]
                     self._advance(keys=[keys.job(job_id), keys.STATS], args=args, client=pipe)
                 return [outcome == b"ok" for outcome in pipe.execute()]
         except redis.RedisError as exc:
@@ -97,11 +106,9 @@ class JobStates:
         return record
 
     def _gate(self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> bool:
-        allowed = "," + ",".join(sources) + ","
-        values = {"updated_at": utcnow().isoformat(), **fields}
-        flat = [str(v) for pair in values.items() if pair[1] is not None for v in pair]
+        args = _advance_args(status, sources, fields)
         try:
-            outcome = self._advance(keys=[keys.job(job_id), keys.STATS], args=[status.value, allowed, *flat])
+            outcome = self._advance(keys=[keys.job(job_id), keys.STATS], args=args)
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
         if outcome != b"ok":
