@@ -6,7 +6,9 @@ Starts a real redis-server and the API (``python -m ingest_api``, local store, n
 so nothing is fetched) as its own process, and:
 
 1. JSON URL submissions: ``--requests`` POST /v1/transcribe from ``--concurrency`` clients on kept-alive
-   connections; submissions per second, p50 and p99. The limit is a bare FastAPI app on the same
+   connections, as fast as they are answered: submissions per second (and the latency at that
+   saturation, which is mostly queueing); then ``--rate`` submissions/s for ``--seconds``, each
+   sent on its schedule (open loop): p50 and p99. The limit is a bare FastAPI app on the same
    uvicorn that reads the JSON body and answers 202, measured by the same client.
 2. One upload of ``--upload-mib`` MiB of random bytes, streamed as multipart from a file: the API
    process's peak RSS growth over its RSS before (sampled every 10 ms), and the upload's throughput
@@ -93,9 +95,47 @@ async def hammer(url: str, requests: int, concurrency: int) -> tuple[float, list
         return time.perf_counter() - started, latencies
 
 
-def rate_row(requests: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
+async def steady(url: str, rate: float, seconds: float) -> list[float]:
+    """Latencies of submissions sent at a steady ``rate`` (open loop: each on its schedule,
+    whether or not the earlier ones have been answered)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one() -> None:
+            started = time.perf_counter()
+            try:
+                response = await client.post(f"{url}/v1/transcribe", json=BODY)
+            except httpx.HTTPError as exc:  # counted, not fatal: a server that falls behind drops some
+                errors.append(str(exc) or type(exc).__name__)
+                return
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 202:
+                errors.append(f"HTTP {response.status_code}")
+
+        await asyncio.gather(*(one() for _ in range(50)))  # warm the connections and the server
+        latencies.clear()
+        tasks = []
+        start = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    if errors:
+        print(f"{url}: {len(errors)} of {len(tasks)} steady submissions failed, e.g. {errors[0]}")
+    return latencies
+
+
+def cut(latencies: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"rate": requests / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+    return {"p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+
+
+def rate_row(requests: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
+    return {"rate": requests / elapsed, **cut(latencies)}
 
 
 class PeakRss(threading.Thread):
@@ -141,6 +181,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=300, help="submissions/s for the steady latency")
+    parser.add_argument("--seconds", type=float, default=10, help="how long the steady run lasts")
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--bare-app", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,9 +200,11 @@ def main() -> None:
         try:
             bare.send_signal(signal.SIGSTOP)  # one contender at a time on the 2 cores
             ours = rate_row(args.requests, *asyncio.run(hammer(url, args.requests, args.concurrency)))
+            ours_steady = cut(asyncio.run(steady(url, args.rate, args.seconds)))
             api.send_signal(signal.SIGSTOP)
             bare.send_signal(signal.SIGCONT)
             limit = rate_row(args.requests, *asyncio.run(hammer(bare_url, args.requests, args.concurrency)))
+            limit_steady = cut(asyncio.run(steady(bare_url, args.rate, args.seconds)))
             bare.terminate()
             api.send_signal(signal.SIGCONT)
             upload = big_upload(url, api.pid, folder, args.upload_mib) if args.upload_mib else None
@@ -178,9 +222,13 @@ def main() -> None:
     ratio = ours["rate"] / limit["rate"]
     print(f"{label:<48}{ours['rate']:>10.0f}{limit['rate']:>10.0f}{ratio:>8.2f}   >= 300/s: {verdict}")
     for q in ("p50", "p99"):
-        target = f"<= 50 ms: {'met' if ours['p99'] <= 50 else 'MISSED'}" if q == "p99" else ""
-        label = f"submission latency {q}, ms"
-        print(f"{label:<48}{ours[q]:>10.1f}{limit[q]:>10.1f}{ours[q] / limit[q]:>8.2f}   {target}")
+        label = f"  latency {q} at that saturation, ms"
+        print(f"{label:<48}{ours[q]:>10.1f}{limit[q]:>10.1f}{ours[q] / limit[q]:>8.2f}")
+    for q in ("p50", "p99"):
+        target = f"<= 50 ms: {'met' if ours_steady['p99'] <= 50 else 'MISSED'}" if q == "p99" else ""
+        label = f"latency {q} at a steady {args.rate:g}/s, ms"
+        ratio = ours_steady[q] / limit_steady[q]
+        print(f"{label:<48}{ours_steady[q]:>10.1f}{limit_steady[q]:>10.1f}{ratio:>8.2f}   {target}")
     if upload is None:
         return
     label = f"{args.upload_mib} MiB upload, MiB/s (limit: file copy)"
