@@ -20,10 +20,11 @@ bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS or A
 ANONYMOUS = "anonymous"
 
 
-def authorize(
+async def authorize(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
-    """The caller's identity (a digest of its key; ``anonymous`` when keys are off)."""
+    """The caller's identity (a digest of its key; ``anonymous`` when keys are off). Async though it
+    never waits: FastAPI runs a plain ``def`` dependency on a worker thread, a hop per request."""
     keys = services.api_keys
     if not keys:
         return ANONYMOUS

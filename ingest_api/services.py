@@ -30,7 +30,7 @@ class Services:
         return cls(settings, conn, store, states, settings.load_api_keys())
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 

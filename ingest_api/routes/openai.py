@@ -71,12 +71,12 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
-def openai_caller(
+async def openai_caller(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
     """The API key check of every /v1 route, its refusals in OpenAI's shape."""
     try:
-        return authorize(services, credentials)
+        return await authorize(services, credentials)
     except HTTPException as exc:
         raise OpenAIError(exc.status_code, str(exc.detail), code="invalid_api_key") from exc
 
