@@ -137,7 +137,7 @@ class Router:
                     pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
                     done.append((job_id, event))
                 pipe.execute()
-        except (RetryableError, redis.ConnectionError) as exc:
+        except Exception as exc:  # one at a time, each event then retried or kept aside as ``_process`` decides
             log.warning("%d events not handled together (%s); one at a time", len(plain), exc)
             rest = raws
             done = []

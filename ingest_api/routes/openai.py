@@ -34,7 +34,7 @@ from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput, NotFound, PipelineError
-from transcribe_common.models import JobStatus
+from transcribe_common.models import JobStatus, StatusRecord
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
@@ -221,7 +221,7 @@ async def create_transcription(
     form = chosen["form"]
     record = await _wait(services, request, job_id)
     try:
-        return await run_in_threadpool(_answer, services, job_id, form, record.status)
+        return await run_in_threadpool(_answer, services, job_id, form, record)
     except OpenAIError as exc:
         exc.job_id = job_id
         raise
@@ -241,9 +241,9 @@ def _form(fields: dict[str, str]) -> TranscriptionForm:
 
 def _job_request(services: Services, form: TranscriptionForm) -> TranscribeRequest:
     model = None if form.model == DEFAULT_MODEL else form.model
-    if model is not None and model not in submit.served_models(services):
-        served = ", ".join([DEFAULT_MODEL, *submit.served_models(services)])
-        raise InvalidInput(f"model: {form.model!r} is not served here; choose one of {served}")
+    if model is not None and model not in (served := submit.served_models(services)):
+        choices = ", ".join([DEFAULT_MODEL, *served])
+        raise InvalidInput(f"model: {form.model!r} is not served here; choose one of {choices}")
     return TranscribeRequest.model_validate(
         {
             "source_type": "upload",
@@ -256,7 +256,7 @@ def _job_request(services: Services, form: TranscriptionForm) -> TranscribeReque
     )
 
 
-async def _wait(services: Services, request: Request, job_id: str) -> Any:
+async def _wait(services: Services, request: Request, job_id: str) -> StatusRecord:
     """Until the job ends, the caller goes away (the job goes on), or OPENAI_WAIT_TIMEOUT passes."""
     deadline = time.monotonic() + services.settings.openai_wait_timeout
     while True:
@@ -277,10 +277,10 @@ async def _wait(services: Services, request: Request, job_id: str) -> Any:
         await asyncio.sleep(POLL_SECONDS)
 
 
-def _answer(services: Services, job_id: str, form: TranscriptionForm, status: JobStatus) -> Response:
+def _answer(services: Services, job_id: str, form: TranscriptionForm, record: StatusRecord) -> Response:
     headers = {"X-Job-Id": job_id}
+    status = record.status
     if status != JobStatus.FINISHED:
-        record = jobs.read_status(services, job_id)
         message = record.error or f"the job was {status.value}"
         raise OpenAIError(400 if status == JobStatus.FAILED else 409, message, code=f"job_{status.value}")
     stored = STORED_FORMAT[form.response_format]
