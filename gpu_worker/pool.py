@@ -8,8 +8,12 @@ thread), and signals belong to the main thread:
 - SIGTERM or SIGINT: stop taking jobs; running jobs get ``DRAIN_TIMEOUT`` seconds to finish, then
   are interrupted and put back in the queue. A second signal stops at once.
 - Every ``WORKER_HEARTBEAT_TTL / 3`` seconds the RQ workers' keys are refreshed with that TTL, so a
-  killed process is seen as dead within it; the models it serves are advertised with the same TTL.
-- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered (``transcribe_common.recovery``).
+  killed process is seen as dead within it; its record in ``transcribe_common.fleet`` (slots and
+  models) with the same TTL. A stopping worker withdraws that record before it drains.
+- At start, a worker takes over what its ``WORKER_NAME`` left behind: the old RQ registrations,
+  and the jobs they were running (recovered before any new job is taken).
+- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered, and jobs that waited
+  ``MODEL_WAIT`` for a model no live worker serves are failed (``transcribe_common.recovery``).
 - Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
   same means as a drain's requeue: an exception raised in the job's thread.
 - If a job thread ends on its own (RQ quits its loop on some Redis errors), the process drains and
@@ -20,22 +24,25 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import redis
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
+from rq.worker_registration import unregister
 
 from gpu_worker import metrics
 from gpu_worker.job import Cancelled, JobRun, Requeue, WorkerContext
-from transcribe_common import jobqueue, keys
+from gpu_worker.whisper import is_multilingual
+from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.logs import set_job
 from transcribe_common.models import JobStatus
 from transcribe_common.ops import Heartbeat
-from transcribe_common.recovery import reap, worker_alive
+from transcribe_common.recovery import fail_unserved, reap, worker_alive
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,9 @@ class WorkerPool:
         self.ctx = ctx
         self.settings = ctx.settings
         self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
-        prefix = uuid.uuid4().hex[:8]
+        self.name = self.settings.worker_name
         self.workers = [
-            ThreadWorker(self.queues, name=f"{prefix}-{n}", connection=self._connection(), worker_ttl=20)
+            ThreadWorker(self.queues, name=f"{self.name}-{n}", connection=self._connection(), worker_ttl=20)
             for n in range(self.settings.max_concurrency)
         ]
         for worker in self.workers:
@@ -88,25 +95,44 @@ class WorkerPool:
         return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
 
     def run(self) -> None:
+        self.take_over()
         report = sweep_scratch(
             self.settings.scratch_dir, self.ctx.states, max_age=0, alive=lambda w: worker_alive(self.ctx.conn, w)
         )
         if report.removed:
             log.info("removed %d scratch folders of jobs no live worker runs", report.removed)
-        self.advertise_models()
+        self.advertise()
         for worker in self.workers:
             thread = threading.Thread(target=worker.work, name=worker.name, kwargs={"logging_level": "WARNING"})
             thread.start()
             self.threads.append(thread)
         log.info(
             "worker %s: %d job slots on %s, models %s",
-            self.workers[0].name.rsplit("-", 1)[0],
+            self.name,
             len(self.workers),
             ", ".join(self.queues),
             ", ".join(self.ctx.models),
         )
         self._serve()
         self._drain()
+
+    def take_over(self) -> None:
+        """What this ``WORKER_NAME`` left behind when it last died: its old slots stop counting, and
+        the jobs they ran are recovered now, before any new slot registers under the same names."""
+        previous = fleet.registered(self.ctx.conn, self.name)
+        if previous is not None and previous.until > time.time() and not _is_our_past(previous):
+            raise SystemExit(
+                f"another worker named {self.name!r} is alive on {previous.host} (pid {previous.pid}); "
+                "give each worker process its own WORKER_NAME"
+            )
+        for worker in self.workers:
+            with self.ctx.conn.pipeline() as pipe:
+                unregister(worker, pipe)
+                pipe.delete(worker.key)
+                pipe.execute()
+        recovered = reap(self.ctx.ending, self.queues)
+        if recovered:
+            log.warning("recovered %d jobs this worker was running when it last stopped", len(recovered))
 
     def stop(self) -> None:
         if self.stopping.is_set():
@@ -138,6 +164,7 @@ class WorkerPool:
                 last_reap = time.monotonic()
                 try:
                     reap(self.ctx.ending, self.queues)
+                    fail_unserved(self.ctx.ending)
                 except Exception:
                     log.exception("looking for abandoned jobs failed; trying again later")
 
@@ -147,15 +174,33 @@ class WorkerPool:
             for worker, thread in zip(self.workers, self.threads, strict=True):
                 if thread.is_alive():
                     worker.heartbeat(timeout=self.settings.worker_heartbeat_ttl)
-            self.advertise_models()
+            if not self.stopping.is_set():
+                self.advertise()
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
 
-    def advertise_models(self) -> None:
-        until = time.time() + self.settings.worker_heartbeat_ttl
-        self.ctx.conn.hset(keys.MODELS, mapping={name: until for name in self.ctx.models})
+    def advertise(self) -> None:
+        """This worker's slots and models count until the next heartbeat is due, and a little more."""
+        models = {name: fleet.ServedModel(multilingual=is_multilingual(m)) for name, m in self.ctx.models.items()}
+        record = fleet.WorkerRecord(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slots=len(self.workers),
+            models=models,
+            until=time.time() + self.settings.worker_heartbeat_ttl,
+        )
+        fleet.advertise(self.ctx.conn, record)
+
+    def withdraw(self) -> None:
+        try:
+            fleet.withdraw(self.ctx.conn, self.name)
+        except redis.RedisError as exc:
+            log.warning("could not withdraw this worker's record (%s); it expires on its own", exc)
 
     def _drain(self) -> None:
+        self.stopping.set()  # also when a job thread died: no more heartbeats advertise this worker
+        self.withdraw()
         log.info("stopping: running jobs get %g s to finish", self.settings.drain_timeout)
         for worker in self.workers:
             worker._stop_requested = True
@@ -176,7 +221,7 @@ class WorkerPool:
         log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
 
     def stop_cancelled(self) -> None:
-        """Stop the running jobs whose status became ``cancelled``."""
+        """Stop the running jobs whose status became ``cancelled`` or ``deleted``."""
         running = self._running()
         try:
             statuses = self.ctx.states.statuses([job.job_id for _, job in running])
@@ -184,7 +229,9 @@ class WorkerPool:
             log.warning("checking for cancelled jobs failed: %s", exc)
             return
         cancelled = {
-            job.job_id for (_, job), status in zip(running, statuses, strict=True) if status == JobStatus.CANCELLED
+            job.job_id
+            for (_, job), status in zip(running, statuses, strict=True)
+            if status is not None and JobStatus(status).stops_a_run
         }
         if cancelled:
             self._interrupt(Cancelled, lambda job: job.job_id in cancelled)
@@ -202,6 +249,23 @@ class WorkerPool:
             for ident, job in self.ctx.running.items():
                 if job.interruptible and which(job):
                     _raise_in(ident, exception)
+
+
+def _is_our_past(record: fleet.WorkerRecord) -> bool:
+    """Whether a live-looking record under our name is our own past: written on this host by this
+    process (pid 1 of a restarted container, say) or by one that is gone. Not so for a process that
+    still runs, or a record from another host, which may still be working."""
+    if record.host != socket.gethostname():
+        return False
+    if record.pid == os.getpid():
+        return True
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _raise_in(thread_ident: int, exception: type[BaseException]) -> None:

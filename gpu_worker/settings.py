@@ -1,7 +1,9 @@
+import socket
 from pathlib import Path
 
 from pydantic import Field
 
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import JobEndSettings
 
 
@@ -18,11 +20,20 @@ class WorkerSettings(JobEndSettings):
         description="Models served, comma-separated names, paths or name=path; the first is the default. "
         "Empty: MODEL_SIZE.",
     )
+    worker_name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Unique among running workers and the same across restarts (default: the host name), so a "
+        "restarted worker replaces its old registration at once and recovers the jobs it was running.",
+    )
+    language_confidence_min: float = Field(
+        0.5, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
+    )
     max_concurrency: int = Field(
         2, ge=1, description="Jobs at once per worker process, sharing one copy of each model."
     )
     worker_metrics_port: int = Field(
-        9102, ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /readyz; 0: none."
+        OPS_PORTS["WORKER"], ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /readyz; 0: none."
     )
     worker_heartbeat_ttl: int = Field(30, ge=2, description="Seconds after which a silent worker counts as dead.")
     reap_interval: float = Field(10.0, gt=0, description="Seconds between checks for jobs of dead workers.")

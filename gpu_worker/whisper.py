@@ -109,3 +109,9 @@ def _package_data(module: str) -> Path:
     if spec is None or spec.origin is None:
         raise RuntimeError(f"{module} is not installed")
     return Path(spec.origin).parent / "data"
+
+
+def is_multilingual(model: WhisperModel) -> bool:
+    """Whether the model knows languages besides English (``*.en`` models do not): CTranslate2's
+    Whisper says so itself, whatever the model's name or folder."""
+    return bool(model.model.is_multilingual)

@@ -4,7 +4,6 @@ starts the job."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from fastapi import Request
@@ -15,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
 from ingest_api.upload import MultipartReader, TooLarge, boundary_of, receive_upload
-from transcribe_common import keys, layout
+from transcribe_common import fleet, layout
 from transcribe_common.errors import InvalidInput
-from transcribe_common.models import Manifest, ObjectSource, UrlSource
+from transcribe_common.models import JobOptions, Manifest, ObjectSource, UrlSource
 from transcribe_common.store.base import ObjectWriter, put_model
 
 log = logging.getLogger(__name__)
@@ -38,20 +37,30 @@ def write_manifest(services: Services, manifest: Manifest) -> None:
 
 
 def served_models(services: Services) -> list[str]:
-    now = time.time()
-    served = services.redis.hgetall(keys.MODELS)
-    return sorted(keys.text(name) for name, until in served.items() if float(until) > now)
+    return sorted(fleet.served_models(services.redis))
 
 
-def check_model_served(services: Services, model: str | None) -> None:
-    if model is not None and model not in (served := served_models(services)):
-        raise InvalidInput(f"no live worker serves model {model!r}; served now: {', '.join(served) or 'none'}")
+def check_model_served(services: Services, options: JobOptions) -> None:
+    """The model the job names must be served by a live worker, and able to do what it asks; a
+    job naming none runs on some worker's default model, so each of those must be able to."""
+    workers = fleet.live(services.redis)
+    served = fleet.models_of(workers)
+    if options.model is not None and options.model not in served:
+        listed = ", ".join(sorted(served)) or "none"
+        raise InvalidInput(f"no live worker serves model {options.model!r}; served now: {listed}")
+    candidates = [options.model] if options.model else sorted({w.default_model for w in workers})
+    for name in candidates:
+        if (why := fleet.unfit(name, served[name].multilingual, options)) is not None:
+            others = sorted(n for n, m in served.items() if m.multilingual)
+            hint = f" (served now: {', '.join(others)})" if others else ""
+            default = "" if options.model else "the default "
+            raise InvalidInput(f"{default}{why}{hint}, or leave 'language' empty and 'task' as transcribe")
 
 
 def check_request(services: Services, request: TranscribeRequest) -> None:
     """What can be refused before anything is stored: a model no worker serves, and source or
     callback URLs the workers would not be allowed to reach. Blocking (DNS): run in a thread."""
-    check_model_served(services, request.model)
+    check_model_served(services, request)
     policy = services.settings.url_policy
     for name, url in (("url", request.url), ("callback_url", request.callback_url)):
         if url is not None:

@@ -4,8 +4,9 @@ Every hop is at-least-once, and processes die, so the bucket can hold what no jo
 Redis can hold jobs that no one runs. Each run, in this order:
 
 1. **Abandoned jobs** (RQ's ``StartedJobRegistry`` names a worker whose heartbeat key expired) are
-   started again or failed after ``MAX_ATTEMPTS`` — what live workers' reapers do, done here too so
-   that it happens while no worker is alive.
+   started again or failed after ``MAX_ATTEMPTS``, and jobs that waited ``MODEL_WAIT`` for a model
+   no live worker serves are failed — what live workers' reapers do, done here too so that it
+   happens while no worker is alive.
 2. **The jobs bucket**, one job folder at a time; a folder counts as old by its newest object:
 
    - no manifest (an upload whose request died before its manifest, leftovers of a deleted job):
@@ -84,6 +85,7 @@ class Janitor:
         now = now or time.time()
         queues = recovery.transcription_queues(self.redis)
         self._step(report, "abandoned jobs", self.recover_abandoned, queues, report)
+        self._step(report, "jobs waiting for a model", self.fail_unserved, now, report)
         running = recovery.running(self.redis, queues)
         folders = self._job_folders()
         for job_id, objects in folders.items():
@@ -109,6 +111,14 @@ class Janitor:
             return
         for _ in recovery.reap(self.ending, queues):
             report.count("abandoned_recovered")
+
+    def fail_unserved(self, now: float, report: Report) -> None:
+        if self.limits.dry_run:
+            for job_id, _, error in recovery.unserved(self.ending, now):
+                self._act(report, "unserved_failed", job_id, f"{error} [failing it]")
+            return
+        for _ in recovery.fail_unserved(self.ending, now):
+            report.count("unserved_failed")
 
     def _job_folders(self) -> dict[str, list[ObjectInfo]]:
         folders: dict[str, list[ObjectInfo]] = defaultdict(list)
@@ -186,7 +196,7 @@ class Janitor:
             return
         if not self.limits.lost_after < now - live.updated_at.timestamp() <= self.limits.lost_after + DAY:
             return
-        manifest = Manifest.model_validate(get_json(self.store, self.bucket, layout.manifest_key(job_id)))
+        manifest = self.ending.manifest(job_id)
         if self.ending.webhook_owed(manifest, live):
             self._act(report, "webhooks_queued", job_id, f"{live.status} with its webhook never queued; queueing it")
             if not self.limits.dry_run:

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("transcribe_common", "ingest_api", "event_router", "gpu_worker", "janitor", "embedded")
+SERVICES = ("ingest_api", "event_router", "gpu_worker", "janitor", "webhook_sender", "embedded", "transcribe_cli")
+PACKAGES = ("transcribe_common", *SERVICES)
 
 
 def imports(path: Path) -> set[str]:
@@ -41,3 +42,15 @@ def test_the_api_never_enqueues() -> None:
 def test_only_jobstate_writes_a_status() -> None:
     writers = sorted(str(p.relative_to(ROOT)) for p in sources() if "layout.status_key(" in p.read_text())
     assert writers == ["transcribe_common/jobstate.py"]  # the API and the janitor read it through JobStates
+
+
+def test_a_service_imports_the_shared_package_and_no_other_service() -> None:
+    for service in SERVICES:
+        for path in (ROOT / service).rglob("*.py"):
+            others = imports(path) & (set(SERVICES) - {service})
+            assert not others, f"{path.relative_to(ROOT)} imports {', '.join(sorted(others))}"
+
+
+def test_the_shared_package_imports_no_service() -> None:
+    for path in (ROOT / "transcribe_common").rglob("*.py"):
+        assert not imports(path) & set(SERVICES), f"{path.relative_to(ROOT)} imports a service"

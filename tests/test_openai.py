@@ -85,7 +85,7 @@ def test_a_served_model_by_name_and_an_unknown_one(client: openai.OpenAI) -> Non
     error = caught.value
     assert error.status_code == 400
     assert error.type == "invalid_request_error"
-    assert "'gpt-4o-transcribe' is not served here; choose one of whisper-1, tiny.en" in error.message
+    assert "'gpt-4o-transcribe' is not served here; choose one of whisper-1, base, tiny.en" in error.message
 
 
 def test_not_audio_is_a_400_with_the_jobs_error(client: openai.OpenAI) -> None:

@@ -8,8 +8,8 @@ EVENTS = f"{PREFIX}:events"
 EVENTS_PROCESSING = f"{PREFIX}:events:processing"
 # Events the router could not handle at all (not JSON, a bug): kept for a human, never dropped.
 EVENTS_DEAD = f"{PREFIX}:events:dead"
-# Models served by live workers: name -> the time (epoch seconds) until which a worker vouches for it.
-MODELS = f"{PREFIX}:models"
+# Live worker processes: WORKER_NAME -> its record (slots, models, alive until); see ``fleet``.
+WORKERS = f"{PREFIX}:workers"
 # Counts of jobs by their current status, moved atomically with each status change.
 STATS = f"{PREFIX}:stats"
 
@@ -29,6 +29,12 @@ WEBHOOK_ATTEMPTS = f"{WEBHOOK_QUEUE}:attempts"
 
 def queue_for(model: str | None) -> str:
     return f"{QUEUE}:{model}" if model else QUEUE
+
+
+def model_of_queue(name: str) -> str | None:
+    """The model a transcription queue is for; None for the default queue (and the webhooks')."""
+    model = name.removeprefix(f"{QUEUE}:")
+    return None if model == name or name == WEBHOOK_QUEUE else model
 
 
 def idempotency(digest: str) -> str:

@@ -5,6 +5,9 @@ and each worker keeps a key ``rq:worker:<name>`` alive with its heartbeat. A job
 key has expired was abandoned: it is started again if it has been started fewer than
 ``MAX_ATTEMPTS`` times, and failed with a message saying so otherwise.
 
+A job queued for a model that no live worker serves (``fleet``) is failed once it has waited
+``MODEL_WAIT`` seconds, with an error saying what to do, instead of waiting for ever.
+
 Every live worker runs this for its queues, and the janitor for all of them (so jobs are
 recovered even while no worker is alive to notice). The move in Redis decides who acts.
 """
@@ -12,6 +15,7 @@ recovered even while no worker is alive to notice). The move in Redis decides wh
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import redis
@@ -19,16 +23,23 @@ from rq import Queue, Worker
 from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
-from transcribe_common import jobqueue, keys, layout
-from transcribe_common.ending import Ending
-from transcribe_common.models import JobStatus, Manifest
-from transcribe_common.store.base import get_json
+from transcribe_common import fleet, jobqueue, keys
+from transcribe_common.ending import UNREADABLE_MANIFEST, Ending
+from transcribe_common.models import JobStatus
 
 log = logging.getLogger(__name__)
 
 
 def worker_alive(conn: redis.Redis, name: str | None) -> bool:
-    return bool(name) and bool(conn.exists(Worker.redis_worker_namespace_prefix + str(name)))
+    """RQ keeps a worker's key a minute after it registered its death; it is not alive then."""
+    if not name:
+        return False
+    key = Worker.redis_worker_namespace_prefix + name
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.hexists(key, "death")
+        exists, dead = pipe.execute()
+    return bool(exists) and not dead
 
 
 def transcription_queues(conn: redis.Redis) -> list[str]:
@@ -73,9 +84,10 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
     if record is None or record.status.is_final:
         return
     try:
-        manifest = Manifest.model_validate(get_json(ending.store, settings.minio_bucket, layout.manifest_key(job_id)))
-    except Exception as exc:
-        states.advance(job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
+        manifest = ending.manifest(job_id)
+    except Exception:
+        log.exception("job %s: unreadable manifest", job_id)
+        states.advance(job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
         return
     if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
         reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
@@ -86,3 +98,41 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
         return  # someone else recovered it first
     log.warning("job %s: %s; queued again", job_id, why)
     jobqueue.enqueue(ending.conn, job_id, manifest.options.model, settings)
+
+
+def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:
+    """The jobs that have waited ``MODEL_WAIT`` seconds on the queue of a model no live worker
+    serves: (job id, its queue, the error to fail it with)."""
+    conn, wait = ending.conn, ending.settings.model_wait
+    now = time.time() if now is None else now
+    served = fleet.served_models(conn)
+    listed = ", ".join(sorted(served)) or "none is served now"
+    for name in transcription_queues(conn):
+        model = keys.model_of_queue(name)
+        if model is None or model in served:
+            continue
+        queue = Queue(name, connection=conn)
+        for job_id in queue.get_job_ids():
+            record = ending.states.read(job_id)
+            if record is None or record.status != JobStatus.QUEUED or now - record.updated_at.timestamp() < wait:
+                continue
+            yield (
+                job_id,
+                queue,
+                (
+                    f"no live worker served model {model!r} for {wait:g} s (MODEL_WAIT); submit the job again "
+                    f"with a served model ({listed}) or none, or start a worker "
+                    f"that serves {model!r} (MODELS)"
+                ),
+            )
+
+
+def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
+    """Fail the ``unserved`` jobs, with their webhooks, and take them off their queues."""
+    failed = []
+    for job_id, queue, error in list(unserved(ending, now)):
+        if ending.fail(job_id, ending.manifest(job_id), error):
+            log.error("job %s: %s", job_id, error)
+            failed.append(job_id)
+        queue.remove(job_id)
+    return failed

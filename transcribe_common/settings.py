@@ -59,3 +59,6 @@ class JobEndSettings(CommonSettings):
     public_api_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL of the API, for result links when the store cannot presign."
     )
+    model_wait: float = Field(
+        600.0, gt=0, description="Seconds a job may wait for a model that no live worker serves before it fails."
+    )

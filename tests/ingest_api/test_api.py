@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
 from tests.helpers import SPEECH
-from transcribe_common import keys
+from transcribe_common import fleet, keys
 
 
 @pytest.fixture
@@ -92,8 +92,8 @@ def test_unknown_jobs_are_404(client: TestClient) -> None:
     assert client.get("/v1/jobs/not-a-job/result").status_code == 404
 
 
-def test_stats_have_the_five_fields_and_cancelled(client: TestClient) -> None:
-    stats = {"queued": 0, "started": 0, "failed": 0, "finished": 0, "cancelled": 0, "workers": 0}
+def test_stats_have_the_five_fields_and_cancelled_and_deleted(client: TestClient) -> None:
+    stats = {"queued": 0, "started": 0, "failed": 0, "finished": 0, "cancelled": 0, "deleted": 0, "workers": 0}
     assert client.get("/v1/stats").json() == stats
 
 
@@ -102,8 +102,30 @@ def test_a_model_no_live_worker_serves_is_refused(client: TestClient, redis_conn
     refused = client.post("/v1/transcribe", json=body)
     assert refused.status_code == 422
     assert refused.json()["detail"] == "no live worker serves model 'large-v3'; served now: none"
-    redis_conn.hset(keys.MODELS, mapping={"large-v3": time.time() + 30, "base": time.time() - 1})
+    fleet.advertise(redis_conn, worker_record("a", {"large-v3": True}, until=time.time() + 30))
+    fleet.advertise(redis_conn, worker_record("b", {"base": True}, until=time.time() - 1))
     assert client.get("/v1/models").json() == {"models": ["large-v3"]}  # base's worker went quiet
+    assert client.get("/v1/stats").json()["workers"] == 2  # the live worker's slots only
     assert client.post("/v1/transcribe", json=body).status_code == 202
     bad_name = client.post("/v1/transcribe", json=body | {"model": "../etc"})
     assert bad_name.status_code == 422
+
+
+def worker_record(name: str, models: dict[str, bool], until: float, slots: int = 2) -> fleet.WorkerRecord:
+    served = {model: fleet.ServedModel(multilingual=multilingual) for model, multilingual in models.items()}
+    return fleet.WorkerRecord(name=name, host="h", pid=1, slots=slots, models=served, until=until)
+
+
+def test_an_english_only_model_refuses_other_languages_and_translation(client: TestClient, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    fleet.advertise(redis_conn, worker_record("a", {"tiny.en": False, "base": True}, until=time.time() + 30))
+    url = {"source_type": "url", "url": "https://93.184.215.14/a.mp3"}
+    for asked, says in (({"language": "id"}, "transcribe language 'id'"), ({"task": "translate"}, "translate")):
+        named = client.post("/v1/transcribe", json=url | asked | {"model": "tiny.en"})
+        assert named.status_code == 422
+        assert named.json()["detail"].startswith(f"model 'tiny.en' is English-only and cannot {says}"), named.json()
+        default = client.post("/v1/transcribe", json=url | asked)  # tiny.en is the worker's default
+        assert default.status_code == 422
+        assert "the default model 'tiny.en' is English-only" in default.json()["detail"]
+        assert "(served now: base)" in default.json()["detail"]
+        assert client.post("/v1/transcribe", json=url | asked | {"model": "base"}).status_code == 202
+    assert client.post("/v1/transcribe", json=url | {"language": "en", "model": "tiny.en"}).status_code == 202
