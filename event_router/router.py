@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
@@ -19,13 +20,13 @@ from rq.job import Job
 
 from event_router.settings import RouterSettings
 from transcribe_common import events, jobqueue, keys, layout
-from transcribe_common.errors import InvalidInput, RetryableError
+from transcribe_common.errors import InvalidInput, NotFound, RetryableError
 from transcribe_common.events import ObjectCreated
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import job_context
 from transcribe_common.models import JobOptions, JobStatus, Manifest, ObjectSource
 from transcribe_common.ops import Heartbeat, RedisGauge, queue_lengths
-from transcribe_common.store.base import ObjectStore, put_model
+from transcribe_common.store.base import ObjectStore, get_json, put_model
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
@@ -200,7 +201,7 @@ class Router:
                 with job_context(job_id):
                     return self.enqueue(job_id, event.metadata.get("model"), pipe)
         elif event.bucket == self.settings.minio_inbox_bucket:
-            if layout.OUTPUT_MARKER not in event.metadata:
+            if layout.OUTPUT_MARKER not in event.metadata and not layout.is_options_file(event.key):
                 job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
                 with job_context(job_id):
                     return self.admit_inbox(job_id, event, pipe)
@@ -213,11 +214,26 @@ class Router:
         if self.states.read(job_id) is not None:
             log.info("inbox %s: job %s exists already", event.key, job_id)
             return "duplicate"
-        manifest = inbox_manifest(job_id, event)
+        manifest = inbox_manifest(job_id, event, self.folder_options(event))
         if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
             put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
             log.info("inbox %s: job %s", event.key, job_id)
         return self.enqueue(job_id, manifest.options.model, pipe)
+
+    def folder_options(self, event: ObjectCreated) -> FolderOptions:
+        """The nearest folder options file above a drop (``layout.OPTIONS_FILE``); one that is not a
+        JSON object makes the job fail saying so."""
+        for key in layout.options_files(event.key):
+            try:
+                found = get_json(self.store, event.bucket, key)
+            except NotFound:
+                continue
+            except ValueError as exc:
+                return FolderOptions(error=f"the folder's {layout.OPTIONS_FILE} is not valid JSON: {exc}")
+            if not isinstance(found, dict):
+                return FolderOptions(error=f"the folder's {layout.OPTIONS_FILE} must hold a JSON object of options")
+            return FolderOptions(found)
+        return FolderOptions()
 
     def enqueue(self, job_id: str, model: str | None, pipe: Pipeline) -> str:
         """The gate (``queued`` in Redis, once per job), then the RQ job, written with ``pipe``. If
@@ -233,12 +249,20 @@ class Router:
         return "enqueued"
 
 
-def inbox_manifest(job_id: str, event: ObjectCreated) -> Manifest:
-    """A manifest for an inbox object, its options taken from the object's user metadata
-    (``X-Amz-Meta-Language: id`` and so on). Bad metadata still makes a job, one that fails with
-    a message saying which value was wrong, so the person who dropped the file can find out."""
+@dataclass(frozen=True)
+class FolderOptions:
+    values: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+
+def inbox_manifest(job_id: str, event: ObjectCreated, folder: FolderOptions | None = None) -> Manifest:
+    """A manifest for an inbox object. Its options come from the folder's options file
+    (``folder``), overridden by the object's user metadata (``X-Amz-Meta-Language: id`` and so on).
+    Bad options still make a job, one that fails with a message saying which value was wrong, so
+    the person who dropped the file can find out."""
     source = ObjectSource(bucket=event.bucket, key=event.key, version_id=event.version_id)
-    meta = {name.replace("-", "_"): value for name, value in event.metadata.items()}
+    folder = folder or FolderOptions()
+    meta = {**folder.values, **{name.replace("-", "_"): value for name, value in event.metadata.items()}}
     option_names = JobOptions.model_fields.keys()
     fields = {
         "job_id": job_id,
@@ -250,9 +274,19 @@ def inbox_manifest(job_id: str, event: ObjectCreated) -> Manifest:
         "db_id": meta.get("db_id"),
         "options": {k: v for k, v in meta.items() if k in option_names},
     }
+    unknown = sorted(set(folder.values) - set(option_names) - {"callback_url", "db_id"})
     try:
+        if folder.error or unknown:
+            listed = ", ".join(unknown)
+            raise ValueError(folder.error or f"unknown options in the folder's {layout.OPTIONS_FILE}: {listed}")
         return Manifest.model_validate(fields)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fields.update(options={}, callback_url=None, error=f"invalid object metadata: {problems}")
+    except (ValidationError, ValueError) as exc:
+        fields.update(options={}, callback_url=None, error=_invalid_options(exc))
         return Manifest.model_validate(fields)
+
+
+def _invalid_options(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return f"invalid options (object metadata or the folder's {layout.OPTIONS_FILE}): {problems}"

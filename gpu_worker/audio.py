@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -19,6 +20,7 @@ from transcribe_common.errors import PermanentError
 SAMPLE_RATE = 16_000
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*: Audio: ")
+_FOLDERS = re.compile(r"(?<![\w:/])/(?:[^/\s]+/)+")
 
 # ffmpeg reads the input file and nothing else: no network or other protocols, and only
 # demuxers of real media files — never playlists (hls, concat) that would pull in other files or
@@ -30,7 +32,17 @@ DEMUXERS = (
 INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", DEMUXERS)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    samples: np.ndarray
+    declared: float | None  # the duration the container declares, if any: more than decoded means truncated
+
+
 def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> np.ndarray:
+    return decode_audio(source, scratch, timeout=timeout, max_seconds=max_seconds).samples
+
+
+def decode_audio(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> Decoded:
     """The input's audio, once ``probe`` has found it is media with sound. ``max_seconds`` (0: no
     cap) is checked against the duration the container declares before decoding, so a small file
     that declares hours fails in milliseconds, and again against what was decoded, for containers
@@ -48,7 +60,7 @@ def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 
         raise PermanentError("the input contains no audio")
     if max_seconds and samples.size / SAMPLE_RATE > max_seconds:
         raise PermanentError(_too_long(samples.size / SAMPLE_RATE, max_seconds))
-    return samples.astype(np.float32) / 32768.0
+    return Decoded(samples.astype(np.float32) / 32768.0, declared)
 
 
 def probe(source: Path, *, timeout: float) -> float | None:
@@ -95,5 +107,6 @@ def _too_long(seconds: float, limit: float) -> str:
 
 
 def _last_line(stderr: bytes) -> str:
+    """ffmpeg's last word, without the folders of the files it names (the server's scratch paths)."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    return lines[-1] if lines else "ffmpeg failed without a message"
+    return _FOLDERS.sub("", lines[-1]) if lines else "ffmpeg failed without a message"

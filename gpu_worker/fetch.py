@@ -31,7 +31,7 @@ def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, limits: 
     dest = scratch / f"source-{layout.safe_filename(manifest.filename)}"
     if isinstance(source, ObjectSource):
         if store.stat(source.bucket, source.key) is None:
-            raise PermanentError(f"the input object {source.bucket}/{source.key} is missing")
+            raise PermanentError("the job's input file is missing from the store; it was deleted before the job ran")
         download(store, source.bucket, source.key, dest)
         return dest
     assert isinstance(source, UrlSource)

@@ -22,17 +22,18 @@ from faster_whisper import WhisperModel
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from gpu_worker import audio, metrics, render
+from gpu_worker import audio, findings, metrics, render
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe
-from transcribe_common import layout
-from transcribe_common.ending import Ending
+from gpu_worker.whisper import is_multilingual
+from transcribe_common import fleet, layout
+from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending
 from transcribe_common.errors import PermanentError, PipelineError, RetryableError, StateUnavailable
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
-from transcribe_common.store.base import ObjectStore, delete_prefix, get_json, put_bytes
+from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,15 +105,12 @@ class JobRun:
         # True while the job may be interrupted and requeued: until its transcript exists.
         self.interruptible = False
 
-    def load_manifest(self) -> Manifest:
-        return Manifest.model_validate(get_json(self.ctx.store, self.bucket, layout.manifest_key(self.job_id)))
-
     def run(self) -> str:
         try:
-            manifest = self.load_manifest()
-        except Exception as exc:
+            manifest = self.ctx.ending.manifest(self.job_id)
+        except Exception:
             log.exception("job %s: unreadable manifest", self.job_id)
-            self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=f"the job's manifest is unreadable: {exc}")
+            self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
             return JobStatus.FAILED
         rq_job = get_current_job()
         worker = rq_job.worker_name if rq_job is not None else None
@@ -163,10 +161,10 @@ class JobRun:
         """The job was cancelled while it ran: nothing more is written, and if the canceller asked
         for its objects to go, what this run may have written after their deletion goes too."""
         record = self.ctx.states.read(self.job_id)
-        if record is None or record.status != JobStatus.CANCELLED:
+        if record is None or not record.status.stops_a_run:
             return
-        log.info("job %s: cancelled", self.job_id)
-        if record.delete_objects:
+        log.info("job %s: %s while it ran", self.job_id, record.status.value)
+        if record.status == JobStatus.DELETED:
             delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
 
     def transcribe(self, manifest: Manifest) -> Transcript:
@@ -176,6 +174,8 @@ class JobRun:
         model = self.ctx.models.get(name)
         if model is None:
             raise PermanentError(f"this worker does not serve model {name!r}; it serves {', '.join(self.ctx.models)}")
+        if (why := fleet.unfit(name, is_multilingual(model), manifest.options)) is not None:
+            raise PermanentError(why)
         limits = FetchLimits(
             policy=self.settings.url_policy,
             idle_timeout=self.settings.download_timeout,
@@ -185,21 +185,22 @@ class JobRun:
         with metrics.STAGE_SECONDS.labels("fetch").time():
             source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, limits)
         with metrics.STAGE_SECONDS.labels("decode").time():
-            samples = audio.decode(
+            decoded = audio.decode_audio(
                 source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
             )
         started = time.monotonic()
         transcript = transcribe(
             model,
-            samples,
+            decoded.samples,
             manifest.options,
             model_name=name,
             beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size,
             on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent),
-            on_info=lambda language, duration: self.ctx.states.note(
-                self.job_id, language=language, duration=round(duration, 3)
-            ),
+            on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
+        )
+        transcript.warnings = findings.findings(
+            transcript, declared=decoded.declared, confidence_min=self.settings.language_confidence_min
         )
         took = time.monotonic() - started
         metrics.STAGE_SECONDS.labels("transcribe").observe(took)
@@ -207,6 +208,11 @@ class JobRun:
             metrics.AUDIO_SECONDS.labels(name).inc(transcript.duration)
             metrics.REALTIME_FACTOR.labels(name).observe(took / transcript.duration)
         return transcript
+
+    def detected(self, manifest: Manifest, language: str, probability: float, duration: float) -> None:
+        """The language is known: fail now if the caller would not take a weak detection, else say it."""
+        findings.check_detection(manifest.options, language, probability)
+        self.ctx.states.note(self.job_id, language=language, duration=round(duration, 3))
 
     def retrying(self, step: Callable[..., T], *args: object) -> T:
         """Run an I/O step again, with exponential backoff and jitter, while it fails transiently
@@ -231,7 +237,12 @@ class JobRun:
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
         with metrics.STAGE_SECONDS.labels("write").time():
             outputs = self.retrying(self.write_outputs, manifest, transcript)
-        facts = {"language": transcript.language, "duration": transcript.duration, "outputs": json.dumps(outputs)}
+        facts = {
+            "language": transcript.language,
+            "duration": transcript.duration,
+            "outputs": json.dumps(outputs),
+            "warnings": json.dumps(transcript.warnings),
+        }
         # Retried while Redis is away (restarting, say), so that finished work is not thrown away.
         finished = self.retrying(
             lambda: self.ctx.states.advance(self.job_id, JobStatus.FINISHED, progress=100, **facts)
@@ -253,6 +264,9 @@ class JobRun:
             outputs[fmt] = key
             if manifest.beside is not None and fmt in manifest.options.output:
                 self.ctx.ending.write_beside(self.job_id, manifest, fmt, text, CONTENT_TYPES[fmt])
+        if manifest.beside is not None and transcript.warnings:  # said beside the transcript, where it is read
+            note = "".join(f"Warning: {warning}\n" for warning in transcript.warnings).encode()
+            self.ctx.ending.write_beside(self.job_id, manifest, WARNINGS_NOTE, note, CONTENT_TYPES["txt"])
         return outputs
 
     def fail(self, manifest: Manifest, exc: Exception) -> None:
@@ -282,4 +296,4 @@ def describe(exc: BaseException, job_timeout: int) -> str:
         return f"the job ran longer than JOB_TIMEOUT ({job_timeout} s)"
     if isinstance(exc, PipelineError):
         return str(exc)
-    return f"internal error: {type(exc).__name__}: {exc}"
+    return f"internal error ({type(exc).__name__}); the worker's log has the details"

@@ -51,6 +51,7 @@ class Transcript(BaseModel):
     segments: list[Segment]
     options: JobOptions
     model: str
+    warnings: list[str] = []  # gpu_worker.findings: what its reader should know about it
 
     @property
     def text(self) -> str:
@@ -65,12 +66,14 @@ def transcribe(
     model_name: str,
     beam_size: int,
     on_progress: Progress,
-    on_info: Callable[[str, float], None],
+    on_info: Callable[[str, float, float], None],
     progress_interval: float = PROGRESS_INTERVAL,
     batch_size: int = 0,
 ) -> Transcript:
     """Transcribe, reporting progress in percent of the audio's duration as segments arrive.
-    ``batch_size`` > 0 decodes that many chunks at once (faster-whisper's BatchedInferencePipeline)."""
+    ``on_info(language, probability, duration)`` is called once the language is known, before any
+    segment is decoded (it may raise to stop there). ``batch_size`` > 0 decodes that many chunks at
+    once (faster-whisper's BatchedInferencePipeline)."""
     duration = audio.size / SAMPLE_RATE
     common: dict[str, object] = {
         "language": options.language,
@@ -87,7 +90,7 @@ def transcribe(
         pieces, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **common)
     else:
         pieces, info = model.transcribe(audio, **common)
-    on_info(info.language, duration)
+    on_info(info.language, info.language_probability, duration)
     segments: list[Segment] = []
     last_report = 0.0
     for piece in pieces:  # decoding happens as this generator is consumed

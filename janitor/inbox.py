@@ -8,8 +8,9 @@
   creation event starts nothing, then removes it. The transcript stays beside the original key,
   where the person who dropped it looks. A failed drop stays, with its error note beside it.
 
-Objects under ``INBOX_MOVE_PREFIX`` are left alone. Versioned inbox buckets are not covered: there a
-job id comes from the version id, which a listing does not give.
+Objects under ``INBOX_MOVE_PREFIX`` and folders' options files (``.transcribe.json``) are left
+alone. Versioned inbox buckets are not covered: there a job id comes from the version id, which a
+listing does not give.
 """
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ from typing import TYPE_CHECKING
 from janitor.announce import announce
 from janitor.report import Report
 from transcribe_common import layout
-from transcribe_common.ending import ERROR_NOTE
+from transcribe_common.ending import ERROR_NOTE, WARNINGS_NOTE
 from transcribe_common.models import OUTPUT_FORMATS, JobStatus
 from transcribe_common.store.base import ObjectInfo, copy_object
 
 if TYPE_CHECKING:
     from janitor.reconcile import Janitor
 
-BESIDE = (*OUTPUT_FORMATS, ERROR_NOTE)
+BESIDE = (*OUTPUT_FORMATS, ERROR_NOTE, WARNINGS_NOTE)
 
 
 def reconcile_inbox(janitor: Janitor, job_ids: set[str], now: float, report: Report) -> None:
     bucket, prefix = janitor.inbox_bucket, janitor.limits.inbox_move_prefix
-    objects = [info for info in janitor.store.list(bucket) if not info.key.startswith(prefix)]
+    objects = [
+        info
+        for info in janitor.store.list(bucket)
+        if not info.key.startswith(prefix) and not layout.is_options_file(info.key)
+    ]
     present = {info.key for info in objects}
     for info in objects:
         what = f"inbox {info.key}"

@@ -20,6 +20,19 @@ SPEECH = Path(__file__).parent / "fixtures" / "speech"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"test-secret-0123456789abcdef0123").decode()
 
 
+# What no error a caller reads may show: a bucket name with a key, a key of a job's folder, a path
+# on the server (its data folder, its scratch space, its installed code).
+LEAKS = re.compile(
+    r"transcribe(?:-inbox)?/"
+    r"|[0-9a-f]{32}/(?:manifest\.json|status\.json|input/|result\.)"
+    r"|(?<![\w.:/-])/(?:tmp|work|root|home|var|usr|opt|srv|data)/"
+)
+
+
+def leaks(text: str) -> list[str]:
+    return LEAKS.findall(text)
+
+
 def speech_text(name: str) -> str:
     return (SPEECH / f"{name}.txt").read_text()
 
@@ -103,6 +116,8 @@ class Receiver:
                     raise AssertionError(f"no webhook for job {job_id} within {timeout} s")
                 self.lock.wait(remaining)
             assert calls[0]["verified"], "the standardwebhooks library refused the webhook's signature"
+            shown = json.dumps([calls[0]["json"].get("error"), calls[0]["json"].get("warnings")])
+            assert not leaks(shown), f"the webhook of job {job_id} names a bucket, key or path: {shown}"
             return calls[0]
 
     def close(self) -> None:
@@ -203,3 +218,50 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):  # typ
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+class GatedServer:
+    """Serves a fixture's first half at once, then a byte at a time while the gate is shut, and
+    the rest once ``open()`` is called: a job that stays in its fetch for as long as a test needs,
+    and that its worker can still interrupt (it never blocks long in one read). ``asked`` is set
+    once a request has come."""
+
+    def __init__(self, name: str) -> None:
+        self.data = (SPEECH / name).read_bytes()
+        self.gate = threading.Event()
+        self.asked = threading.Event()
+        gated = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gated.asked.set()
+                half = len(gated.data) // 2
+                self.send_response(200)
+                self.send_header("content-length", str(len(gated.data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(gated.data[:half])
+                    self.wfile.flush()
+                    while not gated.gate.wait(0.2) and half < len(gated.data) - 1:
+                        self.wfile.write(gated.data[half : half + 1])
+                        self.wfile.flush()
+                        half += 1
+                    gated.gate.wait()
+                    self.wfile.write(gated.data[half:])
+                except OSError:
+                    return  # the worker gave up on it
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()

@@ -19,7 +19,7 @@ from tests.helpers import SPEECH, FileServer, Receiver, speech_text, wait_until,
 from transcribe_common import keys, layout
 from transcribe_common.events import access_record
 
-FINISHED_FIELDS = {"job_id", "status", "language", "duration", "output", "minio_url", "db_id", "outputs"}
+FINISHED_FIELDS = {"job_id", "status", "language", "duration", "output", "minio_url", "db_id", "outputs", "warnings"}
 FAILED_FIELDS = {"job_id", "status", "error", "db_id"}
 
 
@@ -55,6 +55,7 @@ def test_upload_ends_in_a_webhook_and_a_valid_srt(stack: Stack, receiver: Receiv
     assert set(payload) == FINISHED_FIELDS, stack.log_tail()
     assert payload["status"] == "finished"
     assert payload["db_id"] == "row-17"
+    assert payload["warnings"] == []  # clear English speech: nothing to say
     assert payload["output"] == "srt"
     assert payload["language"] == "en"
     assert payload["duration"] == pytest.approx(12.75, abs=0.2)
@@ -159,7 +160,7 @@ def test_a_killed_router_is_restarted_and_loses_no_event(stack: Stack, receiver:
 
 
 def test_a_job_naming_a_served_model_runs_on_it(stack: Stack, receiver: Receiver) -> None:
-    assert httpx.get(f"{stack.url}/v1/models").json() == {"models": ["tiny.en"]}
+    assert httpx.get(f"{stack.url}/v1/models").json() == {"models": ["base", "tiny.en"]}
     job_id = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "named-model.mp3", model="tiny.en", output="json,srt")
     payload = receiver.wait_for(job_id)["json"]
     assert (payload["status"], payload["output"]) == ("finished", "json")

@@ -36,7 +36,7 @@ from rich.progress import (
 from transcribe_cli.client import Client, CliError
 
 FORMATS = ("srt", "vtt", "txt", "tsv", "json")
-ENDED = {"finished", "failed", "cancelled"}
+ENDED = {"finished", "failed", "cancelled", "deleted"}
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -105,6 +105,7 @@ def submit(client: Client, args: argparse.Namespace) -> int:
         return 0
     err.print(f"job {job_id}")
     view = follow(client, job_id, args.poll)
+    warn(view)
     if view["status"] != "finished":
         err.print(f"[red]job {job_id} {view['status']}[/]: {view.get('error') or 'no result'}")
         return 1
@@ -156,7 +157,15 @@ def status(client: Client, args: argparse.Namespace) -> int:
     print(f"job {view['job_id']}: {', '.join(facts)}")
     if view.get("error"):
         print(f"error: {view['error']}")
-    return 1 if view["status"] in ("failed", "cancelled") else 0
+    for warning in view.get("warnings") or []:
+        print(f"warning: {warning}")
+    return 1 if view["status"] in ("failed", "cancelled", "deleted") else 0
+
+
+def warn(view: dict) -> None:
+    """The job's warnings, on standard error, where the progress went: the transcript goes on."""
+    for warning in view.get("warnings") or []:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def result(client: Client, args: argparse.Namespace) -> int:
@@ -169,7 +178,7 @@ def stats(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    for name in ("queued", "started", "finished", "failed", "cancelled", "workers"):
+    for name in ("queued", "started", "finished", "failed", "cancelled", "deleted", "workers"):
         print(f"{name:<10}{counts.get(name, 0):>8}")
     return 0
 

@@ -15,10 +15,13 @@ from transcribe_common import jobqueue, layout
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
 from transcribe_common.settings import JobEndSettings
-from transcribe_common.store.base import ObjectStore, put_bytes
+from transcribe_common.store.base import ObjectStore, get_json, put_bytes
 
 log = logging.getLogger(__name__)
 ERROR_NOTE = "error.txt"  # beside an inbox drop whose job failed: talks/a.mp4 -> talks/a.error.txt
+WARNINGS_NOTE = "warnings.txt"  # beside one whose transcript has warnings: talks/a.warnings.txt
+# The store's own message names the bucket and key: the log has it, the job's error does not.
+UNREADABLE_MANIFEST = "the job's manifest is missing or unreadable; submit the job again"
 
 
 @dataclass
@@ -27,6 +30,9 @@ class Ending:
     states: JobStates
     store: ObjectStore
     settings: JobEndSettings
+
+    def manifest(self, job_id: str) -> Manifest:
+        return Manifest.model_validate(get_json(self.store, self.settings.minio_bucket, layout.manifest_key(job_id)))
 
     def fail(self, job_id: str, manifest: Manifest, error: str) -> bool:
         """Fail the job, leave a note beside an inbox drop, send the failure webhook. False if the
@@ -70,6 +76,7 @@ class Ending:
             minio_url=links[main],
             db_id=manifest.db_id,
             outputs=links,
+            warnings=record.warnings,
         )
 
     def result_url(self, job_id: str, key: str, fmt: str) -> str:

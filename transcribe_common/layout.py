@@ -22,6 +22,9 @@ import uuid
 
 MANIFEST = "manifest.json"
 STATUS = "status.json"
+# Options for every drop in an inbox folder and the folders below it (the nearest one counts),
+# for stores whose objects carry no metadata (the local folder) or people who would rather not set it.
+OPTIONS_FILE = ".transcribe.json"
 # User metadata (X-Amz-Meta-Transcribe-Output) on every object the pipeline writes into the inbox.
 OUTPUT_MARKER = "transcribe-output"
 
@@ -68,6 +71,16 @@ def job_id_of_manifest(key: str) -> str | None:
     """The job id if ``key`` is a manifest key, else None."""
     head, _, tail = key.partition("/")
     return head if tail == MANIFEST and is_job_id(head) else None
+
+
+def is_options_file(key: str) -> bool:
+    return posixpath.basename(key) == OPTIONS_FILE
+
+
+def options_files(key: str) -> list[str]:
+    """Where the options of an inbox drop may be, nearest first: ``a/b/x.mp3`` → ``a/b/``, ``a/``, the root."""
+    folders = key.split("/")[:-1]
+    return [posixpath.join(*folders[:depth], OPTIONS_FILE) for depth in range(len(folders), -1, -1)]
 
 
 def beside_key(key: str, fmt: str) -> str:

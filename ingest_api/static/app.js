@@ -4,7 +4,7 @@
 "use strict";
 
 const POLL_MS = 500;
-const ENDED = new Set(["finished", "failed", "cancelled"]);
+const ENDED = new Set(["finished", "failed", "cancelled", "deleted"]);
 const $ = (selector) => document.querySelector(selector);
 
 function headers() {
@@ -98,6 +98,7 @@ async function transcribe(file) {
     card.dataset.jobId = accepted.job_id;
     show("queued", 0, `job ${accepted.job_id}`);
     const job = await follow(accepted.job_id, show);
+    showWarnings(card, job.warnings || []);
     if (job.status === "finished") {
       const baseName = file.name.replace(/\.[^.]+$/, "") || accepted.job_id;
       const downloads = card.querySelector(".downloads");
@@ -110,6 +111,13 @@ async function transcribe(file) {
   } catch (error) {
     show("failed", null, error.message);
   }
+}
+
+function showWarnings(card, warnings) {
+  // What the worker found worth telling (a weak language detection, no speech, a truncated file).
+  const list = card.querySelector(".warnings");
+  list.replaceChildren(...warnings.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
+  list.hidden = warnings.length === 0;
 }
 
 async function loadModels() {

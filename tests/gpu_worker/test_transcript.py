@@ -34,10 +34,10 @@ def test_progress_rises_while_segments_arrive(tiny: WhisperModel, tmp_path: Path
         JobOptions(language="en", word_timestamps=True),
         beam_size=5,
         on_progress=progress.append,
-        on_info=lambda language, duration: info.append((language, duration)),
+        on_info=lambda language, probability, duration: info.append((language, probability, duration)),
         progress_interval=0.0,
     )
-    assert info == [("en", pytest.approx(12.75, abs=0.1))]
+    assert info == [("en", 1.0, pytest.approx(12.75, abs=0.1))]  # an English-only model is always sure
     assert len(progress) == len(result.segments) >= 2
     assert progress == sorted(progress)
     assert progress[0] > 0
