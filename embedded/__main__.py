@@ -3,8 +3,11 @@
 It starts a real redis-server (or uses ``REDIS_URL``), then the folder watcher, the router, one
 worker, the webhook sender, the janitor and the API on 127.0.0.1:8000, each as its own process
 writing to this terminal.
-A service that dies is started again. Ctrl-C stops them all in order, Redis last. Everything lives
-under ``DATA_DIR`` (default ``./data``), so a second start carries on where the first stopped.
+A service that dies is started again. "ready" is printed once every service answers its
+``/readyz`` (the worker's once its model is loaded). Ctrl-C stops them all, Redis last: running jobs
+get the worker's ``DRAIN_TIMEOUT`` to finish, and a second Ctrl-C puts them back in the queue at
+once. Everything lives under ``DATA_DIR`` (default ``./data``), so a second start carries on where
+the first stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import Field
 
 from embedded.redis_server import start_redis, stop_redis
 from transcribe_common.logs import setup_logging
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import CommonSettings
 
 log = logging.getLogger("stack")
@@ -36,7 +40,7 @@ SERVICES = {
     "janitor": "janitor",
     "api": "ingest_api",
 }
-GRACE_SECONDS = 15.0
+GRACE_SECONDS = 15.0  # for a service to stop once asked; the worker gets its DRAIN_TIMEOUT on top
 RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
 STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
@@ -49,13 +53,16 @@ class StackSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     log_format: Literal["json", "text"] = Field("text", description="Lines for this terminal; json if asked.")
+    drain_timeout: float = Field(60.0, ge=0, description="The worker's: seconds running jobs get to finish.")
 
 
 class Supervisor:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], drain_timeout: float = 0.0) -> None:
         self.env = env
+        self.drain_timeout = drain_timeout
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = threading.Event()
+        self.hurried_at: float | None = None
         self.started_at: dict[str, float] = {}
         self.failures: dict[str, int] = {}
 
@@ -81,18 +88,35 @@ class Supervisor:
         if not self.stopping.wait(delay):
             self.start(name)
 
+    def signal(self) -> None:
+        """Ctrl-C (or SIGTERM): the first stops the stack; a second hurries it."""
+        if self.stopping.is_set() and self.hurried_at is None:
+            log.warning("second stop request: running jobs go back in the queue now")
+            self.hurried_at = time.monotonic()
+            self._terminate()  # each service's second signal: the worker requeues its jobs at once
+        self.stopping.set()
+
     def stop(self) -> None:
+        """Ask every service to stop, then wait: the worker for its drain and the grace, the others
+        for the grace; after a second Ctrl-C, each for the grace from then."""
+        self._terminate()
+        started = time.monotonic()
+        for name, process in self.processes.items():
+            drain = self.drain_timeout if name == "worker" else 0.0
+            while process.poll() is None:
+                hurried = self.hurried_at
+                limit = GRACE_SECONDS + (0.0 if hurried else drain)
+                if time.monotonic() - (hurried or started) > limit:
+                    log.warning("%s did not stop within %g s; killing it", name, limit)
+                    process.kill()
+                    process.wait()
+                    break
+                time.sleep(0.1)
+
+    def _terminate(self) -> None:
         for name in reversed(SERVICES):
             if (process := self.processes.get(name)) is not None and process.poll() is None:
                 process.terminate()
-        deadline = time.monotonic() + GRACE_SECONDS
-        for name, process in self.processes.items():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %g s; killing it", name, GRACE_SECONDS)
-                process.kill()
-                process.wait()
 
 
 def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
@@ -103,6 +127,8 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
         "MODEL_CACHE_DIR": str(data / "models"),
         "METRICS_HOST": settings.api_host,  # like the API: this machine only, unless asked
         "LOG_FORMAT": settings.log_format,
+        # One name across restarts: a restarted worker replaces its old registration at once.
+        "WORKER_NAME": "embedded-worker",
     }
     return {
         **defaults,
@@ -115,17 +141,31 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
     }
 
 
-def wait_until_ready(url: str, supervisor: Supervisor, timeout: float = 300.0) -> bool:
-    """True once the API answers and a worker has loaded its model and registered."""
+def readiness_urls(settings: StackSettings, env: dict[str, str]) -> dict[str, str]:
+    """Each service's ``/readyz`` (the watcher has none), where the stack's settings put it."""
+    host = "127.0.0.1" if env["METRICS_HOST"] in ("0.0.0.0", "::", "") else env["METRICS_HOST"]
+    api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    urls = {"api": f"http://{api_host}:{settings.api_port}/readyz"}
+    for service, default in OPS_PORTS.items():
+        if port := int(env.get(f"{service}_METRICS_PORT", default)):
+            urls[service.lower()] = f"http://{host}:{port}/readyz"
+    return urls
+
+
+def wait_until_ready(urls: dict[str, str], supervisor: Supervisor, timeout: float = 600.0) -> bool:
+    """True once every service answers its ``/readyz`` with 200: the worker's includes its model."""
+    waiting = dict(urls)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not supervisor.stopping.is_set():
-        try:
-            if httpx.get(f"{url}/v1/stats", timeout=1.0).json()["workers"] > 0:
-                return True
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    return False
+    while waiting and time.monotonic() < deadline and not supervisor.stopping.is_set():
+        for name, url in list(waiting.items()):
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    del waiting[name]
+            except httpx.HTTPError:
+                pass
+        if waiting:
+            time.sleep(0.2)
+    return not waiting
 
 
 def main() -> None:
@@ -137,9 +177,9 @@ def main() -> None:
         redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis")
         log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
     env = child_env(settings, redis_url)
-    supervisor = Supervisor(env)
+    supervisor = Supervisor(env, settings.drain_timeout)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stopping.set())
+        signal.signal(sig, lambda *_: supervisor.signal())
     for name in SERVICES:
         supervisor.start(name)
     threading.Thread(target=_announce, args=(settings, env, supervisor), daemon=True).start()
@@ -155,7 +195,7 @@ def main() -> None:
 
 def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
     url = f"http://{settings.api_host}:{settings.api_port}"
-    if wait_until_ready(url, supervisor):
+    if wait_until_ready(readiness_urls(settings, env), supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
 

@@ -1,5 +1,6 @@
 from pydantic import Field, model_validator
 
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import CommonSettings
 
 PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "example"}
@@ -10,7 +11,7 @@ class RouterSettings(CommonSettings):
     ingress_host: str = Field("0.0.0.0", description="Address the webhook ingress listens on.")
     ingress_secret: str = Field("", description="Token senders must give: Authorization: Bearer <token>.")
     router_metrics_port: int = Field(
-        9101, ge=0, le=65535, description="Port of the router's /metrics, /healthz and /readyz; 0: none."
+        OPS_PORTS["ROUTER"], ge=0, le=65535, description="Port of the router's /metrics, /healthz and /readyz; 0: none."
     )
 
     @model_validator(mode="after")

@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 
 from ingest_api import docs
 from ingest_api.auth import authorize
-from ingest_api.jobs import Conflict
+from ingest_api.jobs import Conflict, Gone
 from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.upload import TooLarge
-from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError
+from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError, StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
     (NotFound, 404),
     (Conflict, 409),
+    (Gone, 410),
     (InvalidInput, 422),
     (RetryableError, 503),
     (redis.RedisError, 503),
@@ -80,5 +81,14 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
     code = next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 500)
     if code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    detail = str(exc) if code != 503 else f"a backing service is unavailable: {exc}"
-    return JSONResponse({"detail": detail}, status_code=code)
+    return JSONResponse({"detail": str(exc) if code < 500 else _unavailable(exc)}, status_code=code)
+
+
+def _unavailable(exc: Exception) -> str:
+    """What a caller reads of a 5xx: which kind of service failed, not its address or its bucket
+    (the log has the whole error)."""
+    if isinstance(exc, redis.RedisError | StateUnavailable):
+        return "a backing service (Redis) is unavailable; try again shortly"
+    if isinstance(exc, RetryableError):
+        return "a service this request needs did not answer; try again shortly"
+    return "internal error; the server's log says more"

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 JOB_ID = "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f"
 LINKS = {"self": f"/v1/jobs/{JOB_ID}", "result": f"/v1/jobs/{JOB_ID}/result"}
+NO_RESULT_LINKS = {**LINKS, "result": None}
 
 
 class ErrorBody(BaseModel):
@@ -53,12 +54,16 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     404: ("No such job", {"detail": f"no job '{JOB_ID}'"}),
     409: (
         "The job's state does not allow this",
-        {"detail": f"job {JOB_ID} has already ended (finished); there is nothing to cancel"},
+        {
+            "detail": f"job {JOB_ID} has already ended (finished); there is nothing to cancel "
+            "(delete_objects=true deletes its objects)"
+        },
     ),
+    410: ("The job was deleted (DELETE with delete_objects)", {"detail": f"job {JOB_ID} was deleted"}),
     413: ("The upload or JSON body is too large", {"detail": "the upload is larger than MAX_UPLOAD_MB (2048 MiB)"}),
     503: (
         "Redis or the object store does not answer; try again",
-        {"detail": "a backing service is unavailable: Error 111 connecting to redis:6379. Connection refused."},
+        {"detail": "a backing service (Redis) is unavailable; try again shortly"},
     ),
 }
 
@@ -124,6 +129,7 @@ JOB_VIEWS = {
         "language": "en",
         "duration": 612.3,
         "error": None,
+        "warnings": [],
         "updated_at": "2026-11-24T10:15:02.120000Z",
         "webhook": None,
         "links": LINKS,
@@ -135,6 +141,10 @@ JOB_VIEWS = {
         "language": "en",
         "duration": 612.3,
         "error": None,
+        "warnings": [
+            "the language was detected as en with a probability of 0.41, below LANGUAGE_CONFIDENCE_MIN "
+            "(0.5); if that is wrong, name the language"
+        ],
         "updated_at": "2026-11-24T10:16:40.500000Z",
         "webhook": {
             "url": "https://hooks.example.com/transcripts",
@@ -152,9 +162,22 @@ JOB_VIEWS = {
         "language": None,
         "duration": None,
         "error": "not an audio or video file: ffprobe found no media streams",
+        "warnings": [],
         "updated_at": "2026-11-24T10:15:01.000000Z",
         "webhook": None,
-        "links": LINKS,
+        "links": NO_RESULT_LINKS,
+    },
+    "deleted": {
+        "job_id": JOB_ID,
+        "status": "deleted",
+        "progress": 100,
+        "language": "en",
+        "duration": 612.3,
+        "error": None,
+        "warnings": [],
+        "updated_at": "2026-11-24T10:20:00.000000Z",
+        "webhook": None,
+        "links": NO_RESULT_LINKS,
     },
 }
 

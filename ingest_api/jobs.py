@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 from rq.job import JobStatus as RqStatus
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from ingest_api.schemas import JobView, Stats, links
 from ingest_api.services import Services
-from transcribe_common import keys, layout
+from transcribe_common import fleet, layout
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, Manifest, StatusRecord
 from transcribe_common.store.base import delete_prefix, get_json
@@ -20,6 +19,10 @@ from transcribe_common.store.base import delete_prefix, get_json
 
 class Conflict(InvalidInput):
     """The job's state does not allow this: no result yet, or it has ended already (409)."""
+
+
+class Gone(InvalidInput):
+    """The job was deleted: it existed, and its objects are gone for good (410)."""
 
 
 def read_status(services: Services, job_id: str) -> StatusRecord:
@@ -43,27 +46,42 @@ def job_view(services: Services, job_id: str) -> JobView:
         language=record.language,
         duration=record.duration,
         error=record.error,
+        warnings=record.warnings,
         updated_at=record.updated_at,
         webhook=record.webhook,
-        links=links(job_id),
+        links=links(job_id, record.status),
     )
 
 
 def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
-    """Cancel a job that has not ended; a running one's worker stops it within ``CANCEL_POLL``.
-    ``delete_objects`` also deletes the job's objects (input, manifest, status, results), and may
-    be asked of an ended job too."""
+    """``DELETE /v1/jobs/{id}``. Without ``delete_objects``: cancel a job that has not ended (409
+    once it has); a running one's worker stops it within ``CANCEL_POLL``. With it: the job reads
+    ``deleted`` and its objects (input, manifest, status, results) go, whatever state it was in.
+    A deleted job answers 410 to both."""
     record = read_status(services, job_id)
-    if not record.status.is_final:
-        moved = services.states.advance(job_id, JobStatus.CANCELLED, delete_objects=int(delete_objects))
-        if moved is not None:
-            _drop_from_queue(services, job_id)
-        record = read_status(services, job_id)  # refused: it ended meanwhile
-    if record.status != JobStatus.CANCELLED and not delete_objects:
-        raise Conflict(f"job {job_id} has already ended ({record.status.value}); there is nothing to cancel")
+    if record.status == JobStatus.DELETED:
+        raise Gone(f"job {job_id} was deleted")
+    target = JobStatus.DELETED if delete_objects else JobStatus.CANCELLED
+    if target == JobStatus.CANCELLED and record.status.is_final:
+        raise Conflict(_ended(job_id, record.status))
+    if services.states.advance(job_id, target) is None:  # it moved meanwhile: say where to
+        record = read_status(services, job_id)
+        raise (
+            Gone(f"job {job_id} was deleted")
+            if record.status == JobStatus.DELETED
+            else Conflict(_ended(job_id, record.status))
+        )
+    _drop_from_queue(services, job_id)
     if delete_objects:
         delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
     return job_view(services, job_id)
+
+
+def _ended(job_id: str, status: JobStatus) -> str:
+    return (
+        f"job {job_id} has already ended ({status.value}); there is nothing to cancel "
+        "(delete_objects=true deletes its objects)"
+    )
 
 
 def _drop_from_queue(services: Services, job_id: str) -> None:
@@ -79,10 +97,15 @@ def _drop_from_queue(services: Services, job_id: str) -> None:
 def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str, str, Iterator[bytes]]:
     """The result in ``fmt`` (default: the format the job asked for): name, content type, bytes."""
     record = read_status(services, job_id)
+    if record.status == JobStatus.DELETED:
+        raise Gone(f"job {job_id} was deleted, and its result with it")
     if record.status != JobStatus.FINISHED:
         raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
-        manifest = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
+        try:
+            manifest = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
+        except NotFound as exc:  # the store's message names the bucket and key: not the caller's business
+            raise NotFound(f"job {job_id} has no result") from exc
         fmt = Manifest.model_validate(manifest).options.main_output
     if fmt not in OUTPUT_FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
@@ -94,8 +117,5 @@ def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str
 
 
 def stats(services: Services) -> Stats:
-    counts = services.states.counts()
-    # Transcription slots only: each listens on the default queue (RQ's own registry of workers by
-    # queue, which Worker.count reads); webhook senders do not.
-    slots = services.redis.scard(WORKERS_BY_QUEUE_KEY % keys.QUEUE)
-    return Stats(**counts, workers=slots)
+    # Job slots of the workers alive now (their heartbeat), not of registrations that outlive them.
+    return Stats(**services.states.counts(), workers=fleet.live_slots(services.redis))

@@ -32,7 +32,7 @@ class TranscribeRequest(JobOptions):
 
 class JobLinks(BaseModel):
     self: str
-    result: str
+    result: str | None = Field(None, description="Where the result is, or will be; none once it cannot be.")
 
 
 class JobAccepted(BaseModel):
@@ -48,6 +48,9 @@ class JobView(BaseModel):
     language: str | None = None
     duration: float | None = Field(None, description="Seconds of audio.")
     error: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="Findings about the transcript (a weak language detection, no speech, ...)."
+    )
     updated_at: datetime | None = None
     webhook: WebhookDelivery | None = Field(None, description="The job's webhook and each attempt to deliver it.")
     links: JobLinks
@@ -59,8 +62,11 @@ class Stats(BaseModel):
     failed: int
     finished: int
     cancelled: int = 0
+    deleted: int = 0
     workers: int
 
 
-def links(job_id: str) -> JobLinks:
-    return JobLinks(self=f"/v1/jobs/{job_id}", result=f"/v1/jobs/{job_id}/result")
+def links(job_id: str, status: JobStatus = JobStatus.QUEUED) -> JobLinks:
+    """A result link while the job has a result or may still get one."""
+    result = None if status.is_final and status != JobStatus.FINISHED else f"/v1/jobs/{job_id}/result"
+    return JobLinks(self=f"/v1/jobs/{job_id}", result=result)

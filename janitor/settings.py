@@ -3,6 +3,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import JobEndSettings
 
 
@@ -26,5 +27,8 @@ class JanitorSettings(JobEndSettings):
     )
     janitor_dry_run: bool = Field(False, description="Report what would be removed or announced; change nothing.")
     janitor_metrics_port: int = Field(
-        9103, ge=0, le=65535, description="Port of the janitor's /metrics, /healthz and /readyz; 0: none."
+        OPS_PORTS["JANITOR"],
+        ge=0,
+        le=65535,
+        description="Port of the janitor's /metrics, /healthz, /readyz; 0: none.",
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,13 +17,40 @@ import pytest
 import redis
 
 from embedded.redis_server import free_port, start_redis, stop_redis
-from tests.helpers import SPEECH, WEBHOOK_SECRET, FileServer, Receiver, TrickyServer, wait_until
+from tests.helpers import SPEECH, WEBHOOK_SECRET, FileServer, Receiver, TrickyServer, leaks, wait_until
 from transcribe_common.jobstate import JobStates
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.store.local import LocalStore
 from transcribe_common.store.s3 import S3Store
 
 JOBS_BUCKET = "transcribe"
 INBOX_BUCKET = "transcribe-inbox"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def errors_tell_no_secrets() -> Iterator[None]:
+    """Every answer the suite gets over HTTP (in process or from a stack) is looked at: the body of
+    each 4xx and 5xx, and the error and warnings of each job, may name no bucket, key or server path."""
+    send = httpx.Client.send
+
+    def looked_at(client: httpx.Client, request: httpx.Request, **kwargs: object) -> httpx.Response:
+        response = send(client, request, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("stream") or not response.is_closed:
+            return response
+        shown = response.text if response.status_code >= 400 else _job_messages(response)
+        assert not leaks(shown), f"{request.method} {request.url.path} answered {response.status_code}: {shown}"
+        return response
+
+    httpx.Client.send = looked_at  # type: ignore[method-assign]
+    yield
+    httpx.Client.send = send  # type: ignore[method-assign]
+
+
+def _job_messages(response: httpx.Response) -> str:
+    if "/v1/jobs/" not in response.request.url.path or "json" not in response.headers.get("content-type", ""):
+        return ""
+    body = response.json()
+    return json.dumps([body.get("error"), body.get("warnings")]) if isinstance(body, dict) else ""
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +161,7 @@ def file_server() -> Iterator[FileServer]:
     server.close()
 
 
-OPS_SERVICES = ("ROUTER", "WORKER", "WEBHOOK", "JANITOR")  # each serves /metrics, /healthz, /readyz
+OPS_SERVICES = tuple(OPS_PORTS)  # each serves /metrics, /healthz, /readyz
 
 
 @dataclass
@@ -143,6 +172,7 @@ class Stack:
     log: Path
     pid: int
     env: dict[str, str]
+    process: subprocess.Popen[bytes]
 
     def ops_url(self, service: str) -> str:
         """Base URL of a background service's operations port (``ROUTER``, ``WORKER``, ...)."""
@@ -151,24 +181,31 @@ class Stack:
     def service(self, module: str) -> psutil.Process:
         """The running process of one service, a child of the stack's supervisor."""
         for child in psutil.Process(self.pid).children():
-            if module in child.cmdline():
-                return child
+            with contextlib.suppress(psutil.ZombieProcess):  # one that died, not yet reaped
+                if module in child.cmdline():
+                    return child
         raise LookupError(module)
 
     @property
     def inbox(self) -> Path:
         return self.data / "buckets" / INBOX_BUCKET
 
+    def said_ready(self) -> bool:
+        """The stack printed "ready": every service answers its /readyz."""
+        return b"ready: API on" in self.log.read_bytes()
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @contextmanager
-def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) -> Iterator[Stack]:
-    """The embedded stack, started by its real entry point as a user would, on tiny.en."""
+def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool = True, **env: str) -> Iterator[Stack]:
+    """The embedded stack, started by its real entry point as a user would, on tiny.en; on an
+    empty Redis database unless ``flush`` is false (a restart finds what the last run left)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    redis.Redis.from_url(redis_url).flushdb()
+    if flush:
+        redis.Redis.from_url(redis_url).flushdb()
     environment = {
         **os.environ,
         "DATA_DIR": str(data),
@@ -185,25 +222,34 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, **env: str) ->
         **{f"{service}_METRICS_PORT": str(free_port()) for service in OPS_SERVICES},
         **env,
     }
-    log = data / "stack.log"
+    log = data / f"stack-{port}.log"  # one per start: a restart on the same data has its own
     with log.open("wb") as out:
         command = [sys.executable, "-m", "embedded"]
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
-        stack = Stack(url, data, redis_url, log, process.pid, environment)
+        stack = Stack(url, data, redis_url, log, process.pid, environment, process)
         try:
-            wait_until(lambda: _ready(url), timeout=120, interval=0.2)
+            wait_until(lambda: stack.said_ready() or process.poll() is not None, timeout=300, interval=0.2)
+            assert process.poll() is None
         except AssertionError:
             process.kill()
             raise AssertionError(f"the stack did not come up:\n{stack.log_tail()}") from None
         yield stack
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(120)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
     limits = {
-        "JOB_TIMEOUT": "10",
+        # Ten times what the longest job here needs on a busy machine; JOB_TIMEOUT itself is
+        # tested on a stack of its own (tests/gpu_worker/test_limits.py).
+        "JOB_TIMEOUT": "300",
+        # tiny.en by default, and the multilingual base for what an English-only model cannot do.
+        "MODELS": "tiny.en,base",
+        "MODEL_WAIT": "2",
+        "LANGUAGE_CONFIDENCE_MIN": "0.95",
+        "REAP_INTERVAL": "1",
         "MAX_CONCURRENCY": "2",
         "MAX_AUDIO_SECONDS": "600",
         "MAX_DOWNLOAD_MB": "1",
@@ -213,10 +259,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
     redis_url = redis_server.rsplit("/", 1)[0] + "/1"
     with running_stack(tmp_path_factory.mktemp("stack"), redis_url, receiver, **limits) as running:
         yield running
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v1/stats", timeout=1).json()["workers"] >= 1
-    except (httpx.HTTPError, ValueError, KeyError):
-        return False

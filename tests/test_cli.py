@@ -40,7 +40,7 @@ def test_submit_wait_shows_progress_and_saves_the_srt(stack: Stack, tmp_path: Pa
 
 
 def test_the_progress_shown_is_the_jobs_real_progress(stack: Stack, tmp_path: Path) -> None:
-    """Half a minute of speech (the stack's JOB_TIMEOUT is 10 s), polled often: the percentages
+    """Half a minute of speech, polled often: the percentages
     shown rise through values between 0 and 100 (reported by the worker as it transcribes) and end
     at 100."""
     long_clip = tmp_path / "minute.mp3"

@@ -67,19 +67,19 @@ def test_a_source_past_max_download_mb_fails(
 # --- Cancel ------------------------------------------------------------------------------------
 
 
-def test_a_running_job_is_cancelled_and_its_worker_moves_on(
+def test_a_running_job_is_deleted_and_its_worker_moves_on(
     stack: Stack, receiver: Receiver, tricky_server: TrickyServer
 ) -> None:
     job_id = submit_url(stack, f"{tricky_server.url}/slow")
     wait_until(lambda: _job(stack, job_id)["status"] == "started", timeout=30)
     assert (stack.data / "scratch" / job_id).exists()
     response = httpx.delete(f"{stack.url}/v1/jobs/{job_id}", params={"delete_objects": "true"})
-    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
+    assert (response.status_code, response.json()["status"]) == (200, "deleted")
     # The worker stops it (CANCEL_POLL is 1 s), removes its scratch, and writes nothing more.
     wait_until(lambda: not (stack.data / "scratch" / job_id).exists(), timeout=15)
     after = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "after-cancel.mp3")
     assert receiver.wait_for(after)["json"]["status"] == "finished"
-    assert _job(stack, job_id)["status"] == "cancelled"
+    assert _job(stack, job_id)["status"] == "deleted"
     assert receiver.for_job(job_id) == []  # the canceller knows; no webhook
     assert not (stack.data / "buckets" / "transcribe" / job_id).exists()
 

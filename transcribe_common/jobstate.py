@@ -29,6 +29,15 @@ ALLOWED: dict[JobStatus, tuple[str, ...]] = {
     JobStatus.FAILED: (NEW, JobStatus.QUEUED, JobStatus.STARTED),
     # By request (DELETE /v1/jobs/{id}); a running job's worker sees it and stops.
     JobStatus.CANCELLED: (NEW, JobStatus.QUEUED, JobStatus.STARTED),
+    # DELETE with delete_objects, in any state but this one; then the objects go.
+    JobStatus.DELETED: (
+        NEW,
+        JobStatus.QUEUED,
+        JobStatus.STARTED,
+        JobStatus.FINISHED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    ),
 }
 PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 

@@ -33,10 +33,17 @@ class JobStatus(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its objects were deleted (DELETE with delete_objects): only the live state is left to say so.
+    DELETED = "deleted"
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DELETED)
+
+    @property
+    def stops_a_run(self) -> bool:
+        """A running job in this state is stopped by its worker, which writes nothing more."""
+        return self in (JobStatus.CANCELLED, JobStatus.DELETED)
 
 
 class JobOptions(BaseModel):
@@ -57,6 +64,13 @@ class JobOptions(BaseModel):
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         description="A model the workers serve (GET /v1/models); default: the worker's own MODEL_SIZE.",
+    )
+    language_confidence_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="With no language given: fail the job if the language is detected with a lower probability "
+        "than this, instead of finishing with a warning.",
     )
 
     @field_validator("output", mode="before")
@@ -147,10 +161,10 @@ class StatusRecord(BaseModel):
     worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
     webhook: WebhookDelivery | None = None
-    delete_objects: bool = Field(False, description="Cancelled with delete_objects: the job's objects go too.")
+    warnings: list[str] = Field(default_factory=list, description="What the worker found worth telling; see README.")
     updated_at: datetime = Field(default_factory=utcnow)
 
-    @field_validator("outputs", "webhook", mode="before")
+    @field_validator("outputs", "webhook", "warnings", mode="before")
     @classmethod
     def _json_from_redis(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
@@ -165,6 +179,7 @@ class FinishedWebhook(BaseModel):
     minio_url: str
     db_id: str | int | None = None
     outputs: dict[str, str] = Field(default_factory=dict, description="Every format asked for -> its link.")
+    warnings: list[str] = Field(default_factory=list, description="Findings about the transcript; empty if none.")
 
 
 class FailedWebhook(BaseModel):

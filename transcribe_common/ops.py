@@ -40,6 +40,9 @@ Liveness = Callable[[], str | None]  # why the service is not alive, or None
 READY, NOT_READY = "ready", "not ready"
 
 
+# Each background service's operations port by default; ``<SERVICE>_METRICS_PORT`` sets it.
+OPS_PORTS = {"ROUTER": 9101, "WORKER": 9102, "JANITOR": 9103, "WEBHOOK": 9104}
+
 PROBE_KEY = ".readyz"  # a key no job uses: a HEAD for it tells whether the store answers
 
 

@@ -1,6 +1,7 @@
 from pydantic import Field, field_validator
 from standardwebhooks import Webhook
 
+from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import CommonSettings
 
 
@@ -12,7 +13,10 @@ class WebhookSettings(CommonSettings):
     webhook_backoff_max: float = Field(3600.0, gt=0, description="Longest wait between attempts, Retry-After too.")
     webhook_concurrency: int = Field(4, ge=1, description="Deliveries at once (RQ worker processes).")
     webhook_metrics_port: int = Field(
-        9104, ge=0, le=65535, description="Port of the webhook sender's /metrics, /healthz and /readyz; 0: none."
+        OPS_PORTS["WEBHOOK"],
+        ge=0,
+        le=65535,
+        description="Port of the sender's /metrics, /healthz, /readyz; 0: none.",
     )
 
     @field_validator("webhook_secret")

@@ -27,10 +27,15 @@ async def get_job(job_id: str, services: ServicesDep) -> JobView:
 @router.delete(
     "/jobs/{job_id}",
     response_model=JobView,
-    summary="Cancel a queued or running job; optionally delete its objects",
+    summary="Cancel a queued or running job; with delete_objects, delete any job's objects",
     responses={
-        200: docs.ok({**docs.JOB_VIEWS["started"], "status": "cancelled"}, description="The job, cancelled"),
-        **docs.errors(*docs.AUTH, 404, 409, 503),
+        200: docs.ok_examples(
+            {
+                "cancelled": {**docs.JOB_VIEWS["started"], "status": "cancelled", "links": docs.NO_RESULT_LINKS},
+                "deleted": docs.JOB_VIEWS["deleted"],
+            }
+        ),
+        **docs.errors(*docs.AUTH, 404, 409, 410, 503),
         422: docs.invalid(docs.NOT_A_BOOLEAN),
     },
 )
@@ -38,7 +43,11 @@ async def cancel_job(
     job_id: str,
     services: ServicesDep,
     delete_objects: Annotated[
-        bool, Query(description="Also delete the job's input, manifest, status and results (allowed once it ended).")
+        bool,
+        Query(
+            description="Delete the job's input, manifest, status and results, cancelling it first if it runs "
+            "(allowed in any state); the job then reads 'deleted'."
+        ),
     ] = False,
 ) -> JobView:
     return await run_in_threadpool(jobs.cancel, services, job_id, delete_objects)
@@ -61,6 +70,7 @@ async def cancel_job(
         },
         **docs.errors(*docs.AUTH, 404, 503),
         409: docs.error(409, example={"detail": f"job {docs.JOB_ID} has no result: it is started"}),
+        410: docs.error(410, example={"detail": f"job {docs.JOB_ID} was deleted, and its result with it"}),
         422: docs.invalid(docs.BAD_FORMAT),
     },
 )

@@ -3,6 +3,7 @@ queued): API keys, URLs refused at submission, Idempotency-Key, and cancelling."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,40 +183,60 @@ def test_a_malformed_idempotency_key_is_422(client: TestClient, key: str | bytes
 # --- Cancel -----------------------------------------------------------------------------------
 
 
-def test_a_queued_job_is_cancelled_and_its_objects_stay(client: TestClient, tmp_path: Path, redis_conn) -> None:  # type: ignore[no-untyped-def]
-    job_id = _job(client)
-    cancelled = client.delete(f"/v1/jobs/{job_id}")
-    assert cancelled.status_code == 200
-    assert cancelled.json()["status"] == "cancelled"
-    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
-    assert client.get("/v1/stats").json()["cancelled"] == 1
-    assert (tmp_path / "buckets" / "transcribe" / job_id / "manifest.json").exists()
-    again = client.delete(f"/v1/jobs/{job_id}")
-    assert again.status_code == 200  # cancelling twice is harmless
-    assert client.get(f"/v1/jobs/{job_id}/result").status_code == 409
+# Every answer of DELETE /v1/jobs/{id}, as the README's table says: (state before, delete_objects)
+# -> (HTTP status, state after). A job that ended cannot be cancelled, any job can be deleted once.
+DELETE_ANSWERS = {
+    ("queued", False): (200, "cancelled"),
+    ("queued", True): (200, "deleted"),
+    ("started", False): (200, "cancelled"),
+    ("started", True): (200, "deleted"),
+    ("finished", False): (409, "finished"),
+    ("finished", True): (200, "deleted"),
+    ("failed", False): (409, "failed"),
+    ("failed", True): (200, "deleted"),
+    ("cancelled", False): (409, "cancelled"),
+    ("cancelled", True): (200, "deleted"),
+    ("deleted", False): (410, "deleted"),
+    ("deleted", True): (410, "deleted"),
+}
+ROAD = {"queued": ["queued"], "started": ["queued", "started"], "finished": ["queued", "started", "finished"]}
+ROAD |= {"failed": ["failed"], "cancelled": ["cancelled"], "deleted": []}
 
 
-def test_delete_objects_removes_the_jobs_folder(client: TestClient, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("before", "delete_objects"), DELETE_ANSWERS)
+def test_every_delete_answer(client: TestClient, tmp_path: Path, before: str, delete_objects: bool) -> None:
     audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
     job_id = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio).json()["job_id"]
-    assert (tmp_path / "buckets" / "transcribe" / job_id / "input" / "a.mp3").exists()
-    response = client.delete(f"/v1/jobs/{job_id}", params={"delete_objects": "true"})
-    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
-    assert not list((tmp_path / "buckets" / "transcribe" / job_id).rglob("*"))
-
-
-def test_an_ended_job_cannot_be_cancelled_but_can_be_deleted(client: TestClient, tmp_path: Path) -> None:
-    job_id = _job(client)
     states = client.app.state.services.states  # type: ignore[attr-defined]
-    states.advance(job_id, JobStatus.QUEUED)
-    states.advance(job_id, JobStatus.STARTED)
-    states.advance(job_id, JobStatus.FAILED, error="bad media")
-    refused = client.delete(f"/v1/jobs/{job_id}")
-    assert refused.status_code == 409
-    assert "already ended (failed)" in refused.json()["detail"]
-    deleted = client.delete(f"/v1/jobs/{job_id}?delete_objects=true")
-    assert (deleted.status_code, deleted.json()["status"]) == (200, "failed")
-    assert not (tmp_path / "buckets" / "transcribe" / job_id / "manifest.json").exists()
+    for status in ROAD[before]:
+        extra = {"outputs": json.dumps({"srt": f"{job_id}/result.srt"})} if status == "finished" else {}
+        assert states.advance(job_id, JobStatus(status), **extra) is not None
+    if before == "deleted":
+        assert client.delete(f"/v1/jobs/{job_id}", params={"delete_objects": "true"}).status_code == 200
+    folder = tmp_path / "buckets" / "transcribe" / job_id
+    code, after = DELETE_ANSWERS[(before, delete_objects)]
+
+    answer = client.delete(f"/v1/jobs/{job_id}", params={"delete_objects": str(delete_objects).lower()})
+
+    assert answer.status_code == code, answer.text
+    view = client.get(f"/v1/jobs/{job_id}").json()
+    assert view["status"] == after
+    if code == 200:
+        assert answer.json() == view
+    else:
+        assert answer.json()["detail"].startswith(f"job {job_id} ")
+    if after == "deleted":
+        assert not list(folder.rglob("*")), "its objects are gone"
+        assert view["links"]["result"] is None, "no link to what is gone"
+        gone = client.get(f"/v1/jobs/{job_id}/result")
+        assert gone.status_code == 410
+        assert gone.json()["detail"] == f"job {job_id} was deleted, and its result with it"
+        assert client.get("/v1/stats").json()["deleted"] == 1
+    else:
+        assert (folder / "manifest.json").exists(), "cancelling keeps the objects"
+    if after == "cancelled":
+        assert view["links"]["result"] is None
+        assert client.get(f"/v1/jobs/{job_id}/result").status_code == 409
 
 
 def test_cancelling_an_unknown_job_is_404(client: TestClient) -> None:
