@@ -54,6 +54,11 @@ class StackSettings(CommonSettings):
     api_port: int = 8000
     log_format: Literal["json", "text"] = Field("text", description="Lines for this terminal; json if asked.")
     drain_timeout: float = Field(60.0, ge=0, description="The worker's: seconds running jobs get to finish.")
+    # The services' own, read here too (from the environment or .env) to ask each whether it is ready.
+    router_metrics_port: int = OPS_PORTS["ROUTER"]
+    worker_metrics_port: int = OPS_PORTS["WORKER"]
+    janitor_metrics_port: int = OPS_PORTS["JANITOR"]
+    webhook_metrics_port: int = OPS_PORTS["WEBHOOK"]
 
 
 class Supervisor:
@@ -146,8 +151,8 @@ def readiness_urls(settings: StackSettings, env: dict[str, str]) -> dict[str, st
     host = "127.0.0.1" if env["METRICS_HOST"] in ("0.0.0.0", "::", "") else env["METRICS_HOST"]
     api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
     urls = {"api": f"http://{api_host}:{settings.api_port}/readyz"}
-    for service, default in OPS_PORTS.items():
-        if port := int(env.get(f"{service}_METRICS_PORT", default)):
+    for service in OPS_PORTS:
+        if port := getattr(settings, f"{service.lower()}_metrics_port"):
             urls[service.lower()] = f"http://{host}:{port}/readyz"
     return urls
 
@@ -165,6 +170,8 @@ def wait_until_ready(urls: dict[str, str], supervisor: Supervisor, timeout: floa
                 pass
         if waiting:
             time.sleep(0.2)
+    if waiting and not supervisor.stopping.is_set():
+        log.error("not ready after %g s: %s do not answer /readyz (see their lines above)", timeout, ", ".join(waiting))
     return not waiting
 
 

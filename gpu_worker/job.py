@@ -29,7 +29,13 @@ from gpu_worker.transcript import Transcript, transcribe
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, layout
 from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending
-from transcribe_common.errors import PermanentError, PipelineError, RetryableError, StateUnavailable
+from transcribe_common.errors import (
+    PermanentError,
+    PipelineError,
+    RetryableError,
+    StateUnavailable,
+    public_message,
+)
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
@@ -237,7 +243,7 @@ class JobRun:
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
         with metrics.STAGE_SECONDS.labels("write").time():
             outputs = self.retrying(self.write_outputs, manifest, transcript)
-        facts = {
+        facts: dict[str, str | float] = {
             "language": transcript.language,
             "duration": transcript.duration,
             "outputs": json.dumps(outputs),
@@ -295,5 +301,5 @@ def describe(exc: BaseException, job_timeout: int) -> str:
     if isinstance(exc, JobTimeoutException):
         return f"the job ran longer than JOB_TIMEOUT ({job_timeout} s)"
     if isinstance(exc, PipelineError):
-        return str(exc)
+        return public_message(exc)
     return f"internal error ({type(exc).__name__}); the worker's log has the details"

@@ -47,6 +47,7 @@ from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
 DEQUEUE_POLL = 2  # seconds an idle worker waits on the queue before it checks for a stop
+STOPPING = frozenset(status.value for status in JobStatus if status.stops_a_run)  # as Redis holds them
 
 
 class ThreadWorker(SimpleWorker):
@@ -162,11 +163,20 @@ class WorkerPool:
                 self.heartbeat()
             if time.monotonic() - last_reap >= self.settings.reap_interval:
                 last_reap = time.monotonic()
-                try:
-                    reap(self.ctx.ending, self.queues)
-                    fail_unserved(self.ctx.ending)
-                except Exception:
-                    log.exception("looking for abandoned jobs failed; trying again later")
+                self.look_after_others()
+
+    def look_after_others(self) -> None:
+        """Jobs of dead workers, and jobs waiting for a model no worker serves; each on its own,
+        so that one failing does not stop the other."""
+        looks = {
+            "abandoned jobs": lambda: reap(self.ctx.ending, self.queues),
+            "jobs no worker serves": lambda: fail_unserved(self.ctx.ending),
+        }
+        for what, look in looks.items():
+            try:
+                look()
+            except Exception:
+                log.exception("looking for %s failed; trying again later", what)
 
     def heartbeat(self) -> None:
         """Keep the live workers' keys, and so their jobs, short-lived: a killed process's expire."""
@@ -228,11 +238,7 @@ class WorkerPool:
         except redis.RedisError as exc:
             log.warning("checking for cancelled jobs failed: %s", exc)
             return
-        cancelled = {
-            job.job_id
-            for (_, job), status in zip(running, statuses, strict=True)
-            if status is not None and JobStatus(status).stops_a_run
-        }
+        cancelled = {job.job_id for (_, job), status in zip(running, statuses, strict=True) if status in STOPPING}
         if cancelled:
             self._interrupt(Cancelled, lambda job: job.job_id in cancelled)
 

@@ -19,7 +19,14 @@ from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.upload import TooLarge
-from transcribe_common.errors import InvalidInput, NotFound, PipelineError, RetryableError, StateUnavailable
+from transcribe_common.errors import (
+    InvalidInput,
+    NotFound,
+    PipelineError,
+    RetryableError,
+    StateUnavailable,
+    public_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
     code = next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 500)
     if code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": str(exc) if code < 500 else _unavailable(exc)}, status_code=code)
+    return JSONResponse({"detail": public_message(exc) if code < 500 else _unavailable(exc)}, status_code=code)
 
 
 def _unavailable(exc: Exception) -> str:

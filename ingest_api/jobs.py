@@ -60,6 +60,8 @@ def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
     A deleted job answers 410 to both."""
     record = read_status(services, job_id)
     if record.status == JobStatus.DELETED:
+        if delete_objects:  # again: whatever a failed first try (a store blip) left goes now
+            delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
         raise Gone(f"job {job_id} was deleted")
     target = JobStatus.DELETED if delete_objects else JobStatus.CANCELLED
     if target == JobStatus.CANCELLED and record.status.is_final:

@@ -115,7 +115,7 @@ class Janitor:
     def fail_unserved(self, now: float, report: Report) -> None:
         if self.limits.dry_run:
             for job_id, _, error in recovery.unserved(self.ending, now):
-                self._act(report, "unserved_failed", job_id, f"{error} [failing it]")
+                self._act(report, "unserved_failed", job_id, f"failing it: {error}")
             return
         for _ in recovery.fail_unserved(self.ending, now):
             report.count("unserved_failed")
@@ -139,6 +139,11 @@ class Janitor:
                 self.remove(job_id, folder, "orphans_removed", report)
             return
         live = self.states.read(job_id)
+        if live is not None and live.status == JobStatus.DELETED:
+            # Deleted, and yet objects are here: a deletion that failed half way, or results a
+            # stopped worker wrote after it. They go.
+            self.remove(job_id, folder, "deleted_removed", report, forget=False)
+            return
         record = live or self.states.read_stored(job_id)
         if record is not None and record.status.is_final:
             self._ended(job_id, folder, live, age, now, report)
@@ -212,7 +217,9 @@ class Janitor:
             if not self.limits.dry_run:
                 self.store.abort_upload(upload)
 
-    def remove(self, job_id: str, folder: list[ObjectInfo], action: str, report: Report) -> None:
+    def remove(
+        self, job_id: str, folder: list[ObjectInfo], action: str, report: Report, *, forget: bool = True
+    ) -> None:
         size = sum(info.size for info in folder)
         self._act(report, action, job_id, f"removing {len(folder)} objects ({size} bytes)")
         report.bytes_freed += size
@@ -220,7 +227,8 @@ class Janitor:
             return
         for info in folder:
             self.store.delete(self.bucket, info.key)
-        self.redis.delete(keys.job(job_id))
+        if forget:
+            self.redis.delete(keys.job(job_id))
 
     def _act(self, report: Report, action: str, what: str, message: str) -> None:
         report.count(action)

@@ -7,7 +7,7 @@
     transcribe stats
 
 The server is ``--server`` or ``TRANSCRIBE_URL`` (default http://127.0.0.1:8000), the API key
-``--api-key`` or ``TRANSCRIBE_API_KEY``. Exit status: 0 done, 1 the job failed or was cancelled,
+``--api-key`` or ``TRANSCRIBE_API_KEY``. Exit status: 0 done, 1 the job failed, was cancelled or deleted,
 2 bad usage, 3 the server cannot be reached or failed, 4 the server refused the request,
 130 interrupted (the job goes on).
 """

@@ -34,10 +34,17 @@ class Ending:
     def manifest(self, job_id: str) -> Manifest:
         return Manifest.model_validate(get_json(self.store, self.settings.minio_bucket, layout.manifest_key(job_id)))
 
-    def fail(self, job_id: str, manifest: Manifest, error: str) -> bool:
+    def fail(self, job_id: str, manifest: Manifest, error: str, only_from: JobStatus | None = None) -> bool:
         """Fail the job, leave a note beside an inbox drop, send the failure webhook. False if the
-        job had ended already (cancelled, or ended by someone else): then nothing is written."""
-        if self.states.advance(job_id, JobStatus.FAILED, error=error) is None:
+        job had ended already (cancelled, or ended by someone else), or is not in ``only_from``
+        when that is given: then nothing is written."""
+        states = self.states
+        moved = (
+            states.advance(job_id, JobStatus.FAILED, error=error)
+            if only_from is None
+            else states.advance_from(job_id, only_from, JobStatus.FAILED, error=error)
+        )
+        if moved is None:
             return False
         if manifest.beside is not None:
             note = f"Transcription failed: {error}\n".encode()

@@ -3,6 +3,7 @@
     PipelineError
     ├── InvalidInput        the request or the media is wrong; retrying will not help (4xx / failed job)
     │   └── NotFound        the job or object does not exist (404)
+    │       └── ObjectMissing   the store has no such object; its message names bucket and key (logs only)
     ├── PermanentError      the job cannot succeed (bad media, refused URL); fail it at once
     └── RetryableError      a dependency is down or slow (network, store, Redis); try again later
 
@@ -23,6 +24,11 @@ class NotFound(InvalidInput):
     """The named job or object does not exist."""
 
 
+class ObjectMissing(NotFound):
+    """The object store has no object at a bucket and key. The message names them, for the logs;
+    what callers read says only that something is gone (``public_message``)."""
+
+
 class PermanentError(PipelineError):
     """The job cannot succeed, whatever is retried."""
 
@@ -34,3 +40,17 @@ class RetryableError(PipelineError):
 class StateUnavailable(RetryableError):
     """Redis, which holds the live state of jobs, did not answer: no status could move. Never a
     job's own failure; a job that meets it is left as it is, for recovery to start it again."""
+
+
+def public_message(exc: BaseException) -> str:
+    """What a caller may read of an error: ours are written for them, except the store's own
+    (they name buckets, keys and hosts), which are said plainly."""
+    if isinstance(exc, ObjectMissing):
+        return "an object the job needs is missing from the store"
+    if isinstance(exc, StoreUnavailable):
+        return "the object store is unavailable; try again shortly"
+    return str(exc)
+
+
+class StoreUnavailable(RetryableError):
+    """The object store did not answer, or answered with an error; the message has the details."""

@@ -46,8 +46,9 @@ def advertise(conn: redis.Redis, record: WorkerRecord) -> None:
     of workers that died long ago are dropped on the way, so the hash holds about the live ones."""
     with conn.pipeline(transaction=False) as pipe:
         pipe.hset(keys.WORKERS, record.name, record.model_dump_json())
+        pipe.hset(keys.MODELS_SERVED, mapping=dict.fromkeys(record.models, record.until))
         pipe.hgetall(keys.WORKERS)
-        _, raw = pipe.execute()
+        *_, raw = pipe.execute()
     expired = [name for name, found in _records(raw).items() if found is None or found.until < time.time() - 3600]
     if expired:
         conn.hdel(keys.WORKERS, *expired)
@@ -80,6 +81,11 @@ def models_of(workers: list[WorkerRecord]) -> dict[str, ServedModel]:
         for name, model in record.models.items():
             served[name] = ServedModel(multilingual=model.multilingual or served.get(name, model).multilingual)
     return served
+
+
+def last_served(conn: redis.Redis) -> dict[str, float]:
+    """When each model was last vouched for by a live worker (epoch seconds)."""
+    return {keys.text(name): float(until) for name, until in conn.hgetall(keys.MODELS_SERVED).items()}
 
 
 def live_slots(conn: redis.Redis) -> int:

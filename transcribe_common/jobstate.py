@@ -80,6 +80,11 @@ class JobStates:
         """Move ``job_id`` to ``status`` and record ``fields`` with it; None if the move is refused."""
         return self._move(job_id, status, ALLOWED[status], fields)
 
+    def advance_from(self, job_id: str, source: JobStatus, status: JobStatus, **fields: object) -> StatusRecord | None:
+        """``advance``, only if the job is in ``source`` now (one of the states ``status`` may come from)."""
+        assert source in ALLOWED[status]
+        return self._move(job_id, status, (source,), fields)
+
     def requeue(self, job_id: str, reason: str) -> StatusRecord | None:
         """Put a started job back in the queue: its worker is stopping or died. Only the worker
         side does this; a duplicate event can never move a running job back."""

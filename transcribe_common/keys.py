@@ -10,6 +10,8 @@ EVENTS_PROCESSING = f"{PREFIX}:events:processing"
 EVENTS_DEAD = f"{PREFIX}:events:dead"
 # Live worker processes: WORKER_NAME -> its record (slots, models, alive until); see ``fleet``.
 WORKERS = f"{PREFIX}:workers"
+# Model -> the last time (epoch seconds) a live worker vouched for it: MODEL_WAIT counts from there.
+MODELS_SERVED = f"{PREFIX}:models:served"
 # Counts of jobs by their current status, moved atomically with each status change.
 STATS = f"{PREFIX}:stats"
 

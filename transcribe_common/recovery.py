@@ -101,21 +101,24 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
 
 
 def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:
-    """The jobs that have waited ``MODEL_WAIT`` seconds on the queue of a model no live worker
-    serves: (job id, its queue, the error to fail it with)."""
+    """The jobs on the queue of a model that no live worker serves, which have waited
+    ``MODEL_WAIT`` seconds since they were queued and since a worker last served the model:
+    (job id, its queue, the error to fail it with)."""
     conn, wait = ending.conn, ending.settings.model_wait
     now = time.time() if now is None else now
-    served = fleet.served_models(conn)
+    served, seen = fleet.models_of(fleet.live(conn, now)), fleet.last_served(conn)
     listed = ", ".join(sorted(served)) or "none is served now"
     for name in transcription_queues(conn):
         model = keys.model_of_queue(name)
-        if model is None or model in served:
+        if model is None or model in served or now - seen.get(model, 0.0) < wait:
             continue
         queue = Queue(name, connection=conn)
         for job_id in queue.get_job_ids():
             record = ending.states.read(job_id)
-            if record is None or record.status != JobStatus.QUEUED or now - record.updated_at.timestamp() < wait:
+            if record is None or record.status != JobStatus.QUEUED:
                 continue
+            if now - record.updated_at.timestamp() < wait:
+                break  # a queue is first in, first out: the jobs behind this one are younger still
             yield (
                 job_id,
                 queue,
@@ -128,11 +131,18 @@ def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Qu
 
 
 def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
-    """Fail the ``unserved`` jobs, with their webhooks, and take them off their queues."""
+    """Fail the ``unserved`` jobs, with their webhooks, and take them off their queues. Only from
+    ``queued``: one that a newly come worker has just started runs on."""
     failed = []
     for job_id, queue, error in list(unserved(ending, now)):
-        if ending.fail(job_id, ending.manifest(job_id), error):
-            log.error("job %s: %s", job_id, error)
-            failed.append(job_id)
+        try:
+            manifest = ending.manifest(job_id)
+        except Exception:
+            log.exception("job %s: unreadable manifest", job_id)
+            ending.states.advance(job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
+        else:
+            if ending.fail(job_id, manifest, error, only_from=JobStatus.QUEUED):
+                log.error("job %s: %s", job_id, error)
+                failed.append(job_id)
         queue.remove(job_id)
     return failed

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,8 @@ from ingest_api.upload import TooLarge
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput, NotFound, PipelineError
 from transcribe_common.models import JobStatus, StatusRecord
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
@@ -261,7 +264,7 @@ async def _wait(services: Services, request: Request, job_id: str) -> StatusReco
     deadline = time.monotonic() + services.settings.openai_wait_timeout
     while True:
         record = await run_in_threadpool(jobs.read_status, services, job_id)
-        if record.status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED):
+        if record.status.is_final:
             return record
         if time.monotonic() > deadline:
             error = OpenAIError(
@@ -287,8 +290,9 @@ def _answer(services: Services, job_id: str, form: TranscriptionForm, record: St
     try:
         _, _, stream = jobs.result_stream(services, job_id, stored)
         content = b"".join(stream)
-    except (NotFound, PipelineError) as exc:
-        raise OpenAIError(500, f"the job finished but its result cannot be read: {exc}") from exc
+    except (NotFound, PipelineError) as exc:  # deleted meanwhile, or the store away: the log says which
+        log.warning("job %s: its result cannot be read: %s", job_id, exc)
+        raise OpenAIError(500, "the job finished but its result cannot be read; try again") from exc
     if form.response_format in MEDIA_TYPES:
         return PlainTextResponse(content.decode(), media_type=MEDIA_TYPES[form.response_format], headers=headers)
     transcript = json.loads(content)

@@ -301,3 +301,40 @@ def test_incomplete_local_uploads_are_aborted_once_stale(reconcile, local_store)
     report = reconcile(after=DAY + 60)
     assert (report.counts, report.bytes_freed) == ({"uploads_aborted": 1}, 5000)
     assert list(store.incomplete_uploads(JOBS_BUCKET)) == []
+
+
+def test_a_deleted_jobs_leftovers_are_removed_and_its_state_kept(reconcile, local_store, states, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    """Deleted, and yet its folder is there (the deletion failed half way, or a stopped worker
+    wrote after it): the objects go, the live state that says 'deleted' stays."""
+    job_id = _queued_job(local_store.store, states)
+    states.advance(job_id, JobStatus.DELETED)
+    report = reconcile()
+    assert report.counts["deleted_removed"] == 1
+    assert list(local_store.store.list(JOBS_BUCKET, layout.job_prefix(job_id))) == []
+    assert states.read(job_id).status == JobStatus.DELETED  # type: ignore[union-attr]
+
+
+def test_a_job_waiting_for_a_model_no_worker_serves_fails_after_model_wait(  # type: ignore[no-untyped-def]
+    reconcile, local_store, states, redis_conn
+) -> None:
+    """MODEL_WAIT counts from when the job was queued and from when a worker last served its model:
+    a model whose worker just went (restarting, say) is given the whole wait again."""
+    from transcribe_common import fleet, jobqueue
+
+    job_id = _queued_job(local_store.store, states)
+    jobqueue.enqueue(redis_conn, job_id, "large-v3", SETTINGS)
+    went = time.time() + LATER - 60  # its last worker went a minute before the janitor looks
+    record = fleet.WorkerRecord(
+        name="w", host="h", pid=1, slots=1, models={"large-v3": fleet.ServedModel()}, until=went
+    )
+    fleet.advertise(redis_conn, record)
+    assert reconcile().counts["unserved_failed"] == 0  # queued two hours ago, but served a minute ago
+    assert states.read(job_id).status == JobStatus.QUEUED  # type: ignore[union-attr]
+    report = reconcile(after=LATER + SETTINGS.model_wait)
+    assert report.counts["unserved_failed"] == 1, report.counts
+    failed = states.read(job_id)
+    assert failed is not None
+    assert failed.status == JobStatus.FAILED
+    assert failed.error.startswith("no live worker served model 'large-v3' for 600 s (MODEL_WAIT)")  # type: ignore[union-attr]
+    assert Queue("transcribe:large-v3", connection=redis_conn).get_job_ids() == []
+    assert read_webhook(redis_conn, job_id) is not None  # its failure webhook is queued

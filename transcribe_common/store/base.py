@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from transcribe_common.errors import NotFound
+from transcribe_common.errors import ObjectMissing
 
 CHUNK = 1024 * 1024
 
@@ -131,7 +131,7 @@ def copy_object(store: ObjectStore, bucket: str, key: str, dest: str, *, metadat
     """Copy an object within its bucket, streamed, with ``metadata`` added to its own."""
     source = store.stat(bucket, key)
     if source is None:
-        raise NotFound(f"no object {bucket}/{key}")
+        raise ObjectMissing(f"no object {bucket}/{key}")
     chunks = store.iter_bytes(bucket, key)
     return put_chunks(
         store, bucket, dest, chunks, content_type=source.content_type, metadata=source.metadata | metadata

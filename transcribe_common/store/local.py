@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from transcribe_common.errors import InvalidInput, NotFound
+from transcribe_common.errors import InvalidInput, ObjectMissing
 from transcribe_common.events import access_record
 from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
@@ -71,7 +71,7 @@ class LocalStore:
         try:
             handle = self.data_path(bucket, key).open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise NotFound(f"no object {bucket}/{key}") from exc
+            raise ObjectMissing(f"no object {bucket}/{key}") from exc
         with handle:
             while chunk := handle.read(CHUNK):
                 yield chunk

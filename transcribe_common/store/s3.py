@@ -1,8 +1,8 @@
 """The object store on MinIO or any S3-compatible server, through the minio SDK.
 
 This is the only module that imports ``minio``. SDK and transport errors are translated here: a
-missing object is ``NotFound``; a server that cannot be reached, or answers 5xx, is
-``RetryableError``.
+missing object is ``ObjectMissing``; a server that cannot be reached, or answers an error, is
+``StoreUnavailable`` (both name bucket, key or host: for logs, not callers).
 
 Uploads of unknown length (a request body being streamed in) go through ``_S3Writer``: ``write``
 hands chunks to a bounded queue that ``put_object``, running in a thread, reads as a file. The SDK
@@ -27,7 +27,7 @@ from minio import Minio
 from minio.error import S3Error
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig, SuffixFilterRule
 
-from transcribe_common.errors import NotFound, PipelineError, RetryableError
+from transcribe_common.errors import NotFound, ObjectMissing, PipelineError, StoreUnavailable
 from transcribe_common.events import user_metadata
 from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
@@ -165,7 +165,7 @@ class S3Store:
                 return
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if time.monotonic() > deadline:
-                    raise RetryableError(f"the object store did not answer within {timeout:g} s: {exc}") from exc
+                    raise StoreUnavailable(f"the object store did not answer within {timeout:g} s: {exc}") from exc
                 log.info("waiting for the object store: %s", exc)
                 time.sleep(1.0)
 
@@ -216,10 +216,10 @@ class _translated:
             return
         if isinstance(exc, S3Error):
             if exc.code in _MISSING:
-                raise NotFound(f"no object {self.what}") from exc
-            raise RetryableError(f"object store: {exc.code}: {exc.message}") from exc
+                raise ObjectMissing(f"no object {self.what}") from exc
+            raise StoreUnavailable(f"object store: {exc.code}: {exc.message}") from exc
         if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-            raise RetryableError(f"object store unreachable: {exc}") from exc
+            raise StoreUnavailable(f"object store unreachable: {exc}") from exc
 
 
 _EOF = object()
@@ -238,7 +238,7 @@ class _S3Writer:
 
     def write(self, data: bytes) -> None:
         if self._error is not None:
-            raise RetryableError(f"upload to the object store failed: {self._error}") from self._error
+            raise StoreUnavailable(f"upload to the object store failed: {self._error}") from self._error
         self.size += len(data)
         self._chunks.put(bytes(data))
 
@@ -246,7 +246,7 @@ class _S3Writer:
         self._chunks.put(_EOF)
         self._thread.join()
         if self._error is not None or self._result is None:
-            raise RetryableError(f"upload to the object store failed: {self._error}") from self._error
+            raise StoreUnavailable(f"upload to the object store failed: {self._error}") from self._error
         return self._result
 
     def abort(self) -> None:
