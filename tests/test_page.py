@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import imageio_ffmpeg
 import pytest
 import srt
 
@@ -126,3 +128,20 @@ def test_the_page_is_served_with_a_strict_content_security_policy(stack: Stack) 
     assert response.status_code == 200
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert httpx.get(f"{stack.url}/static/app.js").status_code == 200
+
+
+def test_a_transcript_with_warnings_shows_them(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Silence finishes, with the job's warning on its card (and the downloads, empty as they are)."""
+    quiet = tmp_path / "quiet.wav"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+         "-t", "6", str(quiet)],
+        check=True,
+    )  # fmt: skip
+    drop(page, quiet, "quiet.wav", "audio/wav")
+    page.wait_for_selector(".job[data-state=finished]", timeout=90_000)
+    warnings = page.locator(".job .warnings li")
+    assert warnings.all_text_contents() == ["no speech was found in the audio: the transcript is empty"]
+    assert page.locator(".job .warnings").is_visible()
+    page.screenshot(path=str(tmp_path / "warnings.png"))
+    assert page.locator(".job .downloads").is_visible()
