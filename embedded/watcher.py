@@ -68,19 +68,16 @@ class InboxWatcher:
     def consider(self, path: Path) -> None:
         key = self._key(path)
         if key is None or key in self.pending or self.store.is_announced(self.bucket, key):
-            return
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return
-        self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, time.monotonic())
+            return  # is_announced also says so of what is not a regular file: never taken
+        st = self.store.regular(self.bucket, key)
+        if st is not None:
+            self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, time.monotonic())
 
     def settle(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for key, seen in list(self.pending.items()):
-            try:
-                st = self.store.data_path(self.bucket, key).stat()
-            except FileNotFoundError:
+            st = self.store.regular(self.bucket, key)
+            if st is None:  # gone, or replaced by a link or the like
                 del self.pending[key]
                 continue
             if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
@@ -96,7 +93,7 @@ class InboxWatcher:
             rel = path.relative_to(self.folder)
         except ValueError:
             return None
-        if not path.is_file() or any(p.startswith(".") for p in rel.parts) or rel.name.endswith(PARTIAL_SUFFIXES):
+        if path.is_dir() or any(p.startswith(".") for p in rel.parts) or rel.name.endswith(PARTIAL_SUFFIXES):
             return None
         return rel.as_posix()
 

@@ -1,7 +1,11 @@
 import os
+import socket
+import time
+from pathlib import Path
 
 import pytest
 
+from embedded.watcher import InboxWatcher
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.events import parse
 from transcribe_common.store.base import get_bytes, put_bytes
@@ -49,3 +53,59 @@ def test_keys_cannot_leave_the_bucket(local_store, key: str) -> None:  # type: i
 def test_missing_objects_raise_not_found(local_store) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NotFound):
         get_bytes(local_store.store, "transcribe", "nope")
+
+
+def not_regular_files(store: LocalStore, bucket: str, secret: Path) -> list[str]:
+    """Every kind of thing that is not a regular file, in ``bucket``: links (to a file outside, to
+    another job's upload, to /dev/zero, to a folder outside), a FIFO and a socket."""
+    folder = store.root / bucket / "odd"
+    folder.mkdir(parents=True)
+    put_bytes(store, "transcribe", "other/input/theirs.mp3", b"someone else's upload")
+    (folder / "outside.mp3").symlink_to(secret)
+    (folder / "theirs.mp3").symlink_to(store.data_path("transcribe", "other/input/theirs.mp3"))
+    (folder / "zero.mp3").symlink_to("/dev/zero")
+    (folder / "dir").symlink_to(secret.parent, target_is_directory=True)
+    os.mkfifo(folder / "pipe.mp3")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock.mp3"))
+    sock.close()
+    return [
+        "odd/outside.mp3",
+        "odd/theirs.mp3",
+        "odd/zero.mp3",
+        f"odd/dir/{secret.name}",
+        "odd/pipe.mp3",
+        "odd/sock.mp3",
+    ]
+
+
+@pytest.mark.timeout(60)  # a FIFO that is opened for reading would wait for ever
+@pytest.mark.parametrize("bucket", ["transcribe-inbox", "transcribe"])
+def test_only_regular_files_are_objects(local_store, tmp_path: Path, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    store: LocalStore = local_store.store
+    secret = tmp_path / "private" / "secret.mp3"
+    secret.parent.mkdir()
+    secret.write_bytes(b"private audio")
+    keys = not_regular_files(store, bucket, secret)
+    listed = [info.key for info in store.list(bucket) if info.key.startswith("odd/")]
+    assert listed == []
+    for key in keys:
+        assert store.stat(bucket, key) is None, key
+        assert store.is_announced(bucket, key), key  # so nothing announces it
+        assert store.adopt(bucket, key) is None, key
+        with pytest.raises(NotFound):
+            get_bytes(store, bucket, key)
+    assert len(local_store.records) == 1  # the one real upload only
+
+
+@pytest.mark.timeout(60)
+def test_the_watcher_skips_what_is_not_a_regular_file(local_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store: LocalStore = local_store.store
+    secret = tmp_path / "secret.mp3"
+    secret.write_bytes(b"private audio")
+    not_regular_files(store, "transcribe-inbox", secret)
+    watcher = InboxWatcher(store, "transcribe-inbox", settle_seconds=0.01)
+    watcher.scan()
+    watcher.settle(now=time.monotonic() + 10)
+    assert watcher.pending == {}
+    assert len(local_store.records) == 1  # the upload put into the jobs bucket, nothing from the inbox

@@ -5,22 +5,31 @@ An object's content type, user metadata and eTag sit in a sidecar under ``.meta/
 the store announces each object it creates (``notify`` receives an access-format record); files
 that people copy into a bucket folder by hand are announced by the folder watcher, which calls
 ``adopt`` once they have settled.
+
+Only regular files are objects. A symlink (to a file outside the bucket, or to another user's
+upload), a FIFO, a device or a socket put into a bucket folder is never read, hashed, listed or
+announced: it is skipped with a warning. Files are opened without following links and without
+blocking, and checked again once open, so that nothing swapped in between is read either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mimetypes
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from transcribe_common.errors import InvalidInput, ObjectMissing
 from transcribe_common.events import access_record
 from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
+log = logging.getLogger(__name__)
 Notify = Callable[[str], object]
 META_DIR = ".meta"
 TMP_DIR = ".tmp"
@@ -56,21 +65,39 @@ class LocalStore:
     ) -> _LocalWriter:
         return _LocalWriter(self, bucket, key, content_type, dict(metadata or {}))
 
-    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+    def regular(self, bucket: str, key: str) -> os.stat_result | None:
+        """The file's stat if it is a regular file reached through no link; else None (a link, a
+        FIFO, a device or a socket is logged and passed over)."""
         data = self.data_path(bucket, key)
         try:
-            st = data.stat()
+            st = data.lstat()
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode) or data.resolve() != data:
+            log.warning("%s/%s is not a regular file (a link, FIFO, device or socket); skipped", bucket, key)
+            return None
+        return st
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        data = self.data_path(bucket, key)
+        st = self.regular(bucket, key)
+        if st is None:
             return None
         sidecar = self._read_sidecar(bucket, key, st)
         if sidecar is not None:
             return sidecar
-        return ObjectInfo(bucket, key, st.st_size, _md5_file(data), _guess_type(key), {}, st.st_mtime)
+        try:
+            etag = _md5_file(data)
+        except OSError:  # gone, or swapped for something that is not a file, since the check
+            return None
+        return ObjectInfo(bucket, key, st.st_size, etag, _guess_type(key), {}, st.st_mtime)
 
     def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
+        if self.regular(bucket, key) is None:
+            raise ObjectMissing(f"no object {bucket}/{key}")
         try:
-            handle = self.data_path(bucket, key).open("rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            handle = _open_regular(self.data_path(bucket, key))
+        except OSError as exc:  # gone, or swapped for something else since
             raise ObjectMissing(f"no object {bucket}/{key}") from exc
         with handle:
             while chunk := handle.read(CHUNK):
@@ -108,17 +135,16 @@ class LocalStore:
     def adopt(self, bucket: str, key: str) -> ObjectInfo | None:
         """Record and announce a file that was put into a bucket folder by hand."""
         info = self.stat(bucket, key)
-        if info is not None:
-            self._publish(info, self.data_path(bucket, key).stat())
+        st = self.regular(bucket, key)
+        if info is not None and st is not None:
+            self._publish(info, st)
         return info
 
     def is_announced(self, bucket: str, key: str) -> bool:
-        """True if the current content of this file has been announced already."""
-        try:
-            st = self.data_path(bucket, key).stat()
-        except FileNotFoundError:
-            return True
-        return self._read_sidecar(bucket, key, st) is not None
+        """True if the current content of this file has been announced already (or never will be:
+        it is gone, or not a regular file)."""
+        st = self.regular(bucket, key)
+        return st is None or self._read_sidecar(bucket, key, st) is not None
 
     def _read_sidecar(self, bucket: str, key: str, st: os.stat_result) -> ObjectInfo | None:
         try:
@@ -201,9 +227,19 @@ def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
     os.replace(tmp, path)
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """Open without following a link and without blocking (a FIFO would wait for a writer), then
+    make sure what was opened is a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _md5_file(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
