@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from transcribe_common.models import JobOptions, JobStatus, WebhookDelivery
+from transcribe_common.models import DbId, JobOptions, JobStatus, Url, WebhookDelivery
 
 
 class TranscribeRequest(JobOptions):
     """A job: the source, how to transcribe it, and whom to tell."""
 
     source_type: Literal["url", "upload"]
-    url: AnyHttpUrl | None = Field(None, description="Source to fetch, for source_type=url.")
-    callback_url: AnyHttpUrl | None = Field(None, description="Receives a POST when the job ends.")
-    db_id: str | int | None = Field(None, description="Your own reference, echoed in webhooks.")
+    url: Url | None = Field(None, description="Source to fetch, for source_type=url.")
+    callback_url: Url | None = Field(None, description="Receives a POST when the job ends.")
+    db_id: DbId | None = Field(None, description="Your own reference, echoed in webhooks (at most 256 characters).")
 
     @model_validator(mode="after")
     def _url_matches_source_type(self) -> TranscribeRequest:

@@ -20,6 +20,9 @@ from transcribe_common.store.base import ObjectInfo, ObjectWriter
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
+# A field may come once, but for OpenAI's list fields (``timestamp_granularities[]``), which may
+# come this many times; repeats are joined into one comma-separated value.
+MAX_REPEATS = 8
 
 
 class TooLarge(InvalidInput):
@@ -31,6 +34,7 @@ class MultipartReader:
 
     def __init__(self, boundary: bytes, max_file_bytes: int) -> None:
         self.fields: dict[str, str] = {}
+        self._repeats: dict[str, int] = {}
         self.filename: str | None = None
         self.content_type = "application/octet-stream"
         self.file_bytes = 0
@@ -83,13 +87,14 @@ class MultipartReader:
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = params.get(b"name", b"").decode()
+        name = _text(params.get(b"name", b""), "a form field's name")
         if b"filename" in params:
             if name != "file" or self.filename is not None:
                 raise InvalidInput("send exactly one file, in the form field 'file'")
             self.filename = params[b"filename"].decode("utf-8", errors="replace")
             guessed = mimetypes.guess_type(self.filename)[0]
-            self.content_type = self._headers.get(b"content-type", b"").decode() or guessed or self.content_type
+            declared = _text(self._headers.get(b"content-type", b""), "the file's Content-Type")
+            self.content_type = declared or guessed or self.content_type
             self._in_file = True
         elif len(self.fields) >= MAX_FIELDS:
             raise InvalidInput("too many form fields")
@@ -108,14 +113,31 @@ class MultipartReader:
                 raise InvalidInput(f"form field {self._field!r} is longer than {MAX_FIELD_BYTES} bytes")
 
     def _part_end(self) -> None:
-        if self._field is not None:
-            value = self._buffer.decode("utf-8", errors="replace")
-            # A field given more than once (``timestamp_granularities[]``) is one comma-separated list.
-            previous = self.fields.get(self._field)
-            self.fields[self._field] = value if previous is None else f"{previous},{value}"
+        if self._field is None:
+            return
+        value = self._buffer.decode("utf-8", errors="replace")
+        previous = self.fields.get(self._field)
+        if previous is None:
+            self.fields[self._field] = value
+            self._repeats[self._field] = 1
+            return
+        self._repeats[self._field] += 1
+        if not self._field.endswith("[]"):
+            raise InvalidInput(f"form field {self._field!r} is given more than once; give it once")
+        joined = f"{previous},{value}"
+        if self._repeats[self._field] > MAX_REPEATS or len(joined) > MAX_FIELD_BYTES:
+            raise InvalidInput(f"form field {self._field!r} is given too often (at most {MAX_REPEATS} times)")
+        self.fields[self._field] = joined
 
     def _end(self) -> None:
         self.complete = True
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid UTF-8") from exc
 
 
 def boundary_of(content_type: str) -> bytes:

@@ -48,7 +48,10 @@ class Ending:
             return False
         if manifest.beside is not None:
             note = f"Transcription failed: {error}\n".encode()
-            self.write_beside(job_id, manifest, ERROR_NOTE, note, "text/plain; charset=utf-8")
+            try:
+                self.write_beside(job_id, manifest, ERROR_NOTE, note, "text/plain; charset=utf-8")
+            except Exception:  # the failure is recorded; its webhook must not be lost with the note
+                log.exception("job %s: the note beside the inbox drop could not be written", job_id)
         if self.settings.webhook_on_error:
             self.notify(job_id, manifest, FailedWebhook(job_id=job_id, error=error, db_id=manifest.db_id))
         return True

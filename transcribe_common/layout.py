@@ -29,6 +29,8 @@ OPTIONS_FILE = ".transcribe.json"
 OUTPUT_MARKER = "transcribe-output"
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_NAME_BYTES = 255  # of one name in a path, on the file systems the local store and scratch sit on
+SAFE_NAME_BYTES = 150  # an upload's own name, leaving room for what is added to it ("source-", suffixes)
 _UNSAFE = re.compile(r"[^\w.\- ]+")
 
 
@@ -84,8 +86,17 @@ def options_files(key: str) -> list[str]:
 
 
 def beside_key(key: str, fmt: str) -> str:
-    stem, _ = posixpath.splitext(key)
-    return f"{stem}.{fmt}"
+    """``talks/a.mp4`` → ``talks/a.<fmt>``; a name too long for that (file systems take 255
+    bytes) keeps as much of its stem as fits."""
+    folder, name = posixpath.split(key)
+    stem, _ = posixpath.splitext(name)
+    suffix = f".{fmt}"
+    return posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
+
+
+def cut_bytes(text: str, most: int) -> str:
+    """The longest start of ``text`` whose UTF-8 is at most ``most`` bytes, cut between characters."""
+    return text.encode()[:most].decode(errors="ignore")
 
 
 def safe_filename(name: str | None) -> str:
@@ -93,4 +104,7 @@ def safe_filename(name: str | None) -> str:
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = unicodedata.normalize("NFC", base)
     base = _UNSAFE.sub("_", base).strip(" .")
-    return base[:200] or "input"
+    stem, ext = posixpath.splitext(base)
+    if len(ext.encode()) > 16:
+        stem, ext = base, ""
+    return (cut_bytes(stem, SAFE_NAME_BYTES - len(ext.encode())) + ext) or "input"

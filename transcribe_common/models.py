@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints, field_validator
 
 from transcribe_common.languages import WHISPER_LANGUAGES
 
@@ -21,6 +21,13 @@ CONTENT_TYPES = {
     "tsv": "text/tab-separated-values; charset=utf-8",
     "json": "application/json",
 }
+
+
+# Every text a caller sends has a bound: a URL, and the caller's own reference echoed in webhooks.
+MAX_URL_LENGTH = 2048
+MAX_DB_ID_LENGTH = 256
+Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH)]
+DbId = Annotated[str, Field(max_length=MAX_DB_ID_LENGTH)] | int
 
 
 def utcnow() -> datetime:
@@ -101,7 +108,7 @@ class JobOptions(BaseModel):
 
 class UrlSource(BaseModel):
     type: Literal["url"] = "url"
-    url: AnyHttpUrl
+    url: Url
 
 
 class ObjectSource(BaseModel):
@@ -123,8 +130,8 @@ class Manifest(BaseModel):
     source: Source
     options: JobOptions = Field(default_factory=JobOptions)
     filename: str | None = None
-    callback_url: AnyHttpUrl | None = None
-    db_id: str | int | None = None
+    callback_url: Url | None = None
+    db_id: DbId | None = None
     # Where an inbox drop's transcript goes: beside the dropped object, in the inbox bucket.
     beside: ObjectSource | None = None
     # Set when the job was refused before it could run (bad object metadata, say): the worker
@@ -177,7 +184,7 @@ class FinishedWebhook(BaseModel):
     duration: float | None
     output: str
     minio_url: str
-    db_id: str | int | None = None
+    db_id: DbId | None = None
     outputs: dict[str, str] = Field(default_factory=dict, description="Every format asked for -> its link.")
     warnings: list[str] = Field(default_factory=list, description="Findings about the transcript; empty if none.")
 
@@ -186,4 +193,4 @@ class FailedWebhook(BaseModel):
     job_id: str
     status: Literal["failed"] = "failed"
     error: str
-    db_id: str | int | None = None
+    db_id: DbId | None = None

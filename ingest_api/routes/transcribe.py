@@ -157,6 +157,8 @@ async def _json_body(request: Request) -> TranscribeRequest:
             raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:
         data = json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidInput("the body is not valid JSON here: it is nested too deeply") from exc
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
     try:
