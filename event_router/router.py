@@ -127,7 +127,8 @@ class Router:
             else:
                 plain.append((raw, *found))
         try:
-            claimed = self.states.claim_many([job_id for _, job_id, _ in plain], JobStatus.QUEUED)
+            claims = [(job_id, {"owner": event.metadata.get("owner")}) for _, job_id, event in plain]
+            claimed = self.states.claim_many(claims, JobStatus.QUEUED)
             with self.redis.pipeline() as pipe:
                 done = []
                 for (raw, job_id, event), ok in zip(plain, claimed, strict=True):
@@ -199,7 +200,7 @@ class Router:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
                 with job_context(job_id):
-                    return self.enqueue(job_id, event.metadata.get("model"), pipe)
+                    return self.enqueue(job_id, event.metadata.get("model"), pipe, owner=event.metadata.get("owner"))
         elif event.bucket == self.settings.minio_inbox_bucket:
             if layout.OUTPUT_MARKER not in event.metadata and not layout.is_options_file(event.key):
                 job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
@@ -235,11 +236,13 @@ class Router:
             return FolderOptions(found)
         return FolderOptions()
 
-    def enqueue(self, job_id: str, model: str | None, pipe: Pipeline) -> str:
+    def enqueue(self, job_id: str, model: str | None, pipe: Pipeline, owner: str | None = None) -> str:
         """The gate (``queued`` in Redis, once per job), then the RQ job, written with ``pipe``. If
         the transaction is lost, the retried event finds the job queued with no RQ job, and
         enqueues it then."""
-        if not self.states.claim(job_id, JobStatus.QUEUED):
+        # The owner comes from the manifest's metadata, which only the API writes: never from an
+        # inbox drop's, which anyone who may drop a file sets.
+        if not self.states.claim(job_id, JobStatus.QUEUED, owner=owner):
             current = self.states.read(job_id)
             # A job still "queued" but missing from RQ means a router died between the two steps.
             if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):

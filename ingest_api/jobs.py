@@ -9,6 +9,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 from rq.job import JobStatus as RqStatus
 
+from ingest_api.auth import Identity, may_see
 from ingest_api.schemas import JobView, Stats, links
 from ingest_api.services import Services
 from transcribe_common import fleet, layout
@@ -25,20 +26,34 @@ class Gone(InvalidInput):
     """The job was deleted: it existed, and its objects are gone for good (410)."""
 
 
-def read_status(services: Services, job_id: str) -> StatusRecord:
+def read_status(services: Services, job_id: str, caller: Identity) -> StatusRecord:
+    """The job's state, if ``caller`` may see it: another tenant's job is as unknown as a job that
+    does not exist (404), whatever it is."""
     if not layout.is_job_id(job_id):
         raise NotFound(f"no job {job_id!r}")
     record = services.states.read_or_stored(job_id)
-    if record is not None:
-        return record
-    # No status yet: the manifest still says whether the job exists.
-    if services.store.stat(services.settings.minio_bucket, layout.manifest_key(job_id)) is not None:
-        return StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
-    raise NotFound(f"no job {job_id!r}")
+    if record is None or record.owner is None:
+        # No status yet (the manifest still says whether the job exists), or none naming an owner:
+        # the manifest says whose it is.
+        manifest = _manifest(services, job_id)
+        if manifest is not None:
+            record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
+            record.owner = manifest.owner
+    if record is None or not may_see(caller, record.owner, services.inbox_owner):
+        raise NotFound(f"no job {job_id!r}")
+    return record
 
 
-def job_view(services: Services, job_id: str) -> JobView:
-    record = read_status(services, job_id)
+def _manifest(services: Services, job_id: str) -> Manifest | None:
+    try:
+        raw = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
+    except NotFound:
+        return None
+    return Manifest.model_validate(raw)
+
+
+def job_view(services: Services, job_id: str, caller: Identity) -> JobView:
+    record = read_status(services, job_id, caller)
     return JobView(
         job_id=job_id,
         status=record.status,
@@ -53,12 +68,12 @@ def job_view(services: Services, job_id: str) -> JobView:
     )
 
 
-def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
+def cancel(services: Services, job_id: str, delete_objects: bool, caller: Identity) -> JobView:
     """``DELETE /v1/jobs/{id}``. Without ``delete_objects``: cancel a job that has not ended (409
     once it has); a running one's worker stops it within ``CANCEL_POLL``. With it: the job reads
     ``deleted`` and its objects (input, manifest, status, results) go, whatever state it was in.
     A deleted job answers 410 to both."""
-    record = read_status(services, job_id)
+    record = read_status(services, job_id, caller)
     if record.status == JobStatus.DELETED:
         if delete_objects:  # again: whatever a failed first try (a store blip) left goes now
             delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
@@ -67,7 +82,7 @@ def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
     if target == JobStatus.CANCELLED and record.status.is_final:
         raise Conflict(_ended(job_id, record.status))
     if services.states.advance(job_id, target) is None:  # it moved meanwhile: say where to
-        record = read_status(services, job_id)
+        record = read_status(services, job_id, caller)
         raise (
             Gone(f"job {job_id} was deleted")
             if record.status == JobStatus.DELETED
@@ -76,7 +91,7 @@ def cancel(services: Services, job_id: str, delete_objects: bool) -> JobView:
     _drop_from_queue(services, job_id)
     if delete_objects:
         delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
-    return job_view(services, job_id)
+    return job_view(services, job_id, caller)
 
 
 def _ended(job_id: str, status: JobStatus) -> str:
@@ -96,19 +111,19 @@ def _drop_from_queue(services: Services, job_id: str) -> None:
         pass  # not routed yet, or gone: the worker's move to started is refused all the same
 
 
-def result_stream(services: Services, job_id: str, fmt: str | None) -> tuple[str, str, Iterator[bytes]]:
+def result_stream(
+    services: Services, job_id: str, fmt: str | None, caller: Identity
+) -> tuple[str, str, Iterator[bytes]]:
     """The result in ``fmt`` (default: the format the job asked for): name, content type, bytes."""
-    record = read_status(services, job_id)
+    record = read_status(services, job_id, caller)
     if record.status == JobStatus.DELETED:
         raise Gone(f"job {job_id} was deleted, and its result with it")
     if record.status != JobStatus.FINISHED:
         raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
-        try:
-            manifest = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
-        except NotFound as exc:  # the store's message names the bucket and key: not the caller's business
-            raise NotFound(f"job {job_id} has no result") from exc
-        fmt = Manifest.model_validate(manifest).options.main_output
+        if (manifest := _manifest(services, job_id)) is None:
+            raise NotFound(f"job {job_id} has no result")
+        fmt = manifest.options.main_output
     if fmt not in OUTPUT_FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     key = record.outputs.get(fmt) or layout.result_key(job_id, fmt)

@@ -8,7 +8,7 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 
-from ingest_api.settings import ApiSettings
+from ingest_api.settings import ApiSettings, key_id
 from transcribe_common.jobstate import JobStates
 from transcribe_common.runtime import connect_redis, open_store
 from transcribe_common.store.base import ObjectStore
@@ -21,13 +21,17 @@ class Services:
     store: ObjectStore
     states: JobStates
     api_keys: list[str]
+    admin_keys: list[str]
+    inbox_owner: str | None  # the owner id of inbox drops' jobs, if a key owns them
 
     @classmethod
     def open(cls, settings: ApiSettings) -> Services:
         conn = connect_redis(settings, "api")
         store = open_store(settings, conn)
         states = JobStates(conn, store, settings.minio_bucket)
-        return cls(settings, conn, store, states, settings.load_api_keys())
+        admin_keys = settings.load_admin_keys()
+        inbox_owner = key_id(settings.inbox_owner_key) if settings.inbox_owner_key else None
+        return cls(settings, conn, store, states, settings.load_api_keys() + admin_keys, admin_keys, inbox_owner)
 
 
 async def _services(request: Request) -> Services:

@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 from pydantic import Field
@@ -11,6 +12,10 @@ class ApiSettings(CommonSettings):
     max_upload_mb: int = Field(2048, ge=1, description="Largest upload accepted, in MiB; larger gets 413.")
     api_keys: str = Field("", description="Comma-separated API keys; when any is set, /v1 needs a Bearer key.")
     api_keys_file: Path | None = Field(None, description="A file with one API key per line (# comments).")
+    admin_api_keys: str = Field("", description="Comma-separated keys that see every tenant's jobs (operators).")
+    inbox_owner_key: str = Field(
+        "", description="The API key whose caller owns inbox drops' jobs; empty: only ADMIN_API_KEYS see them."
+    )
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
     openai_wait_timeout: float = Field(
         1800.0,
@@ -25,3 +30,11 @@ class ApiSettings(CommonSettings):
             lines = self.api_keys_file.read_text().splitlines()
             found += [line.strip() for line in lines if not line.lstrip().startswith("#")]
         return [key for key in found if key]
+
+    def load_admin_keys(self) -> list[str]:
+        return [key.strip() for key in self.admin_api_keys.split(",") if key.strip()]
+
+
+def key_id(key: str) -> str:
+    """A caller's id: a digest of its API key, recorded as the owner of the jobs it submits."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

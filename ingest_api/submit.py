@@ -27,8 +27,9 @@ MULTIPART_OVERHEAD = 1024 * 1024
 
 def write_manifest(services: Services, manifest: Manifest) -> None:
     """The manifest's creation event starts the job; its metadata names the model for routing."""
-    model = manifest.options.model
-    metadata = {"model": model} if model else None
+    # The router reads these from the creation event: the queue to put the job on, and its owner.
+    found = {"model": manifest.options.model, "owner": manifest.owner}
+    metadata = {name: value for name, value in found.items() if value} or None
     key = layout.manifest_key(manifest.job_id)
     put_model(services.store, services.settings.minio_bucket, key, manifest, metadata=metadata)
     # A URL's host only: its path and query may hold a token (a presigned link, say).
@@ -70,9 +71,10 @@ def check_request(services: Services, request: TranscribeRequest) -> None:
                 raise InvalidInput(f"{name}: {exc}") from exc
 
 
-def accept_url(services: Services, job_id: str, request: TranscribeRequest) -> None:
+def accept_url(services: Services, job_id: str, request: TranscribeRequest, owner: str | None) -> None:
     """A URL job: checked, then its manifest written (blocking: one trip to a thread for both)."""
     manifest = url_manifest(job_id, request)
+    manifest.owner = owner
     check_request(services, request)
     write_manifest(services, manifest)
 

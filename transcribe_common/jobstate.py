@@ -10,6 +10,7 @@ matter to someone reading the bucket (started, finished, failed) are then writte
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import redis
 from pydantic import ValidationError
@@ -59,7 +60,7 @@ return 1
 """
 
 
-def _advance_args(status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> list[str]:
+def _advance_args(status: JobStatus, sources: tuple[str, ...], fields: Mapping[str, object]) -> list[str]:
     """The arguments of the ``_ADVANCE`` script: the new status, the ones it may come from, and the
     fields recorded with it (``updated_at`` always)."""
     values = {"updated_at": utcnow().isoformat(), **fields}
@@ -90,19 +91,19 @@ class JobStates:
         side does this; a duplicate event can never move a running job back."""
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), {"requeued": reason, "progress": 0})
 
-    def claim(self, job_id: str, status: JobStatus) -> bool:
+    def claim(self, job_id: str, status: JobStatus, **fields: object) -> bool:
         """Move ``job_id`` to ``status`` (one not kept in ``status.json``) without reading the record
         back: the router's gate, once per event."""
         assert status not in PERSISTED, "persisted moves go through advance()"
-        return self._gate(job_id, status, ALLOWED[status], {})
+        return self._gate(job_id, status, ALLOWED[status], fields)
 
-    def claim_many(self, job_ids: list[str], status: JobStatus) -> list[bool]:
-        """``claim`` for several jobs in one round trip (the router working through a backlog)."""
+    def claim_many(self, claims: Sequence[tuple[str, Mapping[str, object]]], status: JobStatus) -> list[bool]:
+        """``claim`` for several jobs (id, fields) in one round trip (the router working through a backlog)."""
         assert status not in PERSISTED, "persisted moves go through advance()"
-        args = _advance_args(status, ALLOWED[status], {})
         try:
             with self._redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
+                for job_id, fields in claims:
+                    args = _advance_args(status, ALLOWED[status], fields)
                     self._advance(keys=[keys.job(job_id), keys.STATS], args=args, client=pipe)
                 return [outcome == b"ok" for outcome in pipe.execute()]
         except redis.RedisError as exc:

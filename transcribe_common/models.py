@@ -134,6 +134,9 @@ class Manifest(BaseModel):
     db_id: DbId | None = None
     # Where an inbox drop's transcript goes: beside the dropped object, in the inbox bucket.
     beside: ObjectSource | None = None
+    # The API key that submitted it (a digest; see ingest_api.auth); None for an inbox drop, and
+    # when the API has no keys.
+    owner: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
     # Set when the job was refused before it could run (bad object metadata, say): the worker
     # fails it with this message through the same road as any other failure.
     error: str | None = None
@@ -165,6 +168,7 @@ class StatusRecord(BaseModel):
     duration: float | None = None
     error: str | None = None
     attempts: int = Field(0, description="How many times a worker has started the job.")
+    owner: str | None = Field(None, description="The API key that submitted it (a digest); None: the inbox.")
     worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
     webhook: WebhookDelivery | None = None

@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
+from ingest_api.auth import Caller
 from ingest_api.schemas import JobView, Stats
 from ingest_api.services import ServicesDep
 
@@ -20,8 +21,8 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
     responses={200: docs.ok_examples(docs.JOB_VIEWS), **docs.errors(*docs.AUTH, 404, 503)},
 )
 @router.post("/jobs/{job_id}", response_model=JobView, include_in_schema=False)
-async def get_job(job_id: str, services: ServicesDep) -> JobView:
-    return await run_in_threadpool(jobs.job_view, services, job_id)
+async def get_job(job_id: str, services: ServicesDep, caller: Caller) -> JobView:
+    return await run_in_threadpool(jobs.job_view, services, job_id, caller)
 
 
 @router.delete(
@@ -42,6 +43,7 @@ async def get_job(job_id: str, services: ServicesDep) -> JobView:
 async def cancel_job(
     job_id: str,
     services: ServicesDep,
+    caller: Caller,
     delete_objects: Annotated[
         bool,
         Query(
@@ -50,7 +52,7 @@ async def cancel_job(
         ),
     ] = False,
 ) -> JobView:
-    return await run_in_threadpool(jobs.cancel, services, job_id, delete_objects)
+    return await run_in_threadpool(jobs.cancel, services, job_id, delete_objects, caller)
 
 
 @router.get(
@@ -77,9 +79,10 @@ async def cancel_job(
 async def get_result(
     job_id: str,
     services: ServicesDep,
+    caller: Caller,
     fmt: Annotated[str | None, Query(alias="format", description="srt, vtt, txt or json")] = None,
 ) -> StreamingResponse:
-    name, content_type, stream = await run_in_threadpool(jobs.result_stream, services, job_id, fmt)
+    name, content_type, stream = await run_in_threadpool(jobs.result_stream, services, job_id, fmt, caller)
     headers = {"Content-Disposition": f'inline; filename="{name}"'}
     return StreamingResponse(stream, media_type=content_type, headers=headers)
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
-from ingest_api.auth import authorize, bearer
+from ingest_api.auth import Identity, authorize, bearer
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge
@@ -76,7 +76,7 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
 
 async def openai_caller(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> str:
+) -> Identity:
     """The API key check of every /v1 route, its refusals in OpenAI's shape."""
     try:
         return await authorize(services, credentials)
@@ -201,7 +201,7 @@ VERBOSE_EXAMPLE = {
     },
 )
 async def create_transcription(
-    request: Request, services: ServicesDep, caller: Annotated[str, Depends(openai_caller)]
+    request: Request, services: ServicesDep, caller: Annotated[Identity, Depends(openai_caller)]
 ) -> Response:
     job_id = layout.new_job_id()
     chosen: dict[str, TranscriptionForm] = {}
@@ -212,6 +212,7 @@ async def create_transcription(
 
     try:
         manifest = await submit.accept_upload(services, request, job_id, form_of)
+        manifest.owner = caller.owner
         await run_in_threadpool(submit.write_manifest, services, manifest)
     except RequestValidationError as exc:
         error = exc.errors()[0]
@@ -222,9 +223,9 @@ async def create_transcription(
     except InvalidInput as exc:
         raise OpenAIError(400, str(exc)) from exc
     form = chosen["form"]
-    record = await _wait(services, request, job_id)
+    record = await _wait(services, request, job_id, caller)
     try:
-        return await run_in_threadpool(_answer, services, job_id, form, record)
+        return await run_in_threadpool(_answer, services, job_id, form, record, caller)
     except OpenAIError as exc:
         exc.job_id = job_id
         raise
@@ -259,11 +260,11 @@ def _job_request(services: Services, form: TranscriptionForm) -> TranscribeReque
     )
 
 
-async def _wait(services: Services, request: Request, job_id: str) -> StatusRecord:
+async def _wait(services: Services, request: Request, job_id: str, caller: Identity) -> StatusRecord:
     """Until the job ends, the caller goes away (the job goes on), or OPENAI_WAIT_TIMEOUT passes."""
     deadline = time.monotonic() + services.settings.openai_wait_timeout
     while True:
-        record = await run_in_threadpool(jobs.read_status, services, job_id)
+        record = await run_in_threadpool(jobs.read_status, services, job_id, caller)
         if record.status.is_final:
             return record
         if time.monotonic() > deadline:
@@ -280,7 +281,9 @@ async def _wait(services: Services, request: Request, job_id: str) -> StatusReco
         await asyncio.sleep(POLL_SECONDS)
 
 
-def _answer(services: Services, job_id: str, form: TranscriptionForm, record: StatusRecord) -> Response:
+def _answer(
+    services: Services, job_id: str, form: TranscriptionForm, record: StatusRecord, caller: Identity
+) -> Response:
     headers = {"X-Job-Id": job_id}
     status = record.status
     if status != JobStatus.FINISHED:
@@ -288,7 +291,7 @@ def _answer(services: Services, job_id: str, form: TranscriptionForm, record: St
         raise OpenAIError(400 if status == JobStatus.FAILED else 409, message, code=f"job_{status.value}")
     stored = STORED_FORMAT[form.response_format]
     try:
-        _, _, stream = jobs.result_stream(services, job_id, stored)
+        _, _, stream = jobs.result_stream(services, job_id, stored, caller)
         content = b"".join(stream)
     except (NotFound, PipelineError) as exc:  # deleted meanwhile, or the store away: the log says which
         log.warning("job %s: its result cannot be read: %s", job_id, exc)

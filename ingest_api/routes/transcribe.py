@@ -126,16 +126,19 @@ async def transcribe(
     if idempotency_key is not None:
         fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
         ttl = services.settings.idempotency_ttl
-        claimed = await run_in_threadpool(idempotency.claim, services.redis, caller, idempotency_key, fingerprint, ttl)
+        claimed = await run_in_threadpool(
+            idempotency.claim, services.redis, caller.id, idempotency_key, fingerprint, ttl
+        )
         if claimed.replayed:
             response.headers["Idempotent-Replayed"] = "true"
             return _accepted(response, claimed.job_id)
     job_id = claimed.job_id if claimed else layout.new_job_id()
     try:
         if body is not None:
-            await run_in_threadpool(submit.accept_url, services, job_id, body)
+            await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner)
         else:
             manifest = await submit.accept_upload(services, request, job_id)
+            manifest.owner = caller.owner
             await run_in_threadpool(submit.write_manifest, services, manifest)
     except BaseException:
         if claimed is not None:

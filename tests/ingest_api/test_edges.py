@@ -64,7 +64,9 @@ def test_keys_from_env_and_file_both_work_and_health_stays_open(keyed: TestClien
     for key in KEYS:
         assert keyed.get("/v1/stats", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     job_id = _job(keyed, headers={"Authorization": f"Bearer {KEYS[1]}"})
-    assert keyed.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 200
+    assert keyed.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[1]}"}).status_code == 200
+    # Each key is a tenant: another key's job is not there (tests/ingest_api/test_tenants.py).
+    assert keyed.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 404
     assert keyed.get("/healthz").status_code == 200
 
 
