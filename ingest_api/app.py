@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ingest_api import docs
 from ingest_api.auth import authorize
+from ingest_api.idempotency import InProgress
 from ingest_api.jobs import Conflict, Gone
 from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
@@ -40,6 +41,7 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
     (NotFound, 404),
     (Conflict, 409),
+    (InProgress, 409),
     (Gone, 410),
     (InvalidInput, 422),
     (RetryableError, 503),

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
-from ingest_api.upload import MultipartReader, TooLarge, boundary_of, receive_upload
+from ingest_api.upload import MultipartReader, TooLarge, boundary_of, drain_upload, receive_upload
 from transcribe_common import fleet, layout
 from transcribe_common.errors import InvalidInput
 from transcribe_common.models import JobOptions, Manifest, ObjectSource, UrlSource
@@ -94,20 +94,31 @@ def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     )
 
 
-async def accept_upload(
-    services: Services,
-    request: Request,
-    job_id: str,
-    form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
-) -> Manifest:
-    """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
-    default; the OpenAI-compatible route reads OpenAI's)."""
+def upload_reader(services: Services, request: Request) -> MultipartReader:
+    """A reader for this request's multipart body, refused at once if it declares more than MAX_UPLOAD_MB."""
     settings = services.settings
     max_bytes = settings.max_upload_mb * 2**20
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
-    reader = MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
+    return MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
+
+
+async def upload_fingerprint(services: Services, request: Request) -> str:
+    """The fingerprint of an upload that is not stored: a replay, to be compared with the first."""
+    return await drain_upload(request.stream(), upload_reader(services, request))
+
+
+async def accept_upload(
+    services: Services,
+    request: Request,
+    job_id: str,
+    form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
+) -> tuple[Manifest, str]:
+    """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
+    default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint."""
+    settings = services.settings
+    reader = upload_reader(services, request)
 
     def open_writer(filename: str, content_type: str) -> ObjectWriter:
         key = layout.input_key(job_id, filename)
@@ -124,7 +135,7 @@ async def accept_upload(
         if isinstance(exc, ValidationError):
             raise RequestValidationError(exc.errors(include_url=False)) from exc
         raise
-    return Manifest(
+    manifest = Manifest(
         job_id=job_id,
         origin="api",
         source=ObjectSource(bucket=settings.minio_bucket, key=info.key),
@@ -133,3 +144,4 @@ async def accept_upload(
         callback_url=form.callback_url,
         db_id=form.db_id,
     )
+    return manifest, reader.fingerprint()

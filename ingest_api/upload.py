@@ -8,6 +8,8 @@ validated once the body is complete.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import mimetypes
 from collections.abc import AsyncIterator, Callable
 
@@ -47,6 +49,7 @@ class MultipartReader:
         self._field: str | None = None
         self._in_file = False
         self._buffer = bytearray()
+        self._digest = hashlib.sha256()
         self._parser = MultipartParser(
             boundary,
             {
@@ -70,6 +73,11 @@ class MultipartReader:
         data = b"".join(self._pending)
         self._pending.clear()
         return data
+
+    def fingerprint(self) -> str:
+        """What tells two uploads apart, for ``Idempotency-Key``: the file's bytes, its name, the fields."""
+        described = json.dumps([self.filename, sorted(self.fields.items())]).encode()
+        return hashlib.sha256(self._digest.digest() + described).hexdigest()
 
     def _part_begin(self) -> None:
         self._headers, self._field, self._in_file = {}, None, False
@@ -107,6 +115,7 @@ class MultipartReader:
             if self.file_bytes > self._max:
                 raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({self._max // 2**20} MiB)")
             self._pending.append(data)
+            self._digest.update(data)
         else:
             self._buffer += data
             if len(self._buffer) > MAX_FIELD_BYTES:
@@ -145,6 +154,15 @@ def boundary_of(content_type: str) -> bytes:
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise InvalidInput("uploads must be multipart/form-data with a boundary")
     return params[b"boundary"]
+
+
+async def drain_upload(body: AsyncIterator[bytes], reader: MultipartReader) -> str:
+    """Read a whole upload without keeping it (a replay, to be compared with the first); its fingerprint."""
+    async for chunk in body:
+        reader.feed(chunk)
+    if not reader.complete:
+        raise InvalidInput("the multipart body ended before its closing boundary")
+    return reader.fingerprint()
 
 
 async def receive_upload(

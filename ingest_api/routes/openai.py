@@ -211,7 +211,7 @@ async def create_transcription(
         return _job_request(services, form)
 
     try:
-        manifest = await submit.accept_upload(services, request, job_id, form_of)
+        manifest, _ = await submit.accept_upload(services, request, job_id, form_of)
         manifest.owner = caller.owner
         await run_in_threadpool(submit.write_manifest, services, manifest)
     except RequestValidationError as exc:

@@ -130,6 +130,8 @@ async def transcribe(
             idempotency.claim, services.redis, caller.id, idempotency_key, fingerprint, ttl
         )
         if claimed.replayed:
+            if body is None:  # an upload: it must be the first one again, which only its bytes tell
+                idempotency.check(claimed, await submit.upload_fingerprint(services, request))
             response.headers["Idempotent-Replayed"] = "true"
             return _accepted(response, claimed.job_id)
     job_id = claimed.job_id if claimed else layout.new_job_id()
@@ -137,9 +139,11 @@ async def transcribe(
         if body is not None:
             await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner)
         else:
-            manifest = await submit.accept_upload(services, request, job_id)
+            manifest, received = await submit.accept_upload(services, request, job_id)
             manifest.owner = caller.owner
             await run_in_threadpool(submit.write_manifest, services, manifest)
+            if claimed is not None:
+                await run_in_threadpool(idempotency.settle, services.redis, claimed, received)
     except BaseException:
         if claimed is not None:
             await run_in_threadpool(idempotency.release, services.redis, claimed)

@@ -11,6 +11,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from ingest_api import idempotency
 from ingest_api.app import create_app
 from ingest_api.settings import ApiSettings
 from tests.helpers import SPEECH
@@ -166,6 +167,35 @@ def test_an_upload_repeated_with_its_key_is_not_stored_twice(client: TestClient,
     again = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
     assert first.json()["job_id"] == again.json()["job_id"]
     assert len(list((tmp_path / "buckets" / "transcribe").glob("*/input/*"))) == 1
+
+
+def test_another_upload_under_the_same_key_is_refused_and_not_stored(client: TestClient, tmp_path: Path) -> None:
+    """Without API keys every caller is the same one: only the body tells them apart (issue 15, 8)."""
+    headers = {"Idempotency-Key": "shared-1"}
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    first = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+    assert first.status_code == 202
+    junk = {"file": ("a.mp3", b"someone else's junk", "audio/mpeg")}
+    other = client.post("/v1/transcribe", data={"source_type": "upload"}, files=junk, headers=headers)
+    assert (other.status_code, other.json()["detail"]) == (
+        422,
+        "this Idempotency-Key was used for a different request; use a new key",
+    )
+    same_file_other_fields = client.post(
+        "/v1/transcribe", data={"source_type": "upload", "language": "en"}, files=audio, headers=headers
+    )
+    assert same_file_other_fields.status_code == 422
+    assert len(list((tmp_path / "buckets" / "transcribe").glob("*/input/*"))) == 1
+
+
+def test_a_replay_while_the_first_upload_arrives_is_409(client: TestClient, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    idempotency.claim(redis_conn, "anonymous", "arriving", None, 60)  # a first upload still being received
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    again = client.post(
+        "/v1/transcribe", data={"source_type": "upload"}, files=audio, headers={"Idempotency-Key": "arriving"}
+    )
+    assert again.status_code == 409
+    assert "still being received" in again.json()["detail"]
 
 
 def test_keys_are_per_caller(keyed: TestClient) -> None:
