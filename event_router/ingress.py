@@ -31,8 +31,9 @@ def create_ingress(conn: redis.Redis, secret: str) -> Starlette:
     expected = secret.encode()
 
     def authorised(request: Request) -> bool:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
-        return bool(given) and hmac.compare_digest(given, expected)
+        """``Authorization: Bearer <secret>``, the scheme included (MinIO's webhook target sends it so)."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
     async def receive(request: Request) -> Response:
         if not request.headers.get("authorization"):

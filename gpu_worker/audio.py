@@ -18,7 +18,9 @@ import numpy as np
 from transcribe_common.errors import PermanentError
 
 SAMPLE_RATE = 16_000
-_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+# The container's own duration, on the format's line (two spaces in): not a tag's value, which ffmpeg
+# prints further in, so a tag saying "Duration: 00:00:01.00" cannot pass for it.
+_DURATION = re.compile(r"^  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
 _AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*: Audio: ")
 _FOLDERS = re.compile(r"(?<![\w:/])/(?:[^/\s]+/)+")
 

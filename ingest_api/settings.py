@@ -29,10 +29,20 @@ class ApiSettings(CommonSettings):
         if self.api_keys_file is not None:
             lines = self.api_keys_file.read_text().splitlines()
             found += [line.strip() for line in lines if not line.lstrip().startswith("#")]
-        return [key for key in found if key]
+        return _long_enough([key for key in found if key], "API_KEYS")
 
     def load_admin_keys(self) -> list[str]:
-        return [key.strip() for key in self.admin_api_keys.split(",") if key.strip()]
+        return _long_enough([key.strip() for key in self.admin_api_keys.split(",") if key.strip()], "ADMIN_API_KEYS")
+
+
+MIN_KEY_LENGTH = 16
+
+
+def _long_enough(keys: list[str], setting: str) -> list[str]:
+    """A key short enough to guess is refused at start, as INGRESS_SECRET is."""
+    if short := [key for key in keys if len(key) < MIN_KEY_LENGTH]:
+        raise ValueError(f"{setting}: {len(short)} key(s) shorter than {MIN_KEY_LENGTH} characters; use longer keys")
+    return keys
 
 
 def key_id(key: str) -> str:

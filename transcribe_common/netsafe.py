@@ -5,8 +5,9 @@ URL. So every outgoing request goes through a ``UrlPolicy``:
 
 - http and https only;
 - the host is resolved, and the request is refused if any of its addresses is loopback, private,
-  link-local, CGNAT, unique-local, multicast, reserved or unspecified (cloud metadata services
-  live on link-local and unique-local addresses, so they are among them);
+  link-local, CGNAT, unique-local, site-local, multicast, reserved or unspecified (cloud metadata
+  services live on link-local and unique-local addresses, so they are among them); an IPv6 address
+  that wraps an IPv4 one (IPv4-mapped, 6to4, Teredo) is judged by the address it wraps too;
 - the connection goes to the address that was checked — the check runs inside the connection
   itself (``GuardedTransport``), so a name that resolves differently a moment later (DNS
   rebinding) gains nothing, and every redirect is checked again the same way;
@@ -74,10 +75,10 @@ class UrlPolicy:
             return addresses
         for address in addresses:
             reason = self.refusal(address)
-            if reason:
-                shown = host if host == str(address) else f"{host} ({address})"
+            if reason:  # what a name resolves to is not the caller's to learn: only that it is refused
+                what = "is" if host == str(address) else "resolves to"
                 raise UnsafeUrl(
-                    f"the URL's host {shown} is {reason}; such addresses are refused unless URL_ALLOWLIST names them"
+                    f"the URL's host {host} {what} {reason}; such addresses are refused unless URL_ALLOWLIST names them"
                 )
         return addresses
 
@@ -85,18 +86,31 @@ class UrlPolicy:
         """Why the pipeline may not connect to ``address``, or None if it may."""
         if any(address in network for network in self.networks):
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return self.refusal(address.ipv4_mapped)
+        if isinstance(address, ipaddress.IPv6Address):
+            for wrapped in _wrapped(address):
+                if (reason := self.refusal(wrapped)) is not None:
+                    return reason
         for test, reason in _REFUSED:
             if test(address):
                 return reason
         return None
 
 
+def _wrapped(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one carries: IPv4-mapped (``::ffff:a.b.c.d``), 6to4
+    (``2002:AABB:CCDD::``) and Teredo (``2001:0::``: its server, and its client, stored inverted)."""
+    found = [address.ipv4_mapped, address.sixtofour]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return [a for a in found if a is not None]
+
+
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but routed on some networks still
 _REFUSED = [
     (lambda a: a.is_loopback, "a loopback address"),
     (lambda a: a.is_link_local, "a link-local address (cloud metadata lives there)"),
+    (lambda a: a in _SITE_LOCAL, "a site-local address"),
     (lambda a: a in _CGNAT, "a carrier-grade NAT address"),
     (lambda a: a.is_multicast, "a multicast address"),
     (lambda a: a.is_unspecified, "an unspecified address"),

@@ -53,8 +53,10 @@ def test_an_authorised_webhook_becomes_a_job(ingress: str, redis_conn: redis.Red
     [
         ({}, WEBHOOK_BODY, 401),
         ({"Authorization": "Bearer wrong-token-entirely"}, WEBHOOK_BODY, 403),
-        ({"Authorization": TOKEN}, "{not json", 400),
-        ({"Authorization": TOKEN}, '{"hello": "world"}', 400),
+        ({"Authorization": TOKEN}, WEBHOOK_BODY, 403),  # the secret without its scheme
+        ({"Authorization": f"Basic {TOKEN}"}, WEBHOOK_BODY, 403),
+        ({"Authorization": f"Bearer {TOKEN}"}, "{not json", 400),
+        ({"Authorization": f"Bearer {TOKEN}"}, '{"hello": "world"}', 400),
     ],
 )
 def test_unauthorised_or_malformed_bodies_are_refused(

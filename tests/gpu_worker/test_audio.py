@@ -77,3 +77,15 @@ def test_hours_of_audio_in_a_small_file_fail_before_decoding(tmp_path: Path) -> 
         decode(source, tmp_path, timeout=30, max_seconds=600)
     assert time.monotonic() - started < 2.0
     assert not (tmp_path / "audio.s16le").exists()
+
+
+def test_the_declared_duration_is_the_containers_not_a_tags(tmp_path: Path) -> None:
+    """A tag whose value reads like ffmpeg's duration line does not pass for it."""
+    lying = tmp_path / "tagged.flac"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+         "-t", "120", "-metadata", "comment=Duration: 00:00:01.00", "-metadata", "title=  Duration: 00:00:01.00",
+         str(lying)],
+        check=True,
+    )  # fmt: skip
+    assert probe(lying, timeout=30) == pytest.approx(120, abs=0.1)

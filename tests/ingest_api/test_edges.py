@@ -316,3 +316,12 @@ def test_openai_stream_is_refused_plainly(client: TestClient) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("stream: streaming transcriptions are not offered")
+
+
+@pytest.mark.parametrize("setting", ["api_keys", "admin_api_keys"])
+def test_a_short_api_key_is_refused_at_start(tmp_path: Path, redis_server: str, setting: str) -> None:
+    with (
+        pytest.raises(ValueError, match="shorter than 16 characters"),
+        _client(tmp_path, redis_server, **{setting: "k2"}),
+    ):
+        pass

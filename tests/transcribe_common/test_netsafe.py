@@ -29,6 +29,11 @@ from transcribe_common.netsafe import UnsafeUrl, UrlPolicy, client
         ("::ffff:192.168.0.1", "private"),
         ("240.0.0.1", "private"),
         ("192.0.2.1", "private"),  # documentation range (TEST-NET-1)
+        ("2002:7f00:1::", "loopback"),  # 6to4 wrapping 127.0.0.1
+        ("2002:a9fe:a9fe::", "link-local"),  # 6to4 wrapping 169.254.169.254, cloud metadata
+        ("2001:0:7f00:1:0:0:0:0", "loopback"),  # Teredo whose server is 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:5601:fffe", "link-local"),  # Teredo whose client is 169.254.0.1
+        ("fec0::1", "site-local"),
     ],
 )
 def test_non_public_addresses_are_refused(address: str, reason: str) -> None:
@@ -67,3 +72,12 @@ def test_the_check_runs_inside_the_connection(file_server: FileServer) -> None:
 
 def test_an_allowlisted_host_name_is_opened_whatever_it_resolves_to() -> None:
     assert UrlPolicy.from_setting("localhost").check("http://localhost:9/") != []
+
+
+def test_a_refusal_does_not_say_what_a_name_resolves_to() -> None:
+    with pytest.raises(UnsafeUrl) as refused:
+        UrlPolicy().check("http://localhost/a.mp3")
+    message = str(refused.value)
+    assert message.startswith("the URL's host localhost resolves to a loopback address")
+    assert "127.0.0.1" not in message
+    assert "::1" not in message
