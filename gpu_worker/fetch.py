@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from transcribe_common import layout, netsafe
-from transcribe_common.errors import PermanentError, RetryableError
+from transcribe_common.errors import PermanentError, PipelineError, RetryableError
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
 from transcribe_common.netsafe import UrlPolicy
 from transcribe_common.store.base import ObjectStore, download
@@ -39,31 +40,50 @@ def fetch_source(manifest: Manifest, store: ObjectStore, scratch: Path, limits: 
 
 
 def download_url(url: str, dest: Path, limits: FetchLimits) -> Path:
+    """``DOWNLOAD_MAX_SECONDS`` holds however the source sends: each read is checked against it, and
+    a read still waiting when it passes is cut off (the connection is closed under it)."""
     deadline = time.monotonic() + limits.max_seconds
+    too_slow = PermanentError(f"the source URL took longer than DOWNLOAD_MAX_SECONDS ({limits.max_seconds:g} s)")
+    timeout = min(limits.idle_timeout, limits.max_seconds)
     try:
         with (
-            netsafe.client(limits.policy, timeout=limits.idle_timeout, follow_redirects=True) as http,
+            netsafe.client(limits.policy, timeout=timeout, follow_redirects=True) as http,
             http.stream("GET", url) as response,
         ):
             _check_response(response, limits.max_bytes)
-            received = 0
-            with dest.open("wb") as out:
-                for chunk in response.iter_bytes(1024 * 1024):
-                    received += len(chunk)
-                    if received > limits.max_bytes:
-                        raise PermanentError(_too_big(limits.max_bytes))
-                    if time.monotonic() > deadline:
-                        raise PermanentError(
-                            f"the source URL took longer than DOWNLOAD_MAX_SECONDS ({limits.max_seconds:g} s)"
-                        )
-                    out.write(chunk)
-    except httpx.TooManyRedirects as exc:
-        raise PermanentError(f"the source URL redirects too many times: {exc}") from exc
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise RetryableError(f"fetching the source URL failed: {exc}") from exc
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+            watchdog.start()
+            try:
+                _save(response, dest, limits.max_bytes, deadline, too_slow)
+            finally:
+                watchdog.cancel()
+    except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+        if time.monotonic() >= deadline:
+            raise too_slow from exc
+        raise _translated(exc) from exc
     return dest
+
+
+def _save(response: httpx.Response, dest: Path, max_bytes: int, deadline: float, too_slow: PermanentError) -> None:
+    received = 0
+    with dest.open("wb") as out:
+        for chunk in response.iter_bytes():  # as it comes: a trickle is checked at every read
+            received += len(chunk)
+            if received > max_bytes:
+                raise PermanentError(_too_big(max_bytes))
+            if time.monotonic() > deadline:
+                raise too_slow
+            out.write(chunk)
+
+
+def _translated(exc: Exception) -> PipelineError:
+    """httpx's errors, as the job reads them: a redirect loop or an unusable URL will not get
+    better; anything else on the network may."""
+    if isinstance(exc, httpx.TooManyRedirects):
+        return PermanentError(f"the source URL redirects too many times: {exc}")
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}")
+    return RetryableError(f"fetching the source URL failed: {exc}")
 
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:

@@ -176,6 +176,11 @@ class _TrickyHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(0.5)
 
+    def _silent(self) -> None:
+        self._head(200, content_length="1000")  # then nothing, for longer than any test waits
+        self.wfile.flush()
+        time.sleep(300)
+
     def _missing(self) -> None:
         self._send(404, b"no such file")
 
@@ -196,8 +201,9 @@ class _TrickyHandler(BaseHTTPRequestHandler):
 class TrickyServer:
     """Sources that misbehave on purpose. ``/flaky/<n>/<file>`` answers 503 to the first n requests
     for that path, then serves the fixture; ``/missing`` is 404; ``/slow`` trickles a byte every
-    half second, forever; ``/redirect?to=<url>`` redirects; ``/big`` declares 64 MiB; ``/endless``
-    streams zeros without a length, forever. ``hits`` counts the requests per path."""
+    half second, forever; ``/silent`` sends its headers and then nothing; ``/redirect?to=<url>``
+    redirects; ``/big`` declares 64 MiB; ``/endless`` streams zeros without a length, forever.
+    ``hits`` counts the requests per path."""
 
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}

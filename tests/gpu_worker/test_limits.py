@@ -13,9 +13,12 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
+from gpu_worker.fetch import FetchLimits, download_url
 from tests.conftest import Stack, running_stack
 from tests.helpers import SPEECH, Receiver, TrickyServer
 from tests.test_pipeline import upload
+from transcribe_common.errors import PermanentError
+from transcribe_common.netsafe import UrlPolicy
 
 
 def submit_url(stack: Stack, url: str) -> str:
@@ -74,3 +77,17 @@ def test_a_job_past_job_timeout_fails_and_the_worker_goes_on(
     after = upload(stack, (SPEECH / "upload.mp3").read_bytes(), "after-timeout.mp3")
     assert receiver.wait_for(after)["json"]["status"] == "finished"
     assert not (stack.data / "scratch" / slow).exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", ["/slow", "/silent"], ids=["a-byte-every-half-second", "headers-then-silence"])
+def test_download_max_seconds_holds_however_slowly_the_source_sends(
+    tricky_server: TrickyServer, tmp_path: Path, path: str
+) -> None:
+    """A trickle, and a source that sends its headers and then nothing: DOWNLOAD_MAX_SECONDS (2 s
+    here) ends both, though each read alone would wait DOWNLOAD_TIMEOUT (60 s)."""
+    limits = FetchLimits(policy=UrlPolicy(["127.0.0.1"]), idle_timeout=60, max_seconds=2, max_bytes=2**30)
+    started = time.monotonic()
+    with pytest.raises(PermanentError, match=r"took longer than DOWNLOAD_MAX_SECONDS \(2 s\)"):
+        download_url(f"{tricky_server.url}{path}", tmp_path / "source", limits)
+    assert time.monotonic() - started < 40  # 2 s and the time to notice; far from the 60 s a read may wait
