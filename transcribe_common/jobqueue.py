@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from datetime import UTC, datetime
 
 import redis
@@ -51,14 +52,23 @@ def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWeb
 
 
 def enqueue_webhook(
-    conn: redis.Redis, job_id: str, url: str, body: str, message_id: str, *, attempt: int = 1, delay: float = 0
+    conn: redis.Redis,
+    job_id: str,
+    url: str,
+    body: str,
+    message_id: str,
+    *,
+    attempt: int = 1,
+    delay: float = 0,
+    waited: bool = False,
 ) -> None:
     """Deliver ``body`` to ``url``, now or after ``delay`` seconds (RQ's scheduler holds it till then).
-    Each attempt is its own RQ job, so a waiting retry holds no worker."""
+    Each attempt is its own RQ job, so a waiting retry holds no worker. ``waited``: the same attempt
+    again, put off because its receiver was busy (an RQ job of its own, beside the one that waited)."""
     queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
     args = (job_id, url, body, message_id, attempt)
     options = {
-        "job_id": f"{message_id}-{attempt}",
+        "job_id": f"{message_id}-{attempt}" + (f"-w{uuid.uuid4().hex[:8]}" if waited else ""),
         "job_timeout": WEBHOOK_JOB_TIMEOUT,
         "result_ttl": 3600,
         "failure_ttl": 7 * 86400,

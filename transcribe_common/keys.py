@@ -29,6 +29,11 @@ WEBHOOK_FUNCTION = "webhook_sender.delivery.deliver"
 WEBHOOK_ATTEMPTS = f"{WEBHOOK_QUEUE}:attempts"
 
 
+def webhook_receiver(netloc: str) -> str:
+    """How many delivery attempts are going to one receiver (host:port) right now."""
+    return f"{WEBHOOK_QUEUE}:receiver:{netloc}"
+
+
 def queue_for(model: str | None) -> str:
     return f"{QUEUE}:{model}" if model else QUEUE
 

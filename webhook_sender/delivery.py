@@ -10,6 +10,12 @@ fresh. The outcome decides what comes next:
   The retry is a new RQ job scheduled on RQ's scheduler (``enqueue_at``), so waiting holds no worker.
 - 410 and any other 4xx or 3xx (redirects are not followed), or a URL the policy refuses: given up.
 
+An attempt has ``WEBHOOK_DEADLINE`` seconds in all, however slowly the receiver answers (the
+connection is closed under it then), well inside RQ's job timeout, so that every attempt ends
+recorded. At most ``WEBHOOK_PER_RECEIVER`` attempts go to one receiver (host) at once; an attempt
+over that waits a moment on the scheduler, not holding a sender, so one slow receiver cannot stall
+everyone else's webhooks.
+
 Every attempt (time, status code or error) is recorded on the job, for ``GET /v1/jobs/{id}``.
 """
 
@@ -19,6 +25,10 @@ import email.utils
 import functools
 import logging
 import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +44,7 @@ from transcribe_common.models import DeliveryAttempt, WebhookDelivery, utcnow
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
+BUSY_RECEIVER_DELAY = 2.0  # seconds an attempt waits when its receiver has its share of the senders
 
 
 @functools.cache
@@ -60,7 +71,13 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     assert job is not None, "runs as an RQ job"
     conn: redis.Redis = job.connection
     config = settings()
-    outcome = post(url, body, message_id, config)
+    with receiver_slot(conn, url, config.per_receiver) as taken:
+        if not taken:  # that receiver has its share of the senders: wait a moment, not a sender
+            jobqueue.enqueue_webhook(
+                conn, job_id, url, body, message_id, attempt=attempt, delay=BUSY_RECEIVER_DELAY, waited=True
+            )
+            return "waiting"
+        outcome = post(url, body, message_id, config)
     delay = next_delay(attempt, outcome, config)
     record = jobstate.read_webhook(conn, job_id) or WebhookDelivery(url=url, message_id=message_id)
     record.attempts.append(outcome.attempt)
@@ -82,19 +99,42 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     return record.state
 
 
+@contextmanager
+def receiver_slot(conn: redis.Redis, url: str, most: int) -> Iterator[bool]:
+    """One of the ``most`` attempts that may go to ``url``'s host (and port) at once, or False if all are taken.
+    Counted in Redis across every sender process; the count expires, should a sender die holding one."""
+    key = keys.webhook_receiver(httpx.URL(url).netloc.decode() or "?")
+    with conn.pipeline() as pipe:
+        pipe.incr(key)
+        pipe.expire(key, jobqueue.WEBHOOK_JOB_TIMEOUT)
+        held = int(pipe.execute()[0])
+    try:
+        yield held <= most
+    finally:
+        conn.decr(key)
+
+
 def post(url: str, body: str, message_id: str, config: WebhookSettings) -> Outcome:
     at = utcnow()
+    started = time.monotonic()
     headers = signed_headers(config.webhook_secret, message_id, body)
     try:
-        with (
-            netsafe.client(config.url_policy, timeout=config.webhook_timeout, follow_redirects=False) as http,
-            http.stream("POST", url, content=body, headers=headers) as response,
-        ):
-            code = response.status_code  # the body is never read: a receiver cannot make us hold it
+        with netsafe.client(config.url_policy, timeout=config.webhook_timeout, follow_redirects=False) as http:
+            watchdog = threading.Timer(config.webhook_deadline, http.close)  # however slowly it answers
+            watchdog.start()
+            try:
+                with http.stream("POST", url, content=body, headers=headers) as response:
+                    code = response.status_code  # the body is never read: a receiver cannot make us hold it
+            finally:
+                watchdog.cancel()
     except InvalidInput as exc:  # the URL policy refused the receiver
         return Outcome(DeliveryAttempt(at=at, error=str(exc)))
-    except (RetryableError, httpx.HTTPError) as exc:
-        return Outcome(DeliveryAttempt(at=at, error=str(exc) or type(exc).__name__), retry=True)
+    except (RetryableError, httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: closed by the watchdog
+        if time.monotonic() - started >= config.webhook_deadline:
+            error = f"no answer within WEBHOOK_DEADLINE ({config.webhook_deadline:g} s)"
+        else:
+            error = str(exc) or type(exc).__name__
+        return Outcome(DeliveryAttempt(at=at, error=error), retry=True)
     attempt = DeliveryAttempt(at=at, status_code=code, error=None if response.is_success else f"HTTP {code}")
     if response.is_success:
         return Outcome(attempt, delivered=True)

@@ -1,6 +1,7 @@
 from pydantic import Field, field_validator
 from standardwebhooks import Webhook
 
+from transcribe_common.jobqueue import WEBHOOK_JOB_TIMEOUT
 from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import CommonSettings
 
@@ -8,6 +9,19 @@ from transcribe_common.settings import CommonSettings
 class WebhookSettings(CommonSettings):
     webhook_secret: str = Field("", description="whsec_... secret (Standard Webhooks); empty: webhooks go unsigned.")
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds to connect, and between bytes, per attempt.")
+    webhook_deadline: float = Field(
+        30.0,
+        gt=0,
+        lt=WEBHOOK_JOB_TIMEOUT - 10,
+        description="Seconds one attempt may take in all (connect, send, the answer's headers); then it is "
+        "recorded as failed and tried again later like any failure.",
+    )
+    webhook_per_receiver: int = Field(
+        0,
+        ge=0,
+        description="Attempts at once to one receiver (host); 0: half of WEBHOOK_CONCURRENCY, at least 1. "
+        "So a slow receiver cannot take every sender process.",
+    )
     webhook_attempts: int = Field(12, ge=1, description="Attempts before a webhook is given up.")
     webhook_backoff: float = Field(5.0, gt=0, description="Seconds before the first retry; each wait doubles.")
     webhook_backoff_max: float = Field(3600.0, gt=0, description="Longest wait between attempts, Retry-After too.")
@@ -18,6 +32,10 @@ class WebhookSettings(CommonSettings):
         le=65535,
         description="Port of the sender's /metrics, /healthz, /readyz; 0: none.",
     )
+
+    @property
+    def per_receiver(self) -> int:
+        return self.webhook_per_receiver or max(1, self.webhook_concurrency // 2)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -50,7 +50,7 @@ def test_ctrl_c_lets_a_running_job_finish_within_the_drain_timeout(
     tmp_path: Path, redis_server: str, receiver: Receiver, gated: GatedServer
 ) -> None:
     env = {"DRAIN_TIMEOUT": "600", "DOWNLOAD_TIMEOUT": "600"}
-    with running_stack(tmp_path, redis_db(redis_server, 3), receiver, **env) as stack:
+    with running_stack(tmp_path, redis_db(redis_server, 7), receiver, **env) as stack:
         job_id = submit(stack, gated.url)
         assert gated.asked.wait(60)
         worker = stack.service("gpu_worker")
@@ -68,7 +68,7 @@ def test_ctrl_c_lets_a_running_job_finish_within_the_drain_timeout(
 def test_a_second_ctrl_c_puts_the_running_job_back_in_the_queue_at_once(
     tmp_path: Path, redis_server: str, receiver: Receiver, gated: GatedServer
 ) -> None:
-    url = redis_db(redis_server, 4)
+    url = redis_db(redis_server, 8)
     env = {"DRAIN_TIMEOUT": "600", "DOWNLOAD_TIMEOUT": "600"}
     with running_stack(tmp_path, url, receiver, **env) as stack:
         job_id = submit(stack, gated.url)
@@ -89,7 +89,7 @@ def test_a_stopping_worker_stops_counting_at_once(
     """While it drains, a worker takes no jobs: /v1/models and /v1/stats say so at once, not once
     its heartbeat has run out; after its restart it counts again, once."""
     env = {"DRAIN_TIMEOUT": "600", "DOWNLOAD_TIMEOUT": "600"}
-    with running_stack(tmp_path, redis_db(redis_server, 5), receiver, **env) as stack:
+    with running_stack(tmp_path, redis_db(redis_server, 9), receiver, **env) as stack:
         assert httpx.get(f"{stack.url}/v1/models").json() == {"models": ["tiny.en"]}
         job_id = submit(stack, gated.url)
         assert gated.asked.wait(60)
@@ -112,7 +112,7 @@ def test_a_stopping_worker_stops_counting_at_once(
 def test_ready_means_every_service_is_ready_and_a_restart_counts_each_slot_once(
     tmp_path: Path, redis_server: str, receiver: Receiver
 ) -> None:
-    url = redis_db(redis_server, 6)
+    url = redis_db(redis_server, 10)
     with running_stack(tmp_path, url, receiver) as first:
         worker = first.service("gpu_worker")
         worker.kill()  # its registrations stay behind in Redis

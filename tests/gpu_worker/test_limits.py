@@ -59,7 +59,7 @@ def test_hours_of_audio_fail_fast(stack: Stack, receiver: Receiver, tmp_path: Pa
 
 @pytest.fixture(scope="module")
 def timeout_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/2"
+    redis_url = redis_server.rsplit("/", 1)[0] + "/11"  # a database of its own: no other test uses 11
     with running_stack(tmp_path_factory.mktemp("timeout"), redis_url, receiver, JOB_TIMEOUT="5") as stack:
         yield stack
 

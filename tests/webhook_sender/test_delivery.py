@@ -7,9 +7,12 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -36,7 +39,8 @@ def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Itera
         "WEBHOOK_BACKOFF": str(BACKOFF),
         "WEBHOOK_ATTEMPTS": "4",
         "WEBHOOK_TIMEOUT": "2",
-        "WEBHOOK_CONCURRENCY": "2",
+        "WEBHOOK_CONCURRENCY": "2",  # so one receiver gets one sender at a time
+        "WEBHOOK_DEADLINE": "3",
     }
     log = tmp_path_factory.mktemp("webhooks") / "sender.log"
     process = subprocess.Popen(
@@ -129,6 +133,57 @@ def test_a_private_callback_is_refused_by_the_sender_too(sender: redis.Redis) ->
     assert record.state == "failed"
     assert "private address" in (record.attempts[0].error or "")
     assert len(record.attempts) == 1
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A receiver that takes the POST and then answers a byte every half second, for ever: never
+    slow enough for a read to time out, never done."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/slow-hook"
+    server.shutdown()
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        try:
+            for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            return  # the sender gave up
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_slow_receiver_neither_stalls_others_nor_loses_its_own(
+    sender: redis.Redis, receiver: Receiver, trickler: str
+) -> None:
+    """Four webhooks to a receiver that trickles its answer, and one to a healthy receiver: the
+    healthy one is delivered at once (the slow one gets one sender of the two), and each attempt to
+    the slow one ends within WEBHOOK_DEADLINE, recorded, with its next attempt scheduled."""
+    slow = [f"{n}".ljust(32, "7") for n in range(4)]
+    for job_id in slow:
+        _send(sender, job_id, trickler)
+    url = receiver.script("/healthy")
+    _send(sender, "8" * 32, url)
+    record = wait_until(lambda: _settled(sender, "8" * 32), timeout=60)  # the slow ones alone would hold 120 s
+    assert record.state == "delivered"
+
+    def attempted(job_id: str):  # type: ignore[no-untyped-def]
+        found = jobstate.read_webhook(sender, job_id)
+        return found if found is not None and found.attempts else None
+
+    first = wait_until(lambda: attempted(slow[0]), timeout=60)
+    assert first.attempts[0].error == "no answer within WEBHOOK_DEADLINE (3 s)"
+    assert first.attempts[0].status_code is None
+    assert first.state == "pending"
+    assert first.next_attempt_at is not None  # tried again like any failure
 
 
 def test_retry_after_reads_both_forms() -> None:
