@@ -19,6 +19,7 @@ from ingest_api.jobs import Conflict, Gone
 from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
+from ingest_api.submit import TooManyQueued
 from ingest_api.upload import TooLarge
 from transcribe_common.errors import (
     InvalidInput,
@@ -39,6 +40,7 @@ TAGS = [
 
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
+    (TooManyQueued, 429),
     (NotFound, 404),
     (Conflict, 409),
     (InProgress, 409),
@@ -90,7 +92,9 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
     code = next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 500)
     if code >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": public_message(exc) if code < 500 else _unavailable(exc)}, status_code=code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyQueued) else None
+    detail = public_message(exc) if code < 500 else _unavailable(exc)
+    return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
 def _unavailable(exc: Exception) -> str:

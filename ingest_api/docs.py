@@ -61,6 +61,10 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     410: ("The job was deleted (DELETE with delete_objects)", {"detail": f"job {JOB_ID} was deleted"}),
     413: ("The upload or JSON body is too large", {"detail": "the upload is larger than MAX_UPLOAD_MB (2048 MiB)"}),
+    429: (
+        "This API key has MAX_QUEUED_PER_KEY jobs queued or running; Retry-After says when to try again",
+        {"detail": "this API key has 1000 jobs queued or running (MAX_QUEUED_PER_KEY); submit more as they end"},
+    ),
     503: (
         "Redis or the object store does not answer; try again",
         {"detail": "a backing service (Redis) is unavailable; try again shortly"},

@@ -16,6 +16,9 @@ class ApiSettings(CommonSettings):
     inbox_owner_key: str = Field(
         "", description="The API key whose caller owns inbox drops' jobs; empty: only ADMIN_API_KEYS see them."
     )
+    max_queued_per_key: int = Field(
+        1000, ge=0, description="Jobs one API key may have queued or running at once; more get 429. 0: no cap."
+    )
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
     openai_wait_timeout: float = Field(
         1800.0,

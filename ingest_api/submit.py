@@ -25,6 +25,21 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 1024 * 1024
 
 
+class TooManyQueued(InvalidInput):
+    """The caller has MAX_QUEUED_PER_KEY jobs queued or running already (429, with Retry-After)."""
+
+    retry_after = 30
+
+
+def check_quota(services: Services, owner: str | None) -> None:
+    """One tenant's flood waits at the door instead of in front of everyone else's jobs."""
+    most = services.settings.max_queued_per_key
+    if owner is not None and most and services.states.open_jobs(owner) >= most:
+        raise TooManyQueued(
+            f"this API key has {most} jobs queued or running (MAX_QUEUED_PER_KEY); submit more as they end"
+        )
+
+
 def write_manifest(services: Services, manifest: Manifest) -> None:
     """The manifest's creation event starts the job; its metadata names the model for routing."""
     # The router reads these from the creation event: the queue to put the job on, and its owner.

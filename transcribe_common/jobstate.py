@@ -49,6 +49,10 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 3))
 if ARGV[1] == 'started' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local was_open = prev == 'queued' or prev == 'started'
+local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
+if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
 return 'ok'
 """
 
@@ -104,7 +108,7 @@ class JobStates:
             with self._redis.pipeline(transaction=False) as pipe:
                 for job_id, fields in claims:
                     args = _advance_args(status, ALLOWED[status], fields)
-                    self._advance(keys=[keys.job(job_id), keys.STATS], args=args, client=pipe)
+                    self._advance(keys=[keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER], args=args, client=pipe)
                 return [outcome == b"ok" for outcome in pipe.execute()]
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
@@ -123,7 +127,7 @@ class JobStates:
     def _gate(self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> bool:
         args = _advance_args(status, sources, fields)
         try:
-            outcome = self._advance(keys=[keys.job(job_id), keys.STATS], args=args)
+            outcome = self._advance(keys=[keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER], args=args)
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
         if outcome != b"ok":
@@ -171,6 +175,10 @@ class JobStates:
             return StatusRecord.model_validate(get_json(self._store, self._bucket, layout.status_key(job_id)))
         except (NotFound, ValueError, ValidationError):
             return None
+
+    def open_jobs(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or started (counted by the moves themselves)."""
+        return max(0, int(self._redis.hget(keys.OPEN_BY_OWNER, owner) or 0))
 
     def counts(self) -> dict[str, int]:
         raw = self._redis.hgetall(keys.STATS)

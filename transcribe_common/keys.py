@@ -14,6 +14,8 @@ WORKERS = f"{PREFIX}:workers"
 MODELS_SERVED = f"{PREFIX}:models:served"
 # Counts of jobs by their current status, moved atomically with each status change.
 STATS = f"{PREFIX}:stats"
+# Owner (an API key's digest) -> how many of its jobs are queued or started, moved with each status.
+OPEN_BY_OWNER = f"{PREFIX}:open-by-owner"
 
 # The RQ queue of jobs that name no model (any worker takes them, with its default model), and
 # the function workers run. Jobs that name a model go to that model's queue.

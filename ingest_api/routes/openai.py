@@ -211,6 +211,7 @@ async def create_transcription(
         return _job_request(services, form)
 
     try:
+        await run_in_threadpool(submit.check_quota, services, caller.owner)
         manifest, _ = await submit.accept_upload(services, request, job_id, form_of)
         manifest.owner = caller.owner
         await run_in_threadpool(submit.write_manifest, services, manifest)
@@ -220,6 +221,8 @@ async def create_transcription(
         raise OpenAIError(400, f"{where}: {error['msg']}" if where else error["msg"], param=where) from exc
     except TooLarge as exc:
         raise OpenAIError(413, str(exc), param="file") from exc
+    except submit.TooManyQueued as exc:
+        raise OpenAIError(429, str(exc), code="rate_limit_exceeded") from exc
     except InvalidInput as exc:
         raise OpenAIError(400, str(exc)) from exc
     form = chosen["form"]

@@ -44,7 +44,7 @@ _UPLOAD_FORM = {
             {"job_id": docs.JOB_ID, "status": "queued", "links": docs.LINKS},
             description="Accepted: the job is stored and will be queued; poll links.self or await the webhook",
         ),
-        **docs.errors(*docs.AUTH, 413, 503),
+        **docs.errors(*docs.AUTH, 413, 429, 503),
         422: docs.invalid(
             (
                 "unknown language",
@@ -136,6 +136,7 @@ async def transcribe(
             return _accepted(response, claimed.job_id)
     job_id = claimed.job_id if claimed else layout.new_job_id()
     try:
+        await run_in_threadpool(submit.check_quota, services, caller.owner)
         if body is not None:
             await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner)
         else:

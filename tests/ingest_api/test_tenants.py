@@ -130,3 +130,19 @@ def test_an_inbox_drop_cannot_claim_an_owner_by_its_metadata(client: TestClient,
     job_id = layout.inbox_job_id("transcribe-inbox", "forged.mp3", forged.etag)
     assert redis_conn.hget(keys.job(job_id), "status") == b"queued"
     assert redis_conn.hget(keys.job(job_id), "owner") is None
+
+
+def test_one_key_may_have_max_queued_per_key_jobs_open_and_no_more(
+    redis_conn: redis.Redis, redis_server: str, store_dir: Path
+) -> None:
+    with make_client(redis_server, store_dir, max_queued_per_key=2) as client:
+        first, second = submit(client, ONE), submit(client, ONE)
+        route(redis_conn, client)
+        third = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers=bearer(ONE))
+        assert third.status_code == 429
+        assert third.headers["Retry-After"] == "30"
+        assert "MAX_QUEUED_PER_KEY" in third.json()["detail"]
+        submit(client, TWO)  # another tenant is not held up
+        assert client.delete(f"/v1/jobs/{first}", headers=bearer(ONE)).status_code == 200
+        submit(client, ONE)  # one ended: room for one more
+        assert client.get(f"/v1/jobs/{second}", headers=bearer(ONE)).json()["status"] == "queued"
