@@ -1,8 +1,9 @@
 """Decoding any audio or video into the 16 kHz mono float samples Whisper takes.
 
-ffmpeg writes raw 16-bit PCM to a file in the job's scratch folder rather than a pipe, so that a
-long input never sits twice in memory, and it runs under a hard time limit: a source that never
-ends (a live stream, a broken file that makes ffmpeg spin) is killed, not waited for.
+ffmpeg writes raw 16-bit PCM to a file in the job's scratch folder rather than a pipe, and the
+worker reads it back a window at a time (``Decoded.window``), so that a long input never sits in
+memory whole; ffmpeg runs under a hard time limit: a source that never ends (a live stream, a
+broken file that makes ffmpeg spin) is killed, not waited for.
 """
 
 from __future__ import annotations
@@ -36,12 +37,29 @@ INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", DEMUXERS)
 
 @dataclass(frozen=True)
 class Decoded:
-    samples: np.ndarray
+    """Decoded audio, on disk: 16 kHz mono 16-bit PCM in the job's scratch, read a window at a time
+    so that no input, however long, sits in memory whole."""
+
+    pcm: Path
+    samples: int
     declared: float | None  # the duration the container declares, if any: more than decoded means truncated
+
+    @property
+    def duration(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def window(self, start: int, count: int) -> np.ndarray:
+        """Samples ``[start, start + count)`` as the float32 Whisper takes."""
+        raw = np.fromfile(self.pcm, dtype=np.int16, count=count, offset=2 * start)
+        return raw.astype(np.float32) / 32768.0
 
 
 def decode(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> np.ndarray:
-    return decode_audio(source, scratch, timeout=timeout, max_seconds=max_seconds).samples
+    """All of the input's audio in memory: for short inputs (tests, benchmarks)."""
+    decoded = decode_audio(source, scratch, timeout=timeout, max_seconds=max_seconds)
+    samples = decoded.window(0, decoded.samples)
+    decoded.pcm.unlink()
+    return samples
 
 
 def decode_audio(source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0) -> Decoded:
@@ -56,13 +74,12 @@ def decode_audio(source: Path, scratch: Path, *, timeout: float, max_seconds: fl
     cap = ("-t", f"{max_seconds + 1:g}") if max_seconds else ()
     output = ("-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm))
     _ffmpeg(*INPUT_GUARD, "-i", str(source), *cap, *output, timeout=timeout)
-    samples = np.fromfile(pcm, dtype=np.int16)
-    pcm.unlink()
-    if samples.size == 0:
+    count = pcm.stat().st_size // 2
+    if count == 0:
         raise PermanentError("the input contains no audio")
-    if max_seconds and samples.size / SAMPLE_RATE > max_seconds:
-        raise PermanentError(_too_long(samples.size / SAMPLE_RATE, max_seconds))
-    return Decoded(samples.astype(np.float32) / 32768.0, declared)
+    if max_seconds and count / SAMPLE_RATE > max_seconds:
+        raise PermanentError(_too_long(count / SAMPLE_RATE, max_seconds))
+    return Decoded(pcm, count, declared)
 
 
 def probe(source: Path, *, timeout: float) -> float | None:

@@ -25,7 +25,7 @@ from rq.timeouts import JobTimeoutException
 from gpu_worker import audio, findings, metrics, render
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.transcript import Transcript, transcribe
+from gpu_worker.transcript import Transcript, transcribe_windows
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, layout
 from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending
@@ -195,10 +195,12 @@ class JobRun:
                 source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
             )
         started = time.monotonic()
-        transcript = transcribe(
+        transcript = transcribe_windows(
             model,
+            decoded.window,
             decoded.samples,
             manifest.options,
+            window_seconds=self.settings.decode_window_seconds,
             model_name=name,
             beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size,

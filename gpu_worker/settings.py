@@ -45,6 +45,12 @@ class WorkerSettings(JobEndSettings):
     download_timeout: float = Field(60.0, description="Seconds without progress before a URL download fails.")
     download_max_seconds: float = Field(1800.0, gt=0, description="Seconds a URL download may take in all.")
     max_download_mb: int = Field(2048, ge=1, description="Largest URL source accepted, in MiB.")
+    decode_window_seconds: float = Field(
+        1200.0,
+        ge=60,
+        description="Seconds of decoded audio a job holds in memory at once (about 64 KB a second as float32); "
+        "longer audio is transcribed a window at a time, cut at its quietest moment.",
+    )
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
     io_attempts: int = Field(4, ge=1, description="Tries of a download or store write that fails transiently.")
     io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")

@@ -128,3 +128,84 @@ def _segment(index: int, piece: object) -> Segment:
         else None,
         **{name: getattr(piece, name) for name in DECODER_FIGURES if getattr(piece, name, None) is not None},
     )
+
+
+Window = Callable[[int, int], np.ndarray]  # (first sample, count) -> float32 samples
+CUT_SEARCH_SECONDS = 30.0  # a window ends at the quietest moment of its last this many seconds
+CUT_FRAME = SAMPLE_RATE // 10  # energy is measured over 0.1 s frames
+
+
+def transcribe_windows(
+    model: WhisperModel,
+    window: Window,
+    total: int,
+    options: JobOptions,
+    *,
+    window_seconds: float,
+    model_name: str,
+    beam_size: int,
+    on_progress: Progress,
+    on_info: Callable[[str, float, float], None],
+    batch_size: int = 0,
+) -> Transcript:
+    """``transcribe`` over audio of ``total`` samples read ``window_seconds`` at a time, so that
+    memory holds one window whatever the length. Each window ends at the quietest moment near its
+    end, not inside a word if it can help it; the language detected in the first is used for all,
+    so that windows do not disagree. Audio of one window or less is transcribed whole, as before."""
+    size = int(window_seconds * SAMPLE_RATE)
+
+    def run(start: int, end: int, asked: JobOptions, progress: Progress, info: Callable[..., None]) -> Transcript:
+        samples = window(start, end - start)
+        return transcribe(
+            model, samples, asked, model_name=model_name, beam_size=beam_size, batch_size=batch_size,
+            on_progress=progress, on_info=info,
+        )  # fmt: skip
+
+    if total <= size:
+        return run(0, total, options, on_progress, on_info)
+    segments: list[Segment] = []
+    first: Transcript | None = None
+    start = 0
+    while start < total:
+        end = total if total - start <= size else quietest(window, start + size)
+
+        def scaled(percent: float, done: int = start, length: int = end - start) -> None:
+            on_progress(min(99.0, 100.0 * (done + percent / 100 * length) / total))
+
+        if first is None:
+            first = part = run(
+                start, end, options, scaled, lambda lang, prob, _: on_info(lang, prob, total / SAMPLE_RATE)
+            )
+        else:
+            part = run(start, end, options.model_copy(update={"language": first.language}), scaled, _ignore)
+        segments.extend(_shifted(part.segments, start / SAMPLE_RATE, len(segments)))
+        start = end
+    assert first is not None
+    whole = {"segments": segments, "duration": round(total / SAMPLE_RATE, 3), "options": options}
+    return first.model_copy(update=whole)
+
+
+def quietest(window: Window, end: int) -> int:
+    """The sample at the quietest 0.1 s in the ``CUT_SEARCH_SECONDS`` before ``end`` (the latest such)."""
+    search = int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
+    samples = window(end - search, search)
+    frames = samples[: len(samples) // CUT_FRAME * CUT_FRAME].reshape(-1, CUT_FRAME)
+    if frames.size == 0:
+        return end
+    energy = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    # The latest of the quietest frames (within -60 dBFS of the quietest): the window stays long.
+    quiet = np.flatnonzero(energy <= energy.min() + 1e-3)
+    return end - search + int(quiet[-1]) * CUT_FRAME + CUT_FRAME // 2
+
+
+def _shifted(segments: list[Segment], offset: float, first_id: int) -> list[Segment]:
+    shifted = []
+    for n, segment in enumerate(segments):
+        words = [w.model_copy(update={"start": w.start + offset, "end": w.end + offset}) for w in segment.words or []]
+        update = {"id": first_id + n, "start": round(segment.start + offset, 3), "end": round(segment.end + offset, 3)}
+        shifted.append(segment.model_copy(update={**update, "words": words or segment.words}))
+    return shifted
+
+
+def _ignore(*_: object) -> None:
+    """Later windows' language is the first's: nothing new to report."""

@@ -222,6 +222,7 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool
         **{f"{service}_METRICS_PORT": str(free_port()) for service in OPS_SERVICES},
         **env,
     }
+    data.mkdir(parents=True, exist_ok=True)
     log = data / f"stack-{port}.log"  # one per start: a restart on the same data has its own
     with log.open("wb") as out:
         command = [sys.executable, "-m", "embedded"]

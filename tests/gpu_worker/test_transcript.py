@@ -7,7 +7,7 @@ import pytest
 from faster_whisper import WhisperModel
 
 from gpu_worker.audio import decode
-from gpu_worker.transcript import Transcript, transcribe
+from gpu_worker.transcript import Transcript, quietest, transcribe, transcribe_windows
 from gpu_worker.whisper import resolve_model
 from tests.helpers import SPEECH, speech_text, wer
 from transcribe_common.models import JobOptions
@@ -54,3 +54,40 @@ def test_batched_decoding_gives_the_same_words(tiny: WhisperModel, tmp_path: Pat
     result = run_tiny(tiny, long, JobOptions(language="en", vad_filter=vad_filter), beam_size=1, batch_size=4)
     assert wer(" ".join([speech_text("url")] * 3), result.text) < 0.15
     assert result.segments[-1].end == pytest.approx(long.size / 16000, abs=1.5)
+
+
+def test_long_audio_is_transcribed_a_window_at_a_time_without_losing_a_word(tiny: WhisperModel, tmp_path: Path) -> None:
+    """Seven readings of the url clip with a second of silence between (about 90 s), in windows of
+    40 s: three windows, each cut at a quiet moment; every word once, times in order, progress
+    rising to the end, the duration of the whole."""
+    clip = decode(SPEECH / "url.wav", tmp_path, timeout=30)
+    gap = np.zeros(16000, dtype=np.float32)
+    audio = np.concatenate([part for _ in range(7) for part in (clip, gap)])
+    reads: list[tuple[int, int]] = []
+
+    def window(start: int, count: int) -> np.ndarray:
+        reads.append((start, count))
+        return audio[start : start + count]
+
+    progress: list[float] = []
+    result = transcribe_windows(
+        tiny, window, audio.size, JobOptions(language="en", word_timestamps=True), window_seconds=40,
+        model_name="tiny.en", beam_size=5, on_progress=progress.append, on_info=lambda *_: None,
+    )  # fmt: skip
+    pieces = [(s, c) for s, c in reads if c != 30 * 16000]  # the windows transcribed, not the cut searches
+    assert len(pieces) == 3
+    assert max(c for _, c in reads) <= 40 * 16000  # never more than one window in memory
+    assert wer(" ".join([speech_text("url")] * 7), result.text) < 0.15
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts)
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+    assert all(w.start >= s.start - 0.5 for s in result.segments for w in s.words or [])
+    assert result.duration == pytest.approx(audio.size / 16000, abs=0.01)
+    assert progress == sorted(progress)
+
+
+def test_a_window_ends_at_the_quietest_moment() -> None:
+    tone = np.sin(np.arange(16000 * 60) / 3).astype(np.float32)
+    tone[16000 * 41 : 16000 * 42] = 0  # a second of silence between 41 s and 42 s
+    cut = quietest(lambda start, count: tone[start : start + count], 16000 * 50)
+    assert 16000 * 41 <= cut <= 16000 * 42
