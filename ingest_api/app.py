@@ -20,7 +20,7 @@ from ingest_api.routes import jobs, openai, page, service, transcribe
 from ingest_api.services import Services
 from ingest_api.settings import ApiSettings
 from ingest_api.submit import TooManyQueued
-from ingest_api.upload import TooLarge
+from ingest_api.upload import BodyTimeout, TooLarge
 from transcribe_common.errors import (
     InvalidInput,
     NotFound,
@@ -40,6 +40,7 @@ TAGS = [
 
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
+    (BodyTimeout, 408),
     (TooManyQueued, 429),
     (NotFound, 404),
     (Conflict, 409),

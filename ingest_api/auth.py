@@ -12,10 +12,11 @@ to admins, and to ``INBOX_OWNER_KEY`` when it is set. Without keys there are no 
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ingest_api.services import ServicesDep
@@ -46,13 +47,22 @@ def may_see(caller: Identity, owner: str | None, inbox_owner: str | None) -> boo
 
 
 async def authorize(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Identity:
     """The caller's identity. Async though it never waits: FastAPI runs a plain ``def``
     dependency on a worker thread, a hop per request."""
     keys = services.api_keys
     if not keys:
         return Identity(ANONYMOUS)
+    address = request.client.host if request.client else "?"
+    if wait := services.auth_failures.refused_for(address):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many wrong API keys from this address; try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -66,6 +76,7 @@ async def authorize(
     for key in services.admin_keys:
         admin |= hmac.compare_digest(given, key.encode())
     if not matched and not admin:
+        services.auth_failures.failed(address)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the API key is not valid")
     return Identity(key_id(credentials.credentials), admin=admin)
 

@@ -9,6 +9,7 @@ import redis
 from fastapi import Depends, Request
 
 from ingest_api.settings import ApiSettings, key_id
+from ingest_api.throttle import FailureWindow
 from transcribe_common.jobstate import JobStates
 from transcribe_common.runtime import connect_redis, open_store
 from transcribe_common.store.base import ObjectStore
@@ -23,6 +24,7 @@ class Services:
     api_keys: list[str]
     admin_keys: list[str]
     inbox_owner: str | None  # the owner id of inbox drops' jobs, if a key owns them
+    auth_failures: FailureWindow
 
     @classmethod
     def open(cls, settings: ApiSettings) -> Services:
@@ -31,7 +33,9 @@ class Services:
         states = JobStates(conn, store, settings.minio_bucket)
         admin_keys = settings.load_admin_keys()
         inbox_owner = key_id(settings.inbox_owner_key) if settings.inbox_owner_key else None
-        return cls(settings, conn, store, states, settings.load_api_keys() + admin_keys, admin_keys, inbox_owner)
+        keys = settings.load_api_keys() + admin_keys
+        failures = FailureWindow(settings.auth_failures_max)
+        return cls(settings, conn, store, states, keys, admin_keys, inbox_owner, failures)
 
 
 async def _services(request: Request) -> Services:

@@ -19,6 +19,11 @@ class ApiSettings(CommonSettings):
     max_queued_per_key: int = Field(
         1000, ge=0, description="Jobs one API key may have queued or running at once; more get 429. 0: no cap."
     )
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a connection may take to send a request's headers.")
+    body_timeout: float = Field(60.0, gt=0, description="Seconds a request's body may go without a byte; then 408.")
+    auth_failures_max: int = Field(
+        20, ge=1, description="Wrong API keys from one address in a minute before it is refused for that minute."
+    )
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
     openai_wait_timeout: float = Field(
         1800.0,

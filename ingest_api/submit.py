@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
-from ingest_api.upload import MultipartReader, TooLarge, boundary_of, drain_upload, receive_upload
+from ingest_api.upload import MultipartReader, TooLarge, boundary_of, drain_upload, receive_upload, timed
 from transcribe_common import fleet, layout
 from transcribe_common.errors import InvalidInput
 from transcribe_common.models import JobOptions, Manifest, ObjectSource, UrlSource
@@ -121,7 +121,8 @@ def upload_reader(services: Services, request: Request) -> MultipartReader:
 
 async def upload_fingerprint(services: Services, request: Request) -> str:
     """The fingerprint of an upload that is not stored: a replay, to be compared with the first."""
-    return await drain_upload(request.stream(), upload_reader(services, request))
+    body = timed(request.stream(), services.settings.body_timeout)
+    return await drain_upload(body, upload_reader(services, request))
 
 
 async def accept_upload(
@@ -139,7 +140,7 @@ async def accept_upload(
         key = layout.input_key(job_id, filename)
         return services.store.open_writer(settings.minio_bucket, key, content_type=content_type)
 
-    info = await receive_upload(request.stream(), reader, open_writer)
+    info = await receive_upload(timed(request.stream(), settings.body_timeout), reader, open_writer)
     try:
         form = form_of(reader.fields)
         if form.source_type != "upload":

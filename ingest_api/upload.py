@@ -8,6 +8,7 @@ validated once the body is complete.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import mimetypes
@@ -29,6 +30,24 @@ MAX_REPEATS = 8
 
 class TooLarge(InvalidInput):
     """The request body is larger than this endpoint takes (413)."""
+
+
+class BodyTimeout(InvalidInput):
+    """The request body stopped arriving (408)."""
+
+
+async def timed(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks, each of which must come within ``seconds``: a client that stops sending
+    half way does not hold the request (and what it has sent) open for ever."""
+    chunks = aiter(body)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyTimeout(f"the request body stopped arriving for {seconds:g} s") from None
+        yield chunk
 
 
 class MultipartReader:

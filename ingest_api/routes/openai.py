@@ -75,13 +75,16 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def openai_caller(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Identity:
     """The API key check of every /v1 route, its refusals in OpenAI's shape."""
     try:
-        return await authorize(services, credentials)
+        return await authorize(request, services, credentials)
     except HTTPException as exc:
-        raise OpenAIError(exc.status_code, str(exc.detail), code="invalid_api_key") from exc
+        code = "rate_limit_exceeded" if exc.status_code == 429 else "invalid_api_key"
+        raise OpenAIError(exc.status_code, str(exc.detail), code=code) from exc
 
 
 class TranscriptionForm(BaseModel):

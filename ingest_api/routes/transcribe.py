@@ -12,7 +12,7 @@ from ingest_api import docs, idempotency, submit
 from ingest_api.auth import Caller
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import ServicesDep
-from ingest_api.upload import TooLarge
+from ingest_api.upload import TooLarge, timed
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput
 
@@ -119,7 +119,7 @@ async def transcribe(
     content_type = request.headers.get("content-type", "")
     body: TranscribeRequest | None = None
     if content_type.startswith("application/json"):
-        body = await _json_body(request)
+        body = await _json_body(request, services.settings.body_timeout)
     elif not content_type.startswith("multipart/form-data"):
         raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
     claimed = None
@@ -157,9 +157,9 @@ def _accepted(response: Response, job_id: str) -> JobAccepted:
     return JobAccepted(job_id=job_id, links=links(job_id))
 
 
-async def _json_body(request: Request) -> TranscribeRequest:
+async def _json_body(request: Request, timeout: float) -> TranscribeRequest:
     raw = b""
-    async for chunk in request.stream():
+    async for chunk in timed(request.stream(), timeout):
         raw += chunk
         if len(raw) > MAX_JSON_BYTES:
             raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")

@@ -325,3 +325,19 @@ def test_a_short_api_key_is_refused_at_start(tmp_path: Path, redis_server: str, 
         _client(tmp_path, redis_server, **{setting: "k2"}),
     ):
         pass
+
+
+def test_repeated_wrong_keys_from_one_address_are_refused_for_a_while(
+    redis_conn,
+    tmp_path: Path,
+    redis_server: str,  # type: ignore[no-untyped-def]
+) -> None:
+    with _client(tmp_path, redis_server, api_keys=KEYS[0], auth_failures_max=3) as client:
+        for n in range(3):
+            wrong = client.get("/v1/stats", headers={"Authorization": f"Bearer wrong-guess-{n:010d}"})
+            assert wrong.status_code == 403
+        refused = client.get("/v1/stats", headers={"Authorization": "Bearer wrong-guess-0000000003"})
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        # The right key too, for that while: else guessing would go on at full speed.
+        assert client.get("/v1/stats", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 429
