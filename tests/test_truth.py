@@ -235,3 +235,20 @@ def test_no_error_names_a_bucket_key_or_path(stack: Stack) -> None:
     (stack.data / "buckets" / "transcribe" / job_id / "manifest.json").unlink()
     missing = httpx.get(f"{stack.url}/v1/jobs/{job_id}/result")
     assert (missing.status_code, missing.json()["detail"]) == (404, f"job {job_id} has no result")
+
+
+def test_a_failed_drop_with_a_long_name_still_gets_its_webhook_and_a_shortened_note(
+    stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A 246-byte name: the note beside it, and the store's record of that note, would not fit."""
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"not audio at all\n" * 50)
+    name = "x" * 242 + ".mp3"
+    job_id = drop(stack, f"long/{name}", junk)
+    payload = receiver.wait_for(job_id)["json"]
+    assert payload["status"] == "failed"
+    assert payload["error"].startswith("the input is not an audio or video file")
+    [note] = (stack.inbox / "long").glob("*.error.txt")
+    assert note.name.startswith("x" * 200)
+    assert len(note.name.encode()) <= 250
+    assert payload["error"] in note.read_text()

@@ -29,7 +29,8 @@ OPTIONS_FILE = ".transcribe.json"
 OUTPUT_MARKER = "transcribe-output"
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-MAX_NAME_BYTES = 255  # of one name in a path, on the file systems the local store and scratch sit on
+# Of one name in a path: a file system's 255 bytes, less the ".json" of the local store's sidecar.
+MAX_NAME_BYTES = 250
 SAFE_NAME_BYTES = 150  # an upload's own name, leaving room for what is added to it ("source-", suffixes)
 _UNSAFE = re.compile(r"[^\w.\- ]+")
 
