@@ -12,9 +12,9 @@ fresh. The outcome decides what comes next:
 
 An attempt has ``WEBHOOK_DEADLINE`` seconds in all, however slowly the receiver answers (the
 connection is closed under it then), well inside RQ's job timeout, so that every attempt ends
-recorded. At most ``WEBHOOK_PER_RECEIVER`` attempts go to one receiver (host) at once; an attempt
-over that waits a moment on the scheduler, not holding a sender, so one slow receiver cannot stall
-everyone else's webhooks.
+recorded. At most ``WEBHOOK_PER_RECEIVER`` attempts go to one receiver (host:port) at once; an
+attempt over that goes to the back of the queue after a short pause, so one slow receiver cannot
+stall everyone else's webhooks.
 
 Every attempt (time, status code or error) is recorded on the job, for ``GET /v1/jobs/{id}``.
 """
@@ -44,7 +44,9 @@ from transcribe_common.models import DeliveryAttempt, WebhookDelivery, utcnow
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
-BUSY_RECEIVER_DELAY = 2.0  # seconds an attempt waits when its receiver has its share of the senders
+# Seconds an attempt pauses, when its receiver has its share of the senders, before it goes to the
+# back of the queue (not RQ's scheduler, whose process does not outlive a Redis restart).
+BUSY_RECEIVER_PAUSE = 0.5
 
 
 @functools.cache
@@ -72,10 +74,9 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     conn: redis.Redis = job.connection
     config = settings()
     with receiver_slot(conn, url, config.per_receiver) as taken:
-        if not taken:  # that receiver has its share of the senders: wait a moment, not a sender
-            jobqueue.enqueue_webhook(
-                conn, job_id, url, body, message_id, attempt=attempt, delay=BUSY_RECEIVER_DELAY, waited=True
-            )
+        if not taken:  # that receiver has its share of the senders: to the back of the queue
+            time.sleep(BUSY_RECEIVER_PAUSE)
+            jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt, waited=True)
             return "waiting"
         outcome = post(url, body, message_id, config)
     delay = next_delay(attempt, outcome, config)
