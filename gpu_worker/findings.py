@@ -32,7 +32,9 @@ def check_detection(options: JobOptions, language: str, probability: float) -> N
         )
 
 
-def findings(transcript: Transcript, *, declared: float | None, confidence_min: float) -> list[str]:
+def findings(
+    transcript: Transcript, *, declared: float | None, confidence_min: float, multilingual: bool = True
+) -> list[str]:
     found = []
     if transcript.options.language is None and transcript.language_probability < confidence_min:
         found.append(
@@ -42,6 +44,10 @@ def findings(transcript: Transcript, *, declared: float | None, confidence_min: 
         )
     if not transcript.text:
         found.append("no speech was found in the audio: the transcript is empty")
+        if multilingual and transcript.options.language is None:  # speech in a language it did not catch
+            found[-1] += (
+                f" (the language was detected as {transcript.language!r}; if there is speech, name its language)"
+            )
     decoded = transcript.duration
     if declared is not None and decoded <= declared * TRUNCATED_SHARE and declared - decoded >= TRUNCATED_SECONDS:
         found.append(

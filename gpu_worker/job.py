@@ -208,7 +208,10 @@ class JobRun:
             on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
         )
         transcript.warnings = findings.findings(
-            transcript, declared=decoded.declared, confidence_min=self.settings.language_confidence_min
+            transcript,
+            declared=decoded.declared,
+            confidence_min=self.settings.language_confidence_min,
+            multilingual=is_multilingual(model),
         )
         took = time.monotonic() - started
         metrics.STAGE_SECONDS.labels("transcribe").observe(took)

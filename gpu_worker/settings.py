@@ -27,7 +27,7 @@ class WorkerSettings(JobEndSettings):
         "restarted worker replaces its old registration at once and recovers the jobs it was running.",
     )
     language_confidence_min: float = Field(
-        0.5, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
+        0.8, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
     )
     max_concurrency: int = Field(
         2, ge=1, description="Jobs at once per worker process, sharing one copy of each model."

@@ -147,7 +147,7 @@ JOB_VIEWS = {
         "error": None,
         "warnings": [
             "the language was detected as 'en' with a probability of only 0.41, below LANGUAGE_CONFIDENCE_MIN "
-            "(0.5); the transcript may be in the wrong language: if so, name the language in 'language'"
+            "(0.8); the transcript may be in the wrong language: if so, name the language in 'language'"
         ],
         "updated_at": "2026-11-24T10:16:40.500000Z",
         "webhook": {

@@ -131,7 +131,8 @@ class JobStates:
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
         if outcome != b"ok":
-            log.info("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
+            # Every hop is at-least-once: a refused move is the gate doing its work, not news.
+            log.debug("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
             return False
         return True
 

@@ -109,3 +109,12 @@ def test_the_watcher_skips_what_is_not_a_regular_file(local_store, tmp_path: Pat
     watcher.settle(now=time.monotonic() + 10)
     assert watcher.pending == {}
     assert len(local_store.records) == 1  # the upload put into the jobs bucket, nothing from the inbox
+
+
+def test_objects_get_the_mode_a_copied_file_would(local_store) -> None:  # type: ignore[no-untyped-def]
+    """Transcripts beside an inbox drop are readable by whoever may read the drop (not 0600)."""
+    store: LocalStore = local_store.store
+    put_bytes(store, "transcribe-inbox", "talks/a.srt", b"1\n", content_type="text/plain")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert store.data_path("transcribe-inbox", "talks/a.srt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -31,6 +31,10 @@ from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], object]
+# Objects get the mode a file copied there by hand would (temporary files start out 0600).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 META_DIR = ".meta"
 TMP_DIR = ".tmp"
 _TMP_PREFIX = "put-"  # then the bucket: put-<bucket>-<random>
@@ -198,6 +202,7 @@ class _LocalWriter:
     def commit(self) -> ObjectInfo:
         self._file.close()
         self._target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._tmp, FILE_MODE)
         os.replace(self._tmp, self._target)
         st = self._target.stat()
         etag = self._md5.hexdigest()
