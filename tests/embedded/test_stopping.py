@@ -127,8 +127,9 @@ def test_ready_means_every_service_is_ready_and_a_restart_counts_each_slot_once(
 
         wait_until(back, timeout=120, interval=0.05)
         assert max(seen) <= 2, seen  # MAX_CONCURRENCY slots of the one worker, never its ghost's too
-        for process in [*psutil.Process(first.pid).children(), psutil.Process(first.pid)]:
-            process.kill()  # the whole stack dies at once: Redis keeps what it had
+        supervisor = psutil.Process(first.pid)
+        for process in [*supervisor.children(recursive=True), supervisor]:
+            process.kill()  # the whole stack dies at once, its services' own children too: Redis keeps what it had
         first.process.wait(30)
     with running_stack(tmp_path, url, receiver, flush=False) as second:
         # At the moment it says ready, the worker has its models and is counted once.
