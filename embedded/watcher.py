@@ -55,15 +55,23 @@ class InboxWatcher:
             self.folder, stop_event=stopping, debounce=100, step=50, rust_timeout=250, yield_on_timeout=True
         ):
             for change, path in changes:
-                if change != Change.deleted:
+                if change == Change.deleted:
+                    continue
+                if Path(path).is_dir() and not Path(path).is_symlink():
+                    # Files made in a new folder before its watch was set are never reported: look.
+                    self.look_in(Path(path))
+                else:
                     self.consider(Path(path))
             self.settle()
 
     def scan(self) -> None:
-        for dirpath, _dirs, files in os.walk(self.folder):
+        self.look_in(self.folder)
+        self.settle()
+
+    def look_in(self, folder: Path) -> None:
+        for dirpath, _dirs, files in os.walk(folder):
             for name in files:
                 self.consider(Path(dirpath) / name)
-        self.settle()
 
     def consider(self, path: Path) -> None:
         key = self._key(path)

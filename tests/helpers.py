@@ -6,12 +6,14 @@ import base64
 import functools
 import json
 import re
+import subprocess
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import imageio_ffmpeg
 import jiwer
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -31,6 +33,13 @@ LEAKS = re.compile(
 
 def leaks(text: str) -> list[str]:
     return LEAKS.findall(text)
+
+
+def silence(path: Path, seconds: float, *extra: str, rate: int = 8000) -> Path:
+    """Silence made with ffmpeg: a small file (FLAC, say) that decodes to as long as asked."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    subprocess.run([*command, f"anullsrc=r={rate}:cl=mono", "-t", f"{seconds:g}", *extra, str(path)], check=True)
+    return path
 
 
 def speech_text(name: str) -> str:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import imageio_ffmpeg
 import pytest
 import srt
 
 from tests.conftest import SPEECH, Stack
-from tests.helpers import speech_text, wer
+from tests.helpers import silence, speech_text, wer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -132,12 +130,7 @@ def test_the_page_is_served_with_a_strict_content_security_policy(stack: Stack) 
 
 def test_a_transcript_with_warnings_shows_them(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Silence finishes, with the job's warning on its card (and the downloads, empty as they are)."""
-    quiet = tmp_path / "quiet.wav"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
-         "-t", "6", str(quiet)],
-        check=True,
-    )  # fmt: skip
+    quiet = silence(tmp_path / "quiet.wav", 6, rate=16000)
     drop(page, quiet, "quiet.wav", "audio/wav")
     page.wait_for_selector(".job[data-state=finished]", timeout=90_000)
     warnings = page.locator(".job .warnings li")

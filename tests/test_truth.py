@@ -16,7 +16,7 @@ import imageio_ffmpeg
 import redis
 
 from tests.conftest import INBOX_BUCKET, Stack
-from tests.helpers import SPEECH, GatedServer, Receiver, wait_until
+from tests.helpers import SPEECH, GatedServer, Receiver, silence, wait_until
 from tests.test_pipeline import upload
 from transcribe_common import layout
 
@@ -100,9 +100,8 @@ def test_an_inbox_drop_takes_its_folders_options_and_gets_its_warnings_beside_it
 
 
 def test_silence_finishes_saying_no_speech_was_found(stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
-    silence = tmp_path / "quiet.wav"
-    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "8", str(silence))
-    job_id = upload(stack, silence.read_bytes(), "quiet.wav", language="en")
+    quiet = silence(tmp_path / "quiet.wav", 8, rate=16000)
+    job_id = upload(stack, quiet.read_bytes(), "quiet.wav", language="en")
     payload = receiver.wait_for(job_id)["json"]
     assert payload["status"] == "finished"
     assert payload["warnings"] == ["no speech was found in the audio: the transcript is empty"]

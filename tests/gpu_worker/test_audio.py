@@ -7,7 +7,7 @@ import imageio_ffmpeg
 import pytest
 
 from gpu_worker.audio import SAMPLE_RATE, decode, probe
-from tests.helpers import SPEECH
+from tests.helpers import SPEECH, silence
 from transcribe_common.errors import PermanentError
 
 
@@ -60,13 +60,7 @@ def test_a_source_that_never_ends_is_killed_at_the_timeout(tmp_path: Path) -> No
 
 def long_silence(tmp_path: Path, seconds: int) -> Path:
     """A small FLAC that decodes to a long stretch of silence."""
-    path = tmp_path / "silence.flac"
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(seconds), str(path)],
-        check=True,
-    )
-    return path
+    return silence(tmp_path / "silence.flac", seconds)
 
 
 def test_hours_of_audio_in_a_small_file_fail_before_decoding(tmp_path: Path) -> None:
@@ -81,11 +75,8 @@ def test_hours_of_audio_in_a_small_file_fail_before_decoding(tmp_path: Path) -> 
 
 def test_the_declared_duration_is_the_containers_not_a_tags(tmp_path: Path) -> None:
     """A tag whose value reads like ffmpeg's duration line does not pass for it."""
-    lying = tmp_path / "tagged.flac"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
-         "-t", "120", "-metadata", "comment=Duration: 00:00:01.00", "-metadata", "title=  Duration: 00:00:01.00",
-         str(lying)],
-        check=True,
+    lying = silence(
+        tmp_path / "tagged.flac", 120, "-metadata", "comment=Duration: 00:00:01.00", "-metadata",
+        "title=  Duration: 00:00:01.00",
     )  # fmt: skip
     assert probe(lying, timeout=30) == pytest.approx(120, abs=0.1)

@@ -19,6 +19,7 @@ import redis
 
 from tests.conftest import Stack, running_stack
 from tests.helpers import SPEECH, Receiver, wait_until
+from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
 from transcribe_common import keys
 
@@ -132,12 +133,7 @@ def test_a_decode_past_ffmpeg_timeout_fails_and_the_worker_goes_on(
     """Three hours of silence in a small file (and no MAX_AUDIO_SECONDS here): ffmpeg decodes it for
     longer than FFMPEG_TIMEOUT=2.
     (A source that never ends is killed the same way: see test_audio.py, on a FIFO.)"""
-    silence = tmp_path / "three-hours.flac"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
-         "-t", str(3 * 3600), str(silence)],
-        check=True,
-    )  # fmt: skip
+    silence = make_silence(tmp_path / "three-hours.flac", 3 * 3600)
     job_id = upload(crash_stack, silence.read_bytes(), "three-hours.flac")
     payload = receiver.wait_for(job_id, timeout=60)["json"]
     assert payload["status"] == "failed"

@@ -3,16 +3,15 @@ does not make the worker hold it all. The real stack, the real worker process, i
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from pathlib import Path
 
-import imageio_ffmpeg
 import psutil
 import pytest
 
 from tests.conftest import running_stack
 from tests.helpers import SPEECH, Receiver
+from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
 
 HOURS = 3.9
@@ -23,12 +22,7 @@ MIB = 2**20
 def test_hours_of_silence_in_a_small_file_keep_the_worker_within_600_mib_of_idle(
     tmp_path: Path, redis_server: str, receiver: Receiver
 ) -> None:
-    silence = tmp_path / "long-silence.flac"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
-         "-t", str(int(HOURS * 3600)), "-compression_level", "8", str(silence)],
-        check=True,
-    )  # fmt: skip
+    silence = make_silence(tmp_path / "long-silence.flac", int(HOURS * 3600), "-compression_level", "8")
     assert silence.stat().st_size < 4 * MIB  # a few MiB that decode to 450 MB of 16-bit audio
     redis_url = redis_server.rsplit("/", 1)[0] + "/12"
     env = {"MAX_AUDIO_SECONDS": "14400", "JOB_TIMEOUT": "1800", "FFMPEG_TIMEOUT": "600"}
