@@ -35,13 +35,18 @@ class Identity:
     admin: bool = False
 
     @property
+    def sees_all(self) -> bool:
+        """No tenants (keys are off), or an operator."""
+        return self.id == ANONYMOUS or self.admin
+
+    @property
     def owner(self) -> str | None:
         return None if self.id == ANONYMOUS else self.id
 
 
 def may_see(caller: Identity, owner: str | None, inbox_owner: str | None) -> bool:
     """Whether ``caller`` may know of a job owned by ``owner`` (None: an inbox drop)."""
-    if caller.id == ANONYMOUS or caller.admin:
+    if caller.sees_all:
         return True
     return caller.id == (owner if owner is not None else inbox_owner)
 

@@ -32,9 +32,9 @@ def read_status(services: Services, job_id: str, caller: Identity) -> StatusReco
     if not layout.is_job_id(job_id):
         raise NotFound(f"no job {job_id!r}")
     record = services.states.read_or_stored(job_id)
-    if record is None or record.owner is None:
-        # No status yet (the manifest still says whether the job exists), or none naming an owner:
-        # the manifest says whose it is.
+    if record is None or (record.owner is None and not caller.sees_all):
+        # No status yet (the manifest still says whether the job exists), or none naming an owner
+        # while it matters whose it is: the manifest says. Not read on every poll without keys.
         manifest = _manifest(services, job_id)
         if manifest is not None:
             record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
