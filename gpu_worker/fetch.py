@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from transcribe_common import layout, netsafe
+from transcribe_common import layout, netsafe, transient
 from transcribe_common.errors import PermanentError, PipelineError, RetryableError
 from transcribe_common.models import Manifest, ObjectSource, UrlSource
 from transcribe_common.netsafe import UrlPolicy
@@ -77,18 +77,17 @@ def _save(response: httpx.Response, dest: Path, max_bytes: int, deadline: float,
 
 
 def _translated(exc: Exception) -> PipelineError:
-    """httpx's errors, as the job reads them: a redirect loop or an unusable URL will not get
-    better; anything else on the network may."""
+    """httpx's errors, as the job reads them, on the side the one table (``transient``) says."""
+    if transient.transient(exc):
+        return RetryableError(f"fetching the source URL failed: {exc}")
     if isinstance(exc, httpx.TooManyRedirects):
         return PermanentError(f"the source URL redirects too many times: {exc}")
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}")
-    return RetryableError(f"fetching the source URL failed: {exc}")
+    return PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}")
 
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:
     status = response.status_code
-    if netsafe.transient(status):
+    if transient.http_status(status):
         raise RetryableError(f"fetching the source URL: HTTP {status}")
     if status >= 400:
         raise PermanentError(f"fetching the source URL failed: HTTP {status}")

@@ -5,10 +5,14 @@
     │   └── NotFound        the job or object does not exist (404)
     │       └── ObjectMissing   the store has no such object; its message names bucket and key (logs only)
     ├── PermanentError      the job cannot succeed (bad media, refused URL); fail it at once
+    │   └── StoreRefused    the object store refused (AccessDenied, a bad key): a setup to fix
     └── RetryableError      a dependency is down or slow (network, store, Redis); try again later
+        ├── StateUnavailable    Redis did not answer
+        └── StoreUnavailable    the object store did not answer, or said "try again"
 
 Errors from redis, minio, httpx, ffmpeg and CTranslate2 are translated into these where they enter,
-so that the API maps them to responses in one handler and the worker decides retry-or-fail by class.
+so that the API maps them to responses in one handler and the worker decides retry-or-fail by class;
+which side an engine's error goes to is one table, ``transient``.
 """
 
 
@@ -49,8 +53,15 @@ def public_message(exc: BaseException) -> str:
         return "an object the job needs is missing from the store"
     if isinstance(exc, StoreUnavailable):
         return "the object store is unavailable; try again shortly"
+    if isinstance(exc, StoreRefused):
+        return "the object store refused the service's request; its operator must fix the set-up"
     return str(exc)
 
 
 class StoreUnavailable(RetryableError):
     """The object store did not answer, or answered with an error; the message has the details."""
+
+
+class StoreRefused(PermanentError):
+    """The object store answered with an error that another try will not change (AccessDenied, a
+    bad signature or key, an unknown bucket): the deployment's set-up is wrong."""

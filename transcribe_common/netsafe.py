@@ -132,11 +132,6 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return list(found)
 
 
-def transient(status_code: int) -> bool:
-    """An HTTP answer that may be different later: a server error, a timeout, too many requests."""
-    return status_code >= 500 or status_code in (408, 429)
-
-
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves and checks the host itself, then connects to the address it checked."""
 

@@ -37,7 +37,7 @@ import redis
 from rq import get_current_job
 from standardwebhooks import Webhook
 
-from transcribe_common import jobqueue, jobstate, keys, netsafe
+from transcribe_common import jobqueue, jobstate, keys, netsafe, transient
 from transcribe_common.errors import InvalidInput, RetryableError
 from transcribe_common.logs import job_context
 from transcribe_common.models import DeliveryAttempt, WebhookDelivery, utcnow
@@ -132,16 +132,17 @@ def post(url: str, body: str, message_id: str, config: WebhookSettings) -> Outco
         return Outcome(DeliveryAttempt(at=at, error=str(exc)))
     except (RetryableError, httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: closed by the watchdog
         if time.monotonic() - started >= config.webhook_deadline:
-            error = f"no answer within WEBHOOK_DEADLINE ({config.webhook_deadline:g} s)"
-        else:
-            error = str(exc) or type(exc).__name__
-        return Outcome(DeliveryAttempt(at=at, error=error), retry=True)
+            return Outcome(
+                DeliveryAttempt(at=at, error=f"no answer within WEBHOOK_DEADLINE ({config.webhook_deadline:g} s)"),
+                retry=True,
+            )
+        return Outcome(DeliveryAttempt(at=at, error=str(exc) or type(exc).__name__), retry=transient.transient(exc))
     attempt = DeliveryAttempt(at=at, status_code=code, error=None if response.is_success else f"HTTP {code}")
     if response.is_success:
         return Outcome(attempt, delivered=True)
     if response.is_redirect:
         attempt.error = f"HTTP {code}: redirects are not followed"
-    retry = netsafe.transient(code)
+    retry = transient.http_status(code)
     return Outcome(
         attempt, retry=retry, retry_after=retry_after(response.headers.get("retry-after")) if retry else None
     )

@@ -1,8 +1,9 @@
 """The object store on MinIO or any S3-compatible server, through the minio SDK.
 
 This is the only module that imports ``minio``. SDK and transport errors are translated here: a
-missing object is ``ObjectMissing``; a server that cannot be reached, or answers an error, is
-``StoreUnavailable`` (both name bucket, key or host: for logs, not callers).
+missing object is ``ObjectMissing``; a server that cannot be reached, or answers an error that may
+pass (``transient``), is ``StoreUnavailable``; any other error answer (AccessDenied, a bad key) is
+``StoreRefused``. All of them name bucket, key or host: for logs, not callers.
 
 Uploads of unknown length (a request body being streamed in) go through ``_S3Writer``: ``write``
 hands chunks to a bounded queue that ``put_object``, running in a thread, reads as a file. The SDK
@@ -27,7 +28,8 @@ from minio import Minio
 from minio.error import S3Error
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig, SuffixFilterRule
 
-from transcribe_common.errors import NotFound, ObjectMissing, PipelineError, StoreUnavailable
+from transcribe_common import transient
+from transcribe_common.errors import NotFound, ObjectMissing, PipelineError, StoreRefused, StoreUnavailable
 from transcribe_common.events import user_metadata
 from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
@@ -217,7 +219,10 @@ class _translated:
         if isinstance(exc, S3Error):
             if exc.code in _MISSING:
                 raise ObjectMissing(f"no object {self.what}") from exc
-            raise StoreUnavailable(f"object store: {exc.code}: {exc.message}") from exc
+            said = f"object store: {exc.code}: {exc.message} ({self.what})"
+            if transient.s3_answer(exc.code, exc.response.status):
+                raise StoreUnavailable(said) from exc
+            raise StoreRefused(said) from exc
         if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
             raise StoreUnavailable(f"object store unreachable: {exc}") from exc
 
