@@ -34,7 +34,7 @@ def main() -> None:
         cpu_threads=settings.whisper_cpu_threads,
         concurrency=settings.max_concurrency,
     )
-    context = job.WorkerContext(settings, conn, store, JobStates(conn, store, settings.minio_bucket), models)
+    context = job.WorkerContext(settings, conn, store, JobStates.for_settings(conn, store, settings), models)
     job.install(context)
     pool = WorkerPool(context)
     metrics.MODELS_LOADED.set(len(models))

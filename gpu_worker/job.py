@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis
-import tenacity
 from faster_whisper import WhisperModel
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -28,18 +27,13 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, layout
-from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending
-from transcribe_common.errors import (
-    PermanentError,
-    PipelineError,
-    RetryableError,
-    StateUnavailable,
-    public_message,
-)
-from transcribe_common.jobstate import JobStates
+from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending, unreadable
+from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
+from transcribe_common.jobstate import JobStates, Stale
 from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
 from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes
+from transcribe_common.transient import Retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +46,11 @@ class Requeue(BaseException):
 
 class Cancelled(BaseException):
     """Raised into a running job whose status became ``cancelled`` (DELETE /v1/jobs/{id})."""
+
+
+class Superseded(BaseException):
+    """Raised into a running job that was started again elsewhere: this worker stalled past its
+    heartbeat (a pause, SIGSTOP, a partition) and was taken for dead. It writes nothing more."""
 
 
 @dataclass
@@ -110,24 +109,39 @@ class JobRun:
         )
         # True while the job may be interrupted and requeued: until its transcript exists.
         self.interruptible = False
+        self.attempt = 0  # this start of the job, numbered by the gate: every later move carries it
 
     def run(self) -> str:
         try:
             manifest = self.ctx.ending.manifest(self.job_id)
-        except Exception:
-            log.exception("job %s: unreadable manifest", self.job_id)
+        except Exception as exc:
+            if not unreadable(exc):
+                # The store stayed away: not the job's failure. RQ queues it again (``jobqueue``).
+                log.error("job %s: its manifest could not be read (%s); trying again later", self.job_id, exc)
+                raise
+            log.error("job %s: unreadable manifest: %s", self.job_id, exc)
             self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
             return JobStatus.FAILED
         rq_job = get_current_job()
         worker = rq_job.worker_name if rq_job is not None else None
-        if self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker) is None:
+        started = self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker)
+        if started is None:
             log.info("job %s: taken or done already; skipping", self.job_id)
             return "skipped"
-        log.info("job %s: started", self.job_id)
+        self.attempt = started.attempts
+        log.info("job %s: started (attempt %d)", self.job_id, self.attempt)
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a crashed earlier attempt left
         self.scratch.mkdir(parents=True)
         with self.ctx.lock:
             self.ctx.running[threading.get_ident()] = self
+        try:
+            return self._attempt(manifest)
+        finally:
+            with self.ctx.lock:
+                self.ctx.running.pop(threading.get_ident(), None)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _attempt(self, manifest: Manifest) -> str:
         try:
             self.interruptible = True
             try:
@@ -145,20 +159,19 @@ class JobRun:
         except Cancelled:
             self.cancelled()
             return JobStatus.CANCELLED
+        except (Superseded, Stale):
+            self.superseded()
+            return "superseded"
         except StateUnavailable as exc:
             self.leave(exc)
             return "left"
         except Exception as exc:  # every failure ends the same way, whatever raised it
             self.fail(manifest, exc)
             return JobStatus.FAILED
-        finally:
-            with self.ctx.lock:
-                self.ctx.running.pop(threading.get_ident(), None)
-            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def requeue(self, manifest: Manifest, reason: str) -> None:
         """Back to ``queued``; the worker process enqueues it again once its threads have stopped."""
-        if self.ctx.states.requeue(self.job_id, reason) is not None:
+        if self.ctx.states.requeue(self.job_id, reason, attempt=self.attempt) is not None:
             log.warning("job %s: requeued: %s", self.job_id, reason)
             with self.ctx.lock:
                 self.ctx.requeued.append((self.job_id, manifest.options.model))
@@ -167,11 +180,23 @@ class JobRun:
         """The job was cancelled while it ran: nothing more is written, and if the canceller asked
         for its objects to go, what this run may have written after their deletion goes too."""
         record = self.ctx.states.read(self.job_id)
+        if record is not None and record.attempts != self.attempt:
+            self.superseded()
+            return
         if record is None or not record.status.stops_a_run:
             return
         log.info("job %s: %s while it ran", self.job_id, record.status.value)
         if record.status == JobStatus.DELETED:
             delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
+
+    def superseded(self) -> None:
+        """This attempt was taken for dead and the job started again: the new attempt owns it."""
+        log.warning(
+            "job %s: attempt %d stops: this worker stalled past WORKER_HEARTBEAT_TTL and the job was "
+            "started again; the new attempt owns it, and this one writes nothing more",
+            self.job_id,
+            self.attempt,
+        )
 
     def transcribe(self, manifest: Manifest) -> Transcript:
         if manifest.error:
@@ -204,7 +229,7 @@ class JobRun:
             model_name=name,
             beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size,
-            on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent),
+            on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent, self.attempt),
             on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
         )
         transcript.warnings = findings.findings(
@@ -223,27 +248,13 @@ class JobRun:
     def detected(self, manifest: Manifest, language: str, probability: float, duration: float) -> None:
         """The language is known: fail now if the caller would not take a weak detection, else say it."""
         findings.check_detection(manifest.options, language, probability)
-        self.ctx.states.note(self.job_id, language=language, duration=round(duration, 3))
+        self.ctx.states.note(self.job_id, self.attempt, language=language, duration=round(duration, 3))
 
     def retrying(self, step: Callable[..., T], *args: object) -> T:
         """Run an I/O step again, with exponential backoff and jitter, while it fails transiently
         (a source server's 5xx, a store or network that is briefly away); other errors at once."""
-        for attempt in tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableError),
-            wait=tenacity.wait_exponential_jitter(initial=self.settings.io_backoff, max=60),
-            stop=tenacity.stop_after_attempt(self.settings.io_attempts),
-            before_sleep=lambda state: log.warning(
-                "job %s: %s (try %d of %d); trying again",
-                self.job_id,
-                state.outcome.exception() if state.outcome else "?",
-                state.attempt_number,
-                self.settings.io_attempts,
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                return step(*args)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        retry = Retry(self.settings.io_attempts, self.settings.io_backoff, what=f"job {self.job_id}")
+        return retry.call(step, *args)
 
     def succeed(self, manifest: Manifest, transcript: Transcript) -> None:
         with metrics.STAGE_SECONDS.labels("write").time():
@@ -255,27 +266,35 @@ class JobRun:
             "warnings": json.dumps(transcript.warnings),
         }
         # Retried while Redis is away (restarting, say), so that finished work is not thrown away.
+        # A repeat by the same attempt counts as done (``jobstate``), so the whole move may be retried.
         finished = self.retrying(
-            lambda: self.ctx.states.advance(self.job_id, JobStatus.FINISHED, progress=100, **facts)
+            lambda: self.ctx.states.advance(
+                self.job_id, JobStatus.FINISHED, attempt=self.attempt, progress=100, **facts
+            )
         )
-        if finished is None:  # cancelled while its results were being written
+        if finished is None:  # cancelled while its results were being written, or superseded
             self.cancelled()
             return
         log.info("job %s: finished (%.1f s of %s)", self.job_id, transcript.duration, transcript.language)
         self.ctx.ending.notify(self.job_id, manifest, self.ctx.ending.finished_webhook(self.job_id, manifest, finished))
 
     def write_outputs(self, manifest: Manifest, transcript: Transcript) -> dict[str, str]:
-        """Every format into the job's folder (so any can be fetched later), and the ones asked
-        for beside an inbox drop."""
-        outputs = {}
+        """Every format into this attempt's folder (so any can be fetched later; the final move
+        publishes them), then the ones asked for beside an inbox drop, where people look: only if
+        this attempt is still the job's own."""
+        outputs, texts = {}, {}
         for fmt, renderer in render.RENDERERS.items():
-            key = layout.result_key(self.job_id, fmt)
-            text = renderer(transcript, self.cue_rules).encode()
-            put_bytes(self.ctx.store, self.bucket, key, text, content_type=CONTENT_TYPES[fmt])
+            key = layout.result_key(self.job_id, fmt, self.attempt)
+            texts[fmt] = renderer(transcript, self.cue_rules).encode()
+            put_bytes(self.ctx.store, self.bucket, key, texts[fmt], content_type=CONTENT_TYPES[fmt])
             outputs[fmt] = key
-            if manifest.beside is not None and fmt in manifest.options.output:
-                self.ctx.ending.write_beside(self.job_id, manifest, fmt, text, CONTENT_TYPES[fmt])
-        if manifest.beside is not None and transcript.warnings:  # said beside the transcript, where it is read
+        if manifest.beside is None:
+            return outputs
+        if not self.ctx.states.current(self.job_id, self.attempt):
+            raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer its current one")
+        for fmt in manifest.options.output:
+            self.ctx.ending.write_beside(self.job_id, manifest, fmt, texts[fmt], CONTENT_TYPES[fmt])
+        if transcript.warnings:  # said beside the transcript, where it is read
             note = "".join(f"Warning: {warning}\n" for warning in transcript.warnings).encode()
             self.ctx.ending.write_beside(self.job_id, manifest, WARNINGS_NOTE, note, CONTENT_TYPES["txt"])
         return outputs
@@ -287,7 +306,7 @@ class JobRun:
         else:
             log.exception("job %s: failed unexpectedly", self.job_id)
         try:
-            ended = self.retrying(self.ctx.ending.fail, self.job_id, manifest, error)
+            ended = self.retrying(lambda: self.ctx.ending.fail(self.job_id, manifest, error, attempt=self.attempt))
         except StateUnavailable as exc:
             self.leave(exc)
             return

@@ -15,7 +15,8 @@ thread), and signals belong to the main thread:
 - Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered, and jobs that waited
   ``MODEL_WAIT`` for a model no live worker serves are failed (``transcribe_common.recovery``).
 - Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
-  same means as a drain's requeue: an exception raised in the job's thread.
+  same means as a drain's requeue: an exception raised in the job's thread; so are jobs started
+  again elsewhere (a later attempt) while this process stalled and was taken for dead.
 - If a job thread ends on its own (RQ quits its loop on some Redis errors), the process drains and
   exits with status 1, to be restarted whole.
 """
@@ -36,7 +37,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker_registration import unregister
 
 from gpu_worker import metrics
-from gpu_worker.job import Cancelled, JobRun, Requeue, WorkerContext
+from gpu_worker.job import Cancelled, JobRun, Requeue, Superseded, WorkerContext
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.logs import set_job
@@ -231,16 +232,25 @@ class WorkerPool:
         log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
 
     def stop_cancelled(self) -> None:
-        """Stop the running jobs whose status became ``cancelled`` or ``deleted``."""
+        """Stop the running jobs whose status became ``cancelled`` or ``deleted``, and those
+        started again elsewhere while this process stalled (a later attempt owns them)."""
         running = self._running()
         try:
             statuses = self.ctx.states.statuses([job.job_id for _, job in running])
         except redis.RedisError as exc:
             log.warning("checking for cancelled jobs failed: %s", exc)
             return
-        cancelled = {job.job_id for (_, job), status in zip(running, statuses, strict=True) if status in STOPPING}
+        cancelled, superseded = set(), set()
+        for (_, job), (status, attempts) in zip(running, statuses, strict=True):
+            # Started again since, or put back in the queue by a reaper that took this process for dead.
+            if job.attempt and (attempts != job.attempt or status == JobStatus.QUEUED.value):
+                superseded.add(id(job))
+            elif status in STOPPING:
+                cancelled.add(id(job))
+        if superseded:
+            self._interrupt(Superseded, lambda job: id(job) in superseded)
         if cancelled:
-            self._interrupt(Cancelled, lambda job: job.job_id in cancelled)
+            self._interrupt(Cancelled, lambda job: id(job) in cancelled)
 
     def _running(self) -> list[tuple[int, JobRun]]:
         with self.ctx.lock:

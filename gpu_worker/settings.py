@@ -52,8 +52,6 @@ class WorkerSettings(JobEndSettings):
         "longer audio is transcribed a window at a time, cut at its quietest moment.",
     )
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
-    io_attempts: int = Field(4, ge=1, description="Tries of a download or store write that fails transiently.")
-    io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")
     scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
     subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")
     subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")

@@ -30,7 +30,7 @@ class Services:
     def open(cls, settings: ApiSettings) -> Services:
         conn = connect_redis(settings, "api")
         store = open_store(settings, conn)
-        states = JobStates(conn, store, settings.minio_bucket)
+        states = JobStates.for_settings(conn, store, settings)
         admin_keys = settings.load_admin_keys()
         inbox_owner = key_id(settings.inbox_owner_key) if settings.inbox_owner_key else None
         keys = settings.load_api_keys() + admin_keys

@@ -16,12 +16,18 @@ from transcribe_common.jobstate import JobStates
 from transcribe_common.models import FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
 from transcribe_common.settings import JobEndSettings
 from transcribe_common.store.base import ObjectStore, get_json, put_bytes
+from transcribe_common.transient import Retry, transient
 
 log = logging.getLogger(__name__)
 ERROR_NOTE = "error.txt"  # beside an inbox drop whose job failed: talks/a.mp4 -> talks/a.error.txt
 WARNINGS_NOTE = "warnings.txt"  # beside one whose transcript has warnings: talks/a.warnings.txt
 # The store's own message names the bucket and key: the log has it, the job's error does not.
 UNREADABLE_MANIFEST = "the job's manifest is missing or unreadable; submit the job again"
+
+
+def unreadable(exc: BaseException) -> bool:
+    """A manifest that could not be read for good (missing, not JSON, not a manifest), not for now."""
+    return not transient(exc)
 
 
 @dataclass
@@ -32,17 +38,30 @@ class Ending:
     settings: JobEndSettings
 
     def manifest(self, job_id: str) -> Manifest:
-        return Manifest.model_validate(get_json(self.store, self.settings.minio_bucket, layout.manifest_key(job_id)))
+        """The job's manifest, read again while the store fails transiently (``IO_ATTEMPTS``). A
+        store that stays away raises ``StoreUnavailable``: not a reason to fail the job, which the
+        caller leaves for later. Missing or invalid, it cannot get better (``unreadable``)."""
+        retry = Retry(self.settings.io_attempts, self.settings.io_backoff, what=f"job {job_id}: reading its manifest")
+        raw = retry.call(get_json, self.store, self.settings.minio_bucket, layout.manifest_key(job_id))
+        return Manifest.model_validate(raw)
 
-    def fail(self, job_id: str, manifest: Manifest, error: str, only_from: JobStatus | None = None) -> bool:
+    def fail(
+        self,
+        job_id: str,
+        manifest: Manifest,
+        error: str,
+        only_from: JobStatus | None = None,
+        attempt: int | None = None,
+    ) -> bool:
         """Fail the job, leave a note beside an inbox drop, send the failure webhook. False if the
         job had ended already (cancelled, or ended by someone else), or is not in ``only_from``
-        when that is given: then nothing is written."""
+        when that is given: then nothing is written. ``attempt``: the worker's, which makes the
+        call safe to repeat (see ``jobstate``)."""
         states = self.states
         moved = (
-            states.advance(job_id, JobStatus.FAILED, error=error)
+            states.advance(job_id, JobStatus.FAILED, attempt=attempt, error=error)
             if only_from is None
-            else states.advance_from(job_id, only_from, JobStatus.FAILED, error=error)
+            else states.advance_from(job_id, only_from, JobStatus.FAILED, attempt=attempt, error=error)
         )
         if moved is None:
             return False

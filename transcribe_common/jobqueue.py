@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 import redis
 from redis.client import Pipeline
-from rq import Queue
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
 from transcribe_common import keys
 from transcribe_common.jobstate import record_webhook
@@ -40,7 +41,22 @@ def enqueue(
         result_ttl=settings.rq_result_ttl,
         failure_ttl=settings.rq_result_ttl,
         description=f"transcribe {job_id}",
+        # Only a job whose manifest the store would not give (it stayed away) raises out of the
+        # job function: RQ queues it again, a few times, before the janitor's LOST_AFTER look.
+        retry=Retry(max=3),
         pipeline=pipeline,
+    )
+
+
+def waiting(conn: redis.Redis, job_id: str) -> bool:
+    """Whether RQ will still run the job: it is queued, scheduled or running (not finished, failed,
+    or gone: RQ gave up on it, or a router died before enqueueing it)."""
+    job = Job.fetch(job_id, connection=conn) if Job.exists(job_id, conn) else None
+    return job is not None and job.get_status(refresh=False) in (
+        JobStatus.QUEUED,
+        JobStatus.SCHEDULED,
+        JobStatus.DEFERRED,
+        JobStatus.STARTED,
     )
 
 

@@ -4,7 +4,16 @@ Redis decides: a Lua script checks the move against ``ALLOWED``, sets the job's 
 the per-status counters behind ``GET /v1/stats`` in one step, so duplicate events and racing
 workers cannot count a job twice or move it backwards. A refused move returns None. Moves that
 matter to someone reading the bucket (started, finished, failed) are then written to
-``<job_id>/status.json``, the durable record.
+``<job_id>/status.json``, the durable record; that write is retried on its own.
+
+**Fencing.** Each start of a job is an attempt, numbered by the gate (``attempts``). The worker
+running attempt N makes every later move, progress report and note with ``attempt=N``, and the
+gate refuses them once the job has been started again (its worker was reaped while it stalled).
+The same move made twice by the same attempt (a retry after the reply was lost, or after the
+``status.json`` write failed) counts as done: "already there, by the same attempt" is success.
+
+**Expiry.** An ended job's live hash expires after ``STATE_TTL``; ``status.json`` stays the record,
+and readers fall back to it (``read_or_stored``). The counters keep counting the job.
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ import redis
 from pydantic import ValidationError
 
 from transcribe_common import keys, layout
-from transcribe_common.errors import NotFound, StateUnavailable
+from transcribe_common.errors import NotFound, RetryableError, StateUnavailable
 from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
+from transcribe_common.settings import CommonSettings
 from transcribe_common.store.base import ObjectStore, get_json, put_model
+from transcribe_common.transient import Retry
 
 log = logging.getLogger(__name__)
 
@@ -42,64 +53,127 @@ ALLOWED: dict[JobStatus, tuple[str, ...]] = {
 }
 PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+# KEYS: the job's hash, the counters, the open jobs by owner.
+# ARGV: status, the statuses it may come from (",a,b,"), the attempt that moves it ("" for none:
+# the router, the API, a reaper), seconds the hash lives once ended (0: for ever), then fields.
 _ADVANCE = """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
+local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
+local by = ARGV[3]
+if by ~= '' and attempts ~= by then return 'stale:' .. attempts end
+if by ~= '' and prev == ARGV[1] and redis.call('HGET', KEYS[1], 'moved_by') == by then
+  return 'ok:' .. attempts
+end
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 3))
-if ARGV[1] == 'started' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 5))
+if ARGV[1] == 'started' then attempts = tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1)) end
 if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local was_open = prev == 'queued' or prev == 'started'
 local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
 if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
-return 'ok'
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
+return 'ok:' .. attempts
 """
 
+# ARGV: percent, now, the attempt reporting. 1: raised; 0: not higher, or the job is not running;
+# -1: the job has been started again since (this attempt is stale).
 _PROGRESS = """
+if (redis.call('HGET', KEYS[1], 'attempts') or '0') ~= ARGV[3] then return -1 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
 return 1
 """
 
+# Facts (ARGV: the attempt, then fields) recorded only by the job's current attempt, while it runs.
+_NOTE = """
+if (redis.call('HGET', KEYS[1], 'attempts') or '0') ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
 
-def _advance_args(status: JobStatus, sources: tuple[str, ...], fields: Mapping[str, object]) -> list[str]:
-    """The arguments of the ``_ADVANCE`` script: the new status, the ones it may come from, and the
-    fields recorded with it (``updated_at`` always)."""
+# A webhook's delivery log, only on a job that still has live state (not one that has expired).
+_RECORD_WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[1])
+return 1
+"""
+
+# A queued job whose live state had expired, started again by a late duplicate event: it ended
+# long ago (its status.json says so), so it is taken back out of the counts and forgotten.
+_RETIRE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HINCRBY', KEYS[2], 'queued', -1)
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner then redis.call('HINCRBY', KEYS[3], owner, -1) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class Stale(Exception):
+    """The attempt making a move is no longer the job's current one: the job was started again."""
+
+
+def _advance_args(
+    status: JobStatus, sources: tuple[str, ...], fields: Mapping[str, object], attempt: int | None, ttl: int
+) -> list[str]:
+    """The arguments of the ``_ADVANCE`` script (``updated_at`` is always among the fields)."""
     values = {"updated_at": utcnow().isoformat(), **fields}
     return [
         status.value,
         "," + ",".join(sources) + ",",
+        "" if attempt is None else str(attempt),
+        str(ttl if status.is_final else 0),
         *(str(v) for pair in values.items() if pair[1] is not None for v in pair),
     ]
 
 
 class JobStates:
-    def __init__(self, conn: redis.Redis, store: ObjectStore, bucket: str) -> None:
+    def __init__(
+        self, conn: redis.Redis, store: ObjectStore, bucket: str, *, ttl: int = 0, retry: Retry | None = None
+    ) -> None:
         self._redis, self._store, self._bucket = conn, store, bucket
+        self.ttl = ttl  # STATE_TTL: seconds an ended job's live state is kept; 0 keeps it
+        self._retry = retry or Retry(attempts=5, backoff=0.5, most=10, what="writing status.json")
         self._advance = conn.register_script(_ADVANCE)
         self._progress = conn.register_script(_PROGRESS)
+        self._note = conn.register_script(_NOTE)
+        self._retire = conn.register_script(_RETIRE)
 
-    def advance(self, job_id: str, status: JobStatus, **fields: object) -> StatusRecord | None:
-        """Move ``job_id`` to ``status`` and record ``fields`` with it; None if the move is refused."""
-        return self._move(job_id, status, ALLOWED[status], fields)
+    @classmethod
+    def for_settings(cls, conn: redis.Redis, store: ObjectStore, settings: CommonSettings) -> JobStates:
+        return cls(conn, store, settings.minio_bucket, ttl=settings.state_ttl)
 
-    def advance_from(self, job_id: str, source: JobStatus, status: JobStatus, **fields: object) -> StatusRecord | None:
+    def advance(
+        self, job_id: str, status: JobStatus, *, attempt: int | None = None, **fields: object
+    ) -> StatusRecord | None:
+        """Move ``job_id`` to ``status`` and record ``fields`` with it; None if the move is refused.
+        ``attempt``: the job's attempt making the move, refused if it is no longer the current one
+        (and counted as done if that attempt made this move already)."""
+        return self._move(job_id, status, ALLOWED[status], fields, attempt)
+
+    def advance_from(
+        self, job_id: str, source: JobStatus, status: JobStatus, *, attempt: int | None = None, **fields: object
+    ) -> StatusRecord | None:
         """``advance``, only if the job is in ``source`` now (one of the states ``status`` may come from)."""
         assert source in ALLOWED[status]
-        return self._move(job_id, status, (source,), fields)
+        return self._move(job_id, status, (source,), fields, attempt)
 
-    def requeue(self, job_id: str, reason: str) -> StatusRecord | None:
-        """Put a started job back in the queue: its worker is stopping or died. Only the worker
-        side does this; a duplicate event can never move a running job back."""
-        return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), {"requeued": reason, "progress": 0})
+    def requeue(self, job_id: str, reason: str, attempt: int | None = None) -> StatusRecord | None:
+        """Put a started job back in the queue: its worker is stopping (``attempt``: its own) or
+        died. Only the worker side does this; a duplicate event can never move a running job back."""
+        fields: dict[str, object] = {"requeued": reason, "progress": 0}
+        return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), fields, attempt)
 
     def claim(self, job_id: str, status: JobStatus, **fields: object) -> bool:
         """Move ``job_id`` to ``status`` (one not kept in ``status.json``) without reading the record
         back: the router's gate, once per event."""
         assert status not in PERSISTED, "persisted moves go through advance()"
-        return self._gate(job_id, status, ALLOWED[status], fields)
+        return self._gate(job_id, status, ALLOWED[status], fields, None) is not None
 
     def claim_many(self, claims: Sequence[tuple[str, Mapping[str, object]]], status: JobStatus) -> list[bool]:
         """``claim`` for several jobs (id, fields) in one round trip (the router working through a backlog)."""
@@ -107,57 +181,116 @@ class JobStates:
         try:
             with self._redis.pipeline(transaction=False) as pipe:
                 for job_id, fields in claims:
-                    args = _advance_args(status, ALLOWED[status], fields)
-                    self._advance(keys=[keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER], args=args, client=pipe)
-                return [outcome == b"ok" for outcome in pipe.execute()]
+                    args = _advance_args(status, ALLOWED[status], fields, None, self.ttl)
+                    self._advance(keys=self._keys(job_id), args=args, client=pipe)
+                return [keys.text(outcome).startswith("ok") for outcome in pipe.execute()]
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
 
     def _move(
-        self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]
+        self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object], attempt: int | None
     ) -> StatusRecord | None:
-        if not self._gate(job_id, status, sources, fields):
+        attempts = self._gate(job_id, status, sources, fields, attempt)
+        if attempts is None:
             return None
-        record = self.read(job_id)
-        assert record is not None
-        if status in PERSISTED:
-            put_model(self._store, self._bucket, layout.status_key(job_id), record)
-        return record
-
-    def _gate(self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object]) -> bool:
-        args = _advance_args(status, sources, fields)
         try:
-            outcome = self._advance(keys=[keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER], args=args)
+            record = self.read(job_id)
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
-        if outcome != b"ok":
-            # Every hop is at-least-once: a refused move is the gate doing its work, not news.
-            log.debug("job %s: %s -> %s refused", job_id, outcome.decode(), status.value)
-            return False
-        return True
+        assert record is not None
+        record.attempts = attempts  # the gate's: the attempt this move belongs to, even if another began since
+        if status in PERSISTED:
+            self.persist(record)
+        return record
 
-    def progress(self, job_id: str, percent: float) -> None:
-        """Raise the live progress of a started job; it never goes backwards. Best effort: a
-        transcription goes on while Redis is briefly away, and the next report catches up."""
+    def persist(self, record: StatusRecord) -> None:
+        """Write ``status.json``, retried on its own while the store fails transiently. A start that
+        cannot be written is only logged: the job runs on, and its end is written over it."""
         try:
-            self._progress(keys=[keys.job(job_id)], args=[f"{percent:.1f}", utcnow().isoformat()])
+            self._retry.call(put_model, self._store, self._bucket, layout.status_key(record.job_id), record)
+        except RetryableError:
+            if record.status != JobStatus.STARTED:
+                raise
+            log.warning("job %s: status.json not written for its start; its end will be", record.job_id)
+
+    def _gate(
+        self, job_id: str, status: JobStatus, sources: tuple[str, ...], fields: dict[str, object], attempt: int | None
+    ) -> int | None:
+        """The move in Redis; the job's attempt count after it, or None if it was refused."""
+        args = _advance_args(status, sources, fields, attempt, self.ttl)
+        try:
+            outcome = keys.text(self._advance(keys=self._keys(job_id), args=args))
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
+        verdict, _, attempts = outcome.partition(":")
+        if verdict == "ok":
+            return int(attempts)
+        if verdict == "stale":
+            log.warning(
+                "job %s: attempt %s may not move it to %s: it was started again since (attempt %s)",
+                job_id,
+                attempt,
+                status.value,
+                attempts,
+            )
+        else:
+            # Every hop is at-least-once: a refused move is the gate doing its work, not news.
+            log.debug("job %s: %s -> %s refused", job_id, verdict, status.value)
+        return None
+
+    @staticmethod
+    def _keys(job_id: str) -> list[str]:
+        return [keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER]
+
+    def progress(self, job_id: str, percent: float, attempt: int) -> None:
+        """Raise the live progress of a started job; it never goes backwards. Best effort: a
+        transcription goes on while Redis is briefly away, and the next report catches up.
+        Raises ``Stale`` if the job has been started again since ``attempt`` began."""
+        try:
+            moved = self._progress(keys=[keys.job(job_id)], args=[f"{percent:.1f}", utcnow().isoformat(), str(attempt)])
         except redis.RedisError as exc:
             log.warning("job %s: progress not recorded (%s)", job_id, exc)
+            return
+        if moved == -1:
+            raise Stale(f"job {job_id} was started again since attempt {attempt}")
 
-    def note(self, job_id: str, **facts: object) -> None:
+    def note(self, job_id: str, attempt: int, **facts: object) -> None:
         """Record facts learnt while a job runs (language, duration); not a change of status.
         Best effort, like ``progress``: the final status records them again."""
+        values = [str(v) for pair in facts.items() if pair[1] is not None for v in pair]
         try:
-            self._redis.hset(keys.job(job_id), mapping={k: str(v) for k, v in facts.items() if v is not None})
+            noted = self._note(keys=[keys.job(job_id)], args=[str(attempt), *values])
         except redis.RedisError as exc:
             log.warning("job %s: %s not recorded (%s)", job_id, ", ".join(facts), exc)
+            return
+        if noted == -1:
+            raise Stale(f"job {job_id} was started again since attempt {attempt}")
 
-    def statuses(self, job_ids: list[str]) -> list[str | None]:
-        """The live status of each job, in one round trip (for workers watching for cancels)."""
+    def current(self, job_id: str, attempt: int) -> bool:
+        """Whether ``attempt`` is still the job's running attempt (before it writes where readers look)."""
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hget(keys.job(job_id), "attempts")
+                pipe.hget(keys.job(job_id), "status")
+                attempts, status = pipe.execute()
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
+        return attempts is not None and int(attempts) == attempt and status == JobStatus.STARTED.value.encode()
+
+    def retire(self, job_id: str) -> bool:
+        """Forget a queued job that had ended before its live state expired (``_RETIRE``)."""
+        try:
+            return bool(self._retire(keys=self._keys(job_id)))
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
+
+    def statuses(self, job_ids: list[str]) -> list[tuple[str | None, int]]:
+        """The live status and attempt count of each job, in one round trip (for workers watching
+        for cancels, and for their own attempts being taken over)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(keys.job(job_id), "status")
-            return [keys.text(v) if v is not None else None for v in pipe.execute()]
+                pipe.hmget(keys.job(job_id), ["status", "attempts"])
+            return [(keys.text(s) if s is not None else None, int(a or 0)) for s, a in pipe.execute()]
 
     def read(self, job_id: str) -> StatusRecord | None:
         raw = self._redis.hgetall(keys.job(job_id))
@@ -192,5 +325,6 @@ def read_webhook(conn: redis.Redis, job_id: str) -> WebhookDelivery | None:
 
 
 def record_webhook(conn: redis.Redis, job_id: str, delivery: WebhookDelivery) -> None:
-    """The webhook's delivery log, beside the job's status; not a change of status."""
-    conn.hset(keys.job(job_id), "webhook", delivery.model_dump_json())
+    """The webhook's delivery log, beside the job's status; not a change of status, and not kept
+    for a job whose live state has expired (it would be a hash with no status)."""
+    conn.register_script(_RECORD_WEBHOOK)(keys=[keys.job(job_id)], args=[delivery.model_dump_json()])

@@ -5,7 +5,8 @@ Jobs bucket (``MINIO_BUCKET``), one folder per job::
     <job_id>/manifest.json     what to do (written last by the API; its creation event starts the job)
     <job_id>/input/<filename>  an uploaded source
     <job_id>/status.json       what happened
-    <job_id>/result.<format>   the transcript in each format
+    <job_id>/attempt-<n>/result.<format>   the transcript in each format, by the attempt that made
+                               it; ``status.json``'s ``outputs`` names the published ones
 
 Inbox bucket (``MINIO_INBOX_BUCKET``): anything dropped there becomes a job; the transcript is
 written beside the object, ``talks/a.mp4`` → ``talks/a.srt``, marked with ``OUTPUT_MARKER`` so that
@@ -62,8 +63,11 @@ def status_key(job_id: str) -> str:
     return f"{job_id}/{STATUS}"
 
 
-def result_key(job_id: str, fmt: str) -> str:
-    return f"{job_id}/result.{fmt}"
+def result_key(job_id: str, fmt: str, attempt: int | None = None) -> str:
+    """Where a transcript is written: under the attempt that made it (``<job_id>/attempt-2/...``),
+    so that a stale attempt writes nothing a reader takes for the job's result; the final move
+    publishes the winner's keys. Without ``attempt``: where jobs before attempts kept them."""
+    return f"{job_id}/result.{fmt}" if attempt is None else f"{job_id}/attempt-{attempt}/result.{fmt}"
 
 
 def input_key(job_id: str, filename: str) -> str:

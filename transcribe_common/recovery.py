@@ -24,8 +24,8 @@ from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
 from transcribe_common import fleet, jobqueue, keys
-from transcribe_common.ending import UNREADABLE_MANIFEST, Ending
-from transcribe_common.models import JobStatus
+from transcribe_common.ending import UNREADABLE_MANIFEST, Ending, unreadable
+from transcribe_common.models import JobStatus, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,12 @@ def reap(ending: Ending, queue_names: list[str]) -> list[str]:
     """Recover the abandoned jobs on these queues; returns their ids."""
     recovered = []
     for job_id, execution, registry in list(abandoned(ending.conn, queue_names)):
+        try:
+            recover(ending, job_id, f"its worker {execution.worker_name} died")
+        except Exception:  # the store or Redis is away: its execution stays, for the next look
+            log.exception("job %s: not recovered yet", job_id)
+            continue
         registry.remove_execution(execution)
-        recover(ending, job_id, f"its worker {execution.worker_name} died")
         recovered.append(job_id)
     return recovered
 
@@ -83,11 +87,8 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
     record = states.read(job_id)
     if record is None or record.status.is_final:
         return
-    try:
-        manifest = ending.manifest(job_id)
-    except Exception:
-        log.exception("job %s: unreadable manifest", job_id)
-        states.advance(job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
+    manifest = manifest_or_fail(ending, job_id)
+    if manifest is None:
         return
     if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
         reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
@@ -135,14 +136,22 @@ def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
     ``queued``: one that a newly come worker has just started runs on."""
     failed = []
     for job_id, queue, error in list(unserved(ending, now)):
-        try:
-            manifest = ending.manifest(job_id)
-        except Exception:
-            log.exception("job %s: unreadable manifest", job_id)
-            ending.states.advance(job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
-        else:
-            if ending.fail(job_id, manifest, error, only_from=JobStatus.QUEUED):
-                log.error("job %s: %s", job_id, error)
-                failed.append(job_id)
+        manifest = manifest_or_fail(ending, job_id)
+        if manifest is not None and ending.fail(job_id, manifest, error, only_from=JobStatus.QUEUED):
+            log.error("job %s: %s", job_id, error)
+            failed.append(job_id)
         queue.remove(job_id)
     return failed
+
+
+def manifest_or_fail(ending: Ending, job_id: str) -> Manifest | None:
+    """The job's manifest; if it is missing or invalid for good, the job fails saying so (None).
+    A store that stays away raises: the job is left as it is, for the next look."""
+    try:
+        return ending.manifest(job_id)
+    except Exception as exc:
+        if not unreadable(exc):
+            raise
+        log.error("job %s: unreadable manifest: %s", job_id, exc)
+        ending.states.advance(job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
+        return None

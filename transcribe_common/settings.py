@@ -29,6 +29,12 @@ class CommonSettings(BaseSettings):
     minio_inbox_bucket: str = Field("transcribe-inbox", description="Drop media here to transcribe it.")
     job_timeout: int = Field(1800, description="Seconds a job may run before it is failed (RQ's job timeout).")
     rq_result_ttl: int = Field(86400, description="Seconds RQ keeps a finished job's record.")
+    state_ttl: int = Field(
+        7 * 86400,
+        ge=0,
+        description="Seconds an ended job's live state stays in Redis; then its status.json is the record. "
+        "0 keeps it for ever.",
+    )
     url_allowlist: str = Field(
         "",
         description="Networks, addresses or host names that source and callback URLs may reach although "
@@ -59,6 +65,8 @@ class JobEndSettings(CommonSettings):
     public_api_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL of the API, for result links when the store cannot presign."
     )
+    io_attempts: int = Field(4, ge=1, description="Tries of a download or store read or write that fails transiently.")
+    io_backoff: float = Field(1.0, gt=0, description="First wait between those tries, in seconds; it doubles.")
     model_wait: float = Field(
         600.0, gt=0, description="Seconds a job may wait for a model that no live worker serves before it fails."
     )

@@ -62,7 +62,7 @@ def test_ctrl_c_lets_a_running_job_finish_within_the_drain_timeout(
         assert stack.process.wait(300) == 0, stack.log_tail()
     status = json.loads((tmp_path / "buckets" / "transcribe" / job_id / "status.json").read_text())
     assert status["status"] == "finished", stack.log_tail()
-    assert (tmp_path / "buckets" / "transcribe" / job_id / "result.srt").is_file()
+    assert (tmp_path / "buckets" / "transcribe" / status["outputs"]["srt"]).is_file()
 
 
 def test_a_second_ctrl_c_puts_the_running_job_back_in_the_queue_at_once(

@@ -6,6 +6,7 @@ in seconds; jobs transcribe a minute of speech so that there is time to kill the
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -34,6 +35,7 @@ def crash_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, rec
         "MAX_ATTEMPTS": "2",
         "FFMPEG_TIMEOUT": "2",
         "MAX_AUDIO_SECONDS": "0",
+        "JANITOR_INTERVAL": "1",  # the janitor reaps a stopped worker's job: the worker cannot
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/3"
     with running_stack(tmp_path_factory.mktemp("crash"), redis_url, receiver, **settings) as stack:
@@ -84,6 +86,33 @@ def test_a_killed_worker_s_job_runs_again_on_a_live_worker(
     assert attempts(crash_stack, job_id) == 2
     assert len(receiver.for_job(job_id)) == 1
     assert not (crash_stack.data / "scratch" / job_id).exists()
+
+
+def test_a_worker_stalled_past_its_heartbeat_stops_its_stale_attempt_and_writes_nothing(
+    crash_stack: Stack, receiver: Receiver, long_speech: bytes
+) -> None:
+    """Hole 2 of issue 16: SIGSTOP the worker mid-job until the janitor takes it for dead and
+    queues its job again; SIGCONT. The woken attempt stops, saying why, and only the next one
+    ends the job: one finish, one webhook, results published from attempt 2."""
+    job_id = upload(crash_stack, long_speech, "stalled.mp3")
+    started(crash_stack, job_id, attempt=1)
+    worker = crash_stack.service("gpu_worker")
+    worker.suspend()
+    try:
+        wait_until(lambda: job(crash_stack, job_id)["status"] == "queued", timeout=120, interval=0.1)
+    finally:
+        worker.resume()
+
+    payload = receiver.wait_for(job_id, timeout=180)["json"]
+    assert payload["status"] == "finished", crash_stack.log_tail()
+    assert attempts(crash_stack, job_id) == 2
+    assert f"job {job_id}: attempt 1 stops" in crash_stack.log_tail(200_000)
+    record = job(crash_stack, job_id)
+    assert record["status"] == "finished"
+    stored = json.loads((crash_stack.data / "buckets" / "transcribe" / job_id / "status.json").read_text())
+    assert all(key.startswith(f"{job_id}/attempt-2/") for key in stored["outputs"].values()), stored
+    assert len(receiver.for_job(job_id)) == 1
+    assert httpx.get(f"{crash_stack.url}/v1/stats").json()["finished"] >= 1
 
 
 def test_a_job_whose_workers_keep_dying_fails_with_a_clear_error(
