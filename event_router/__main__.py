@@ -6,7 +6,7 @@ import signal
 from event_router.ingress import create_ingress, serve_in_background
 from event_router.router import GAUGES, Router
 from event_router.settings import RouterSettings
-from transcribe_common import keys
+from transcribe_common import deadletters, keys
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import redis_and_store, register_redis_gauges, serve_ops
 from transcribe_common.runtime import connect_redis, open_store
@@ -25,7 +25,8 @@ def main() -> None:
         log.info("webhook ingress on %s:%d", settings.ingress_host, settings.ingress_port)
     register_redis_gauges(conn, GAUGES)
     probes = redis_and_store(conn, router.store, settings.minio_bucket)
-    serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes)
+    details = lambda: deadletters.summary(conn)  # noqa: E731
+    serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes, details)
     log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
     router.run()
 

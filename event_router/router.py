@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,26 +17,28 @@ import redis
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from redis.client import Pipeline
-from rq.job import Job
 
 from event_router.settings import RouterSettings
-from transcribe_common import events, jobqueue, keys, layout
-from transcribe_common.errors import InvalidInput, NotFound, RetryableError
+from transcribe_common import deadletters, events, jobqueue, keys, layout
+from transcribe_common.errors import InvalidInput, NotFound, StateUnavailable, public_message
 from transcribe_common.events import ObjectCreated
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import job_context
 from transcribe_common.models import JobOptions, JobStatus, Manifest, ObjectSource
 from transcribe_common.ops import Heartbeat, RedisGauge, queue_lengths
 from transcribe_common.store.base import ObjectStore, get_json, put_model
+from transcribe_common.transient import transient
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
 BATCH = 100  # events taken at once when a backlog is waiting
+DUE_EVERY = 0.5  # seconds between two looks for put-off events that are due again
 
 EVENTS = Counter(
     "transcribe_router_events_total",
     "Bucket events handled, by outcome: enqueued; duplicate (its job had moved on already); ignored (not a "
-    "manifest or an inbox drop, or a transcript written beside one); dead (unreadable, kept in events:dead).",
+    "manifest or an inbox drop, or a transcript written beside one); retry (failed transiently, put off); "
+    "dead (unreadable, or failed EVENT_ATTEMPTS times: kept in events:dead).",
     ["outcome"],
 )
 LAG = Histogram(
@@ -49,7 +52,14 @@ GAUGES = [
         "transcribe_router_in_flight", "Events taken but not yet handled.", lambda r: r.llen(keys.EVENTS_PROCESSING)
     ),
     RedisGauge(
-        "transcribe_router_dead_events", "Unreadable events kept for a human.", lambda r: r.llen(keys.EVENTS_DEAD)
+        "transcribe_router_dead_events",
+        "Dead letters: events not handled (unreadable, or failing EVENT_ATTEMPTS times), kept for a replay.",
+        lambda r: r.llen(keys.EVENTS_DEAD),
+    ),
+    RedisGauge(
+        "transcribe_router_events_put_off",
+        "Events that failed transiently, waiting for their next try.",
+        lambda r: r.zcard(keys.EVENTS_RETRY),
     ),
     RedisGauge("transcribe_queue_length", "Jobs waiting in each transcription queue.", queue_lengths, "queue"),
 ]
@@ -58,9 +68,10 @@ GAUGES = [
 class Router:
     def __init__(self, settings: RouterSettings, conn: redis.Redis, store: ObjectStore) -> None:
         self.settings, self.redis, self.store = settings, conn, store
-        self.states = JobStates(conn, store, settings.minio_bucket)
+        self.states = JobStates.for_settings(conn, store, settings)
         self.stopping = threading.Event()
         self.heartbeat = Heartbeat(stuck_after=30)
+        self._next_due = 0.0
 
     def run(self) -> None:
         self.recover()
@@ -86,6 +97,9 @@ class Router:
 
     def run_once(self, timeout: float) -> bool:
         try:
+            if time.monotonic() >= self._next_due:  # events put off whose next try is due
+                self._next_due = time.monotonic() + DUE_EVERY
+                deadletters.release_due(self.redis)
             # Redis takes fractional seconds here; redis-py's annotation says int.
             raw = self.redis.blmove(keys.EVENTS, keys.EVENTS_PROCESSING, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
         except redis.ConnectionError as exc:
@@ -166,29 +180,45 @@ class Router:
             LAG.observe(max(0.0, (datetime.now(UTC) - event.event_time).total_seconds()))
 
     def _process(self, raw: str) -> None:
+        """Handle one event. Redis away: wait for it (every event needs it). Anything else that may
+        pass (the store away): the event is put off, and the ones behind it go on; after
+        ``EVENT_ATTEMPTS`` tries, or at once if it cannot succeed, it becomes a dead letter."""
         while not self.stopping.is_set():
-            self.heartbeat.beat()  # waiting for Redis or the store is alive, not stuck
+            self.heartbeat.beat()  # waiting for Redis is alive, not stuck
             try:
                 # The jobs are enqueued and the event leaves the processing list in one transaction.
                 with self.redis.pipeline() as pipe:
                     self.handle_raw(raw, pipe)
                     pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                    deadletters.handled(pipe, raw)
                     pipe.execute()
                 return
-            except (RetryableError, redis.ConnectionError) as exc:
-                log.warning("event not handled yet (%s); retrying", exc)
+            except (redis.ConnectionError, redis.TimeoutError, StateUnavailable) as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
                 self.stopping.wait(RETRY_DELAY)
                 continue
-            except InvalidInput as exc:
-                log.error("dropping malformed event to %s: %s", keys.EVENTS_DEAD, exc)
-            except Exception:
+            except Exception as exc:
+                self._set_aside(raw, exc)
+                return
+
+    def _set_aside(self, raw: str, exc: Exception) -> None:
+        error = public_message(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
+        if transient(exc):
+            dead = deadletters.put_off(self.redis, raw, error, self.settings.event_attempts, RETRY_DELAY)
+            if not dead:
+                log.warning("event not handled yet (%s); tried again later", exc)
+                EVENTS.labels("retry").inc()
+                return
+            log.error("event failed %d times (%s); kept in %s", self.settings.event_attempts, exc, keys.EVENTS_DEAD)
+        else:
+            if isinstance(exc, InvalidInput):
+                log.error("malformed event, kept in %s: %s", keys.EVENTS_DEAD, exc)
+            else:
                 log.exception("event failed; kept in %s", keys.EVENTS_DEAD)
-            EVENTS.labels("dead").inc()
             with self.redis.pipeline() as pipe:
-                pipe.rpush(keys.EVENTS_DEAD, raw)
-                pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                deadletters.bury(pipe, raw, error, transient=False)
                 pipe.execute()
-            return
+        EVENTS.labels("dead").inc()
 
     def handle_raw(self, raw: str, pipe: Pipeline) -> None:
         for event in events.parse(raw):
@@ -244,8 +274,9 @@ class Router:
         # inbox drop's, which anyone who may drop a file sets.
         if not self.states.claim(job_id, JobStatus.QUEUED, owner=owner):
             current = self.states.read(job_id)
-            # A job still "queued" but missing from RQ means a router died between the two steps.
-            if current is None or current.status != JobStatus.QUEUED or Job.exists(job_id, self.redis):
+            # A job still "queued" that RQ will not run means a router died between the two steps,
+            # or RQ gave up on it (its manifest could not be read, a few times).
+            if current is None or current.status != JobStatus.QUEUED or jobqueue.waiting(self.redis, job_id):
                 return "duplicate"
         jobqueue.enqueue(self.redis, job_id, model, self.settings, pipeline=pipe)
         log.info("job %s enqueued", job_id)

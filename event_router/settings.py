@@ -10,6 +10,9 @@ class RouterSettings(CommonSettings):
     ingress_port: int = Field(0, ge=0, le=65535, description="Port of the webhook ingress; 0 turns it off.")
     ingress_host: str = Field("0.0.0.0", description="Address the webhook ingress listens on.")
     ingress_secret: str = Field("", description="Token senders must give: Authorization: Bearer <token>.")
+    event_attempts: int = Field(
+        8, ge=1, description="Tries of an event that fails transiently before it becomes a dead letter."
+    )
     router_metrics_port: int = Field(
         OPS_PORTS["ROUTER"], ge=0, le=65535, description="Port of the router's /metrics, /healthz and /readyz; 0: none."
     )

@@ -6,8 +6,13 @@ PREFIX = "transcribe"
 EVENTS = f"{PREFIX}:events"
 # The router moves each event here with BLMOVE and removes it only after its job is enqueued.
 EVENTS_PROCESSING = f"{PREFIX}:events:processing"
-# Events the router could not handle at all (not JSON, a bug): kept for a human, never dropped.
+# Dead letters: events the router could not handle (not JSON, a bug, or failing EVENT_ATTEMPTS
+# times), each with its error; kept, and replayed (``deadletters``), never dropped.
 EVENTS_DEAD = f"{PREFIX}:events:dead"
+# Events put off after a transient failure, scored by when their next try is due.
+EVENTS_RETRY = f"{PREFIX}:events:retry"
+# An event's digest -> how many times its handling has failed transiently.
+EVENT_TRIES = f"{PREFIX}:events:tries"
 # Live worker processes: WORKER_NAME -> its record (slots, models, alive until); see ``fleet``.
 WORKERS = f"{PREFIX}:workers"
 # Model -> the last time (epoch seconds) a live worker vouched for it: MODEL_WAIT counts from there.

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[], object]  # raises when what it checks does not answer
 Liveness = Callable[[], str | None]  # why the service is not alive, or None
+Details = Callable[[], dict[str, object]]  # what /healthz tells an operator besides
 READY, NOT_READY = "ready", "not ready"
 
 
@@ -92,8 +93,8 @@ def readiness(probes: dict[str, Probe]) -> tuple[bool, dict[str, object]]:
 class OpsApp:
     """The WSGI app of a service's operations port."""
 
-    def __init__(self, live: Liveness, probes: dict[str, Probe]) -> None:
-        self.live, self.probes = live, probes
+    def __init__(self, live: Liveness, probes: dict[str, Probe], details: Details | None = None) -> None:
+        self.live, self.probes, self.details = live, probes, details
         self.metrics = make_wsgi_app()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -103,11 +104,23 @@ class OpsApp:
         if path == "/healthz":
             reason = self.live()
             body: dict[str, object] = {"status": "ok"} if reason is None else {"status": "unhealthy", "reason": reason}
+            body |= _details(self.details)
             return _json(start_response, 200 if reason is None else 503, body)
         if path == "/readyz":
             ready, body = readiness(self.probes)
             return _json(start_response, 200 if ready else 503, body)
         return _json(start_response, 404, {"detail": "not found; try /healthz, /readyz or /metrics"})
+
+
+def _details(details: Details | None) -> dict[str, object]:
+    """What a service adds to its ``/healthz`` for an operator (the router's dead letters); never
+    a reason to restart it, and left out while Redis does not answer."""
+    if details is None:
+        return {}
+    try:
+        return details()
+    except redis.RedisError:
+        return {}
 
 
 def _json(start_response: Callable, code: int, body: dict[str, object]) -> list[bytes]:
@@ -126,13 +139,17 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes every few seconds are not worth a log line each."""
 
 
-def serve_ops(service: str, host: str, port: int, live: Liveness, probes: dict[str, Probe]) -> WSGIServer | None:
+def serve_ops(
+    service: str, host: str, port: int, live: Liveness, probes: dict[str, Probe], details: Details | None = None
+) -> WSGIServer | None:
     """Serve the operations port in a daemon thread. Port 0 serves none; a port that cannot be
     bound is logged, and the service runs on without it: doing its work matters more."""
     if not port:
         return None
     try:
-        server = make_server(host, port, OpsApp(live, probes), server_class=_Server, handler_class=_QuietHandler)
+        server = make_server(
+            host, port, OpsApp(live, probes, details), server_class=_Server, handler_class=_QuietHandler
+        )
     except OSError as exc:
         log.error("%s: port %s:%d unavailable (%s); running without /metrics and health", service, host, port, exc)
         return None

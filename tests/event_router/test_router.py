@@ -4,13 +4,16 @@ import pytest
 import redis
 from rq import Queue
 
+from embedded.redis_server import free_port
 from event_router.router import Router
 from event_router.settings import RouterSettings
 from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
-from transcribe_common import keys, layout
+from tests.helpers import wait_until
+from transcribe_common import deadletters, keys, layout
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import JobStatus, Manifest, UrlSource
 from transcribe_common.store.base import get_json, put_bytes, put_model
+from transcribe_common.store.s3 import S3Store
 
 
 @pytest.fixture
@@ -91,7 +94,7 @@ def test_events_left_in_flight_by_a_dead_router_are_recovered(router: Router, lo
 def test_garbage_is_kept_aside_not_lost(router: Router, redis_conn: redis.Redis) -> None:
     redis_conn.rpush(keys.EVENTS, b"{not json")
     drain(router)
-    assert redis_conn.lrange(keys.EVENTS_DEAD, 0, -1) == [b"{not json"]
+    assert [letter.event for letter in deadletters.letters(redis_conn)] == ["{not json"]
     assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
 
 
@@ -128,8 +131,53 @@ def test_a_backlog_is_taken_in_batches_and_each_job_is_enqueued_once(router: Rou
     assert set(job_ids) <= set(queued)
     assert len(queued) == len(set(queued)) == 251  # the 250 and the inbox drop, once each
     assert Queue("transcribe:base", connection=redis_conn).job_ids == [named]
-    assert redis_conn.lrange(keys.EVENTS_DEAD, 0, -1) == [b"{not json"]
+    assert [letter.event for letter in deadletters.letters(redis_conn)] == ["{not json"]
     assert redis_conn.llen(keys.EVENTS_PROCESSING) == 0
     assert redis_conn.llen(keys.EVENTS) == 0
     states = JobStates(redis_conn, local_store.store, JOBS_BUCKET)
     assert {states.read(job_id).status for job_id in job_ids} == {JobStatus.QUEUED}  # type: ignore[union-attr]
+
+
+def test_an_event_that_keeps_failing_is_set_aside_and_the_events_behind_it_go_on(
+    local_store,
+    redis_conn: redis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    """Hole 4 of issue 16: an inbox drop whose handling needs a store that does not answer used to
+    be retried for ever, one event at a time, with every event behind it waiting."""
+    put_bytes(local_store.store, INBOX_BUCKET, "talks/stuck.mp3", b"ID3", content_type="audio/mpeg")
+    job_id = layout.new_job_id()
+    manifest = Manifest(job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"))
+    put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
+    inbox_event, manifest_event = local_store.records
+    redis_conn.rpush(keys.EVENTS, inbox_event, manifest_event)
+    settings = RouterSettings(minio_bucket=JOBS_BUCKET, minio_inbox_bucket=INBOX_BUCKET, event_attempts=2)
+    nowhere = S3Store(f"127.0.0.1:{free_port()}", "testing", "testing")  # a store that is down
+    router = Router(settings, redis_conn, nowhere)
+
+    drain(router)
+    assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]  # not held up
+    assert redis_conn.zcard(keys.EVENTS_RETRY) == 1
+
+    wait_until(lambda: router.run_once(timeout=0.05) or deadletters.count(redis_conn) == 1, timeout=120)
+    (letter,) = deadletters.letters(redis_conn)
+    assert letter.event == inbox_event
+    assert letter.transient
+    assert letter.attempts == 2
+    assert "object store unreachable" in letter.error
+    assert redis_conn.llen(keys.EVENTS_PROCESSING) == redis_conn.zcard(keys.EVENTS_RETRY) == 0
+    assert deadletters.summary(redis_conn)["dead_letters"] == 1
+
+    # Once the store is back, the janitor's replay hands it to a router that can handle it.
+    assert deadletters.replay(redis_conn, everything=False) == 1
+    drain(Router(settings, redis_conn, local_store.store))
+    assert deadletters.count(redis_conn) == 0
+    assert len(Queue(keys.QUEUE, connection=redis_conn).job_ids) == 2
+
+
+def test_an_event_that_cannot_succeed_is_a_dead_letter_at_once(router: Router, redis_conn: redis.Redis) -> None:
+    redis_conn.rpush(keys.EVENTS, "not an event")
+    drain(router)
+    (letter,) = deadletters.letters(redis_conn)
+    assert (letter.event, letter.transient) == ("not an event", False)
+    assert deadletters.replay(redis_conn, everything=False) == 0  # the janitor leaves it for a human
+    assert deadletters.replay(redis_conn, everything=True) == 1  # --replay-dead, once it is fixed
