@@ -11,6 +11,7 @@ import redis
 from janitor.reconcile import Janitor, Limits
 from janitor.report import Report
 from janitor.settings import JanitorSettings
+from transcribe_common import deadletters
 from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
@@ -26,13 +27,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="transcribe-janitor", description=__doc__)
     parser.add_argument("--once", action="store_true", help="one run, then exit")
     parser.add_argument("--dry-run", action="store_true", help="report only; remove and announce nothing")
+    parser.add_argument(
+        "--replay-dead", action="store_true", help="put every dead letter back on the events list, then exit"
+    )
     args = parser.parse_args()
     settings = JanitorSettings()
     setup_logging("janitor", settings.log_level, settings.log_format)
     dry_run = args.dry_run or settings.janitor_dry_run
     conn = connect_redis(settings, "janitor")
+    if args.replay_dead:
+        print(f"{deadletters.replay(conn, everything=True)} dead letters replayed")
+        return
     store = open_store(settings, conn)
-    states = JobStates(conn, store, settings.minio_bucket)
+    states = JobStates.for_settings(conn, store, settings)
     janitor = Janitor(Ending(conn, states, store, settings), Limits.from_settings(settings, dry_run))
     # Alive while runs end: a run over a large bucket may take a while, hence the hour at least.
     heartbeat = Heartbeat(stuck_after=max(3 * settings.janitor_interval, 3600))

@@ -7,7 +7,8 @@ Redis can hold jobs that no one runs. Each run, in this order:
    started again or failed after ``MAX_ATTEMPTS``, and jobs that waited ``MODEL_WAIT`` for a model
    no live worker serves are failed — what live workers' reapers do, done here too so that it
    happens while no worker is alive.
-2. **The jobs bucket**, one job folder at a time; a folder counts as old by its newest object:
+2. **The jobs bucket**, one job folder at a time, streamed (memory holds one folder); a folder
+   counts as old by its newest object:
 
    - no manifest (an upload whose request died before its manifest, leftovers of a deleted job):
      removed after ``ORPHAN_AFTER``;
@@ -18,10 +19,13 @@ Redis can hold jobs that no one runs. Each run, in this order:
      worker's move to ``started`` make a duplicate harmless;
    - ended in the last day, with a webhook owed and none queued (its worker died between the
      two): queued now;
+   - ended in Redis with no ``status.json`` (the store was away longer than the writer's retries):
+     written now;
    - ended, past ``RESULT_RETENTION_DAYS`` (0 keeps jobs forever): objects and live state removed.
-3. **The inbox bucket** (``janitor.inbox``): drops nothing has seen are announced again, and
+3. **Dead letters** whose cause may have passed are replayed (``transcribe_common.deadletters``).
+4. **The inbox bucket** (``janitor.inbox``): drops nothing has seen are announced again, and
    transcribed drops kept, deleted or moved as ``INBOX_AFTER`` says.
-4. **Incomplete uploads** (S3 multipart uploads, local temporary files) older than
+5. **Incomplete uploads** (S3 multipart uploads, local temporary files) older than
    ``INCOMPLETE_UPLOAD_AFTER`` are aborted.
 
 ``dry_run`` counts and logs the same without changing anything.
@@ -29,19 +33,17 @@ Redis can hold jobs that no one runs. Each run, in this order:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-from rq.job import Job
 
 from janitor.announce import announce
 from janitor.inbox import reconcile_inbox
 from janitor.report import Report
 from janitor.settings import JanitorSettings
-from transcribe_common import keys, layout, recovery
+from transcribe_common import deadletters, jobqueue, keys, layout, recovery
 from transcribe_common.ending import Ending
 from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord
 from transcribe_common.store.base import ObjectInfo, get_json
@@ -86,11 +88,13 @@ class Janitor:
         queues = recovery.transcription_queues(self.redis)
         self._step(report, "abandoned jobs", self.recover_abandoned, queues, report)
         self._step(report, "jobs waiting for a model", self.fail_unserved, now, report)
+        self._step(report, "dead letters", self.replay_dead, report)
         running = recovery.running(self.redis, queues)
-        folders = self._job_folders()
-        for job_id, objects in folders.items():
+        job_ids = set()  # the inbox's half asks which drops have a job: ids only, not listings
+        for job_id, objects in self._job_folders():
+            job_ids.add(job_id)
             self._step(report, f"job {job_id}", self.reconcile_job, job_id, objects, running, now, report)
-        self._step(report, "inbox", reconcile_inbox, self, set(folders), now, report)
+        self._step(report, "inbox", reconcile_inbox, self, job_ids, now, report)
         for bucket in (self.bucket, self.inbox_bucket):
             self._step(report, f"uploads to {bucket}", self.abort_incomplete, bucket, now, report)
         return report
@@ -112,6 +116,15 @@ class Janitor:
         for _ in recovery.reap(self.ending, queues):
             report.count("abandoned_recovered")
 
+    def replay_dead(self, report: Report) -> None:
+        """Dead letters whose cause may have passed (the store was away) get another round."""
+        if self.limits.dry_run:
+            replayed = sum(letter.transient for letter in deadletters.letters(self.redis))
+        else:
+            replayed = deadletters.replay(self.redis, everything=False)
+        for _ in range(replayed):
+            report.count("dead_letters_replayed")
+
     def fail_unserved(self, now: float, report: Report) -> None:
         if self.limits.dry_run:
             for job_id, _, error in recovery.unserved(self.ending, now):
@@ -120,13 +133,12 @@ class Janitor:
         for _ in recovery.fail_unserved(self.ending, now):
             report.count("unserved_failed")
 
-    def _job_folders(self) -> dict[str, list[ObjectInfo]]:
-        folders: dict[str, list[ObjectInfo]] = defaultdict(list)
-        for info in self.store.list(self.bucket):
-            job_id = info.key.split("/", 1)[0]
+    def _job_folders(self) -> Iterator[tuple[str, list[ObjectInfo]]]:
+        """The jobs bucket, one job folder at a time, as the listing streams in: a store lists a
+        folder's keys together, so memory holds one folder, not the bucket."""
+        for job_id, infos in itertools.groupby(self.store.list(self.bucket), key=lambda i: i.key.split("/", 1)[0]):
             if layout.is_job_id(job_id):
-                folders[job_id].append(info)
-        return folders
+                yield job_id, list(infos)
 
     def reconcile_job(
         self, job_id: str, folder: list[ObjectInfo], running: set[str], now: float, report: Report
@@ -146,6 +158,11 @@ class Janitor:
             return
         record = live or self.states.read_stored(job_id)
         if record is not None and record.status.is_final:
+            if live is not None and self._recent(live, now) and not self._stored_agrees(live, objects):
+                # Ended in Redis, but its status.json write never succeeded (the store was away).
+                self._act(report, "status_written", job_id, f"{live.status} but status.json says otherwise; writing it")
+                if not self.limits.dry_run:
+                    self.states.persist(live)
             self._ended(job_id, folder, live, age, now, report)
             return
         manifest = Manifest.model_validate(get_json(self.store, self.bucket, manifest_info.key))
@@ -179,7 +196,7 @@ class Janitor:
         idle = now - live.updated_at.timestamp()
         if idle <= self.limits.lost_after:
             return
-        if live.status == JobStatus.QUEUED and not Job.exists(job_id, self.redis):
+        if live.status == JobStatus.QUEUED and not jobqueue.waiting(self.redis, job_id):
             self._act(report, "reannounced", job_id, "queued but not in any queue; announcing it again")
             if not self.limits.dry_run:
                 announce(self.redis, self.store, manifest_info)
@@ -187,6 +204,20 @@ class Janitor:
             self._act(report, "abandoned_recovered", job_id, "started but no worker runs it; recovering it")
             if not self.limits.dry_run:
                 recovery.recover(self.ending, job_id, "no worker was running it")
+
+    def _recent(self, live: StatusRecord, now: float) -> bool:
+        """Ended since LOST_AFTER ago and in the day before: the jobs whose end is checked (so that
+        a run does not read every status.json in the bucket)."""
+        return self.limits.lost_after < now - live.updated_at.timestamp() <= self.limits.lost_after + DAY
+
+    def _stored_agrees(self, live: StatusRecord, objects: dict[str, ObjectInfo]) -> bool:
+        """Whether ``status.json`` records the live end: it is read only when the listing says it is
+        missing or older than that end."""
+        info = objects.get(layout.status_key(live.job_id))
+        if info is not None and info.modified >= live.updated_at.timestamp():
+            return True
+        stored = self.states.read_stored(live.job_id)
+        return stored is not None and stored.status == live.status
 
     def _ended(
         self, job_id: str, folder: list[ObjectInfo], live: StatusRecord | None, age: float, now: float, report: Report
@@ -199,7 +230,7 @@ class Janitor:
         # read every manifest in the bucket.
         if live is None or live.webhook is not None:
             return
-        if not self.limits.lost_after < now - live.updated_at.timestamp() <= self.limits.lost_after + DAY:
+        if not self._recent(live, now):
             return
         manifest = self.ending.manifest(job_id)
         if self.ending.webhook_owed(manifest, live):

@@ -18,7 +18,7 @@ from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
 from transcribe_common import keys, layout
 from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates, read_webhook, record_webhook
-from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord, WebhookDelivery
+from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord, WebhookDelivery, utcnow
 from transcribe_common.store.base import get_bytes, get_json, put_bytes, put_model
 
 LIMITS = Limits(orphan_after=3600, lost_after=300, retention_days=7)
@@ -338,3 +338,23 @@ def test_a_job_waiting_for_a_model_no_worker_serves_fails_after_model_wait(  # t
     assert failed.error.startswith("no live worker served model 'large-v3' for 600 s (MODEL_WAIT)")  # type: ignore[union-attr]
     assert Queue("transcribe:large-v3", connection=redis_conn).get_job_ids() == []
     assert read_webhook(redis_conn, job_id) is not None  # its failure webhook is queued
+
+
+def test_an_ended_job_whose_status_json_was_never_written_gets_it_and_its_webhook(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """The last net of hole 1 (issue 16): the store stayed away past every retry of the worker's
+    final write, so the job ended in Redis only, with no webhook queued."""
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    for status in (JobStatus.QUEUED, JobStatus.STARTED):
+        states.advance(job_id, status)
+    # The gate alone moved it, as when the status.json write after it failed:
+    time.sleep(0.01)  # the end comes after the start's status.json
+    ended = {"status": "failed", "error": "bad media", "updated_at": utcnow().isoformat()}
+    redis_conn.hset(keys.job(job_id), mapping=ended)
+    assert reconcile().counts == {"status_written": 1, "webhooks_queued": 1}
+    stored = states.read_stored(job_id)
+    assert stored is not None
+    assert (stored.status, stored.error) == (JobStatus.FAILED, "bad media")
+    assert reconcile().counts == {}

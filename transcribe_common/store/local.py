@@ -109,7 +109,8 @@ class LocalStore:
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root / bucket
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, dirs, files in os.walk(base):
+            dirs.sort()  # in order, as S3 lists: a folder's keys come together, and the same way each time
             for name in sorted(files):
                 key = (Path(dirpath) / name).relative_to(base).as_posix()
                 if key.startswith(prefix) and (info := self.stat(bucket, key)) is not None:
