@@ -122,6 +122,8 @@ class JobRun:
             log.error("job %s: unreadable manifest: %s", self.job_id, exc)
             self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
             return JobStatus.FAILED
+        if self.ended_long_ago():
+            return "retired"
         rq_job = get_current_job()
         worker = rq_job.worker_name if rq_job is not None else None
         started = self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker)
@@ -140,6 +142,18 @@ class JobRun:
             with self.ctx.lock:
                 self.ctx.running.pop(threading.get_ident(), None)
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def ended_long_ago(self) -> bool:
+        """A first start of a job that ``status.json`` says has ended: a late duplicate event, after
+        its live state expired (``STATE_TTL``), queued it again. It is taken back out, not rerun."""
+        live = self.ctx.states.read(self.job_id)
+        if live is None or live.attempts:
+            return False
+        stored = self.ctx.states.read_stored(self.job_id)
+        if stored is None or not stored.status.is_final or not self.ctx.states.retire(self.job_id):
+            return False
+        log.warning("job %s: %s long ago (its status.json says so); not run again", self.job_id, stored.status.value)
+        return True
 
     def _attempt(self, manifest: Manifest) -> str:
         try:
