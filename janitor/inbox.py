@@ -31,6 +31,8 @@ BESIDE = (*OUTPUT_FORMATS, ERROR_NOTE, WARNINGS_NOTE)
 
 
 def reconcile_inbox(janitor: Janitor, job_ids: set[str], now: float, report: Report) -> None:
+    """``job_ids``: the jobs the run looked at; a drop whose job is not among them is asked for
+    its manifest before it is announced again."""
     bucket, prefix = janitor.inbox_bucket, janitor.limits.inbox_move_prefix
     objects = [
         info
@@ -60,6 +62,8 @@ def _reconcile_drop(
     current = janitor.store.stat(info.bucket, info.key)
     if current is None or layout.OUTPUT_MARKER in current.metadata:
         return  # gone meanwhile, or written by the pipeline
+    if janitor.store.stat(janitor.bucket, layout.manifest_key(job_id)) is not None:
+        return  # it has a job, one this run did not look at (ended long ago, cancelled, say)
     janitor._act(report, "inbox_reannounced", f"inbox {info.key}", "no job; announcing it again")
     if not janitor.limits.dry_run:
         announce(janitor.redis, janitor.store, current)

@@ -61,6 +61,13 @@ class Limits:
     inbox_move_prefix: str = "processed/"
     incomplete_upload_after: float = DAY
     dry_run: bool = False
+    interval: float = 3600.0  # JANITOR_INTERVAL
+
+    @property
+    def lookback(self) -> float:
+        """How far back a run looks at every job folder: anything younger may still be lost,
+        orphaned or owed a webhook. Older jobs that still need a run are in Redis's indexes."""
+        return max(self.orphan_after, self.lost_after) + DAY + 2 * self.interval
 
     @classmethod
     def from_settings(cls, settings: JanitorSettings, dry_run: bool) -> Limits:
@@ -72,6 +79,7 @@ class Limits:
             settings.inbox_move_prefix,
             settings.incomplete_upload_after,
             dry_run,
+            settings.janitor_interval,
         )
 
 
@@ -90,13 +98,14 @@ class Janitor:
         self._step(report, "jobs waiting for a model", self.fail_unserved, now, report)
         self._step(report, "dead letters", self.replay_dead, report)
         running = recovery.running(self.redis, queues)
-        job_ids = set()  # the inbox's half asks which drops have a job: ids only, not listings
-        for job_id, objects in self._job_folders():
-            job_ids.add(job_id)
+        seen: set[str] = set()  # the jobs this run looks at (the inbox's half asks which drops have one)
+        for job_id, objects in self._job_folders(now, seen):
             self._step(report, f"job {job_id}", self.reconcile_job, job_id, objects, running, now, report)
-        self._step(report, "inbox", reconcile_inbox, self, job_ids, now, report)
+        self._step(report, "inbox", reconcile_inbox, self, seen, now, report)
         for bucket in (self.bucket, self.inbox_bucket):
             self._step(report, f"uploads to {bucket}", self.abort_incomplete, bucket, now, report)
+        if not self.limits.dry_run:
+            self._step(report, "watermark", self.advance_watermark, now)
         return report
 
     def _step(self, report: Report, what: str, step: Callable[..., object], *args: object) -> None:
@@ -133,12 +142,61 @@ class Janitor:
         for _ in recovery.fail_unserved(self.ending, now):
             report.count("unserved_failed")
 
-    def _job_folders(self) -> Iterator[tuple[str, list[ObjectInfo]]]:
-        """The jobs bucket, one job folder at a time, as the listing streams in: a store lists a
-        folder's keys together, so memory holds one folder, not the bucket."""
-        for job_id, infos in itertools.groupby(self.store.list(self.bucket), key=lambda i: i.key.split("/", 1)[0]):
-            if layout.is_job_id(job_id):
+    def _job_folders(self, now: float, seen: set[str]) -> Iterator[tuple[str, list[ObjectInfo]]]:
+        """The job folders a run looks at, each once, one at a time as listings stream in (a store
+        lists a folder's keys together, so memory holds one folder). A run's cost follows the jobs
+        that can still need it, not every job ever kept (job ids are dated, ``layout.new_job_id``):
+
+        - the jobs made since the watermark, ``lookback`` ago (lost events, orphans, owed webhooks);
+        - the jobs Redis indexes as open, or as ended since then (inbox jobs, whose ids are not
+          dated, and older jobs still running);
+        - with ``RESULT_RETENTION_DAYS``, the jobs made before the retention's start (to remove).
+
+        With no watermark (the first run, or Redis lost its data, and with it what it knew of the
+        jobs) the whole bucket is listed once."""
+        watermark = self.redis.get(keys.JANITOR_WATERMARK)
+        if watermark is None:
+            yield from self._folders(self.store.list(self.bucket), seen)
+            return
+        if self.limits.retention_days:
+            before = layout.dated_floor(now - self.limits.retention_days * DAY)
+            yield from self._folders(self.store.list(self.bucket), seen, before=before)
+        since = self.store.list(self.bucket, start_after=layout.dated_floor(float(watermark)))
+        yield from self._folders(since, seen, before=layout.dated_floor(now + DAY))
+        for job_id in sorted(self._indexed(now) - seen):
+            folder = list(self.store.list(self.bucket, prefix=layout.job_prefix(job_id)))
+            if folder:
+                seen.add(job_id)
+                yield job_id, folder
+
+    @staticmethod
+    def _folders(
+        listing: Iterator[ObjectInfo], seen: set[str], before: str | None = None
+    ) -> Iterator[tuple[str, list[ObjectInfo]]]:
+        """A listing, grouped by job folder, up to the first job id at or after ``before``."""
+        for job_id, infos in itertools.groupby(listing, key=lambda info: info.key.split("/", 1)[0]):
+            if before is not None and job_id >= before:
+                return
+            if layout.is_job_id(job_id) and job_id not in seen:
+                seen.add(job_id)
                 yield job_id, list(infos)
+
+    def _indexed(self, now: float) -> set[str]:
+        since = now - self.limits.lookback
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.JOBS_OPEN, 0, -1)
+            pipe.zrangebyscore(keys.JOBS_ENDED, since, "+inf")
+            open_ids, ended_ids = pipe.execute()
+        return {keys.text(job_id) for job_id in [*open_ids, *ended_ids]}
+
+    def advance_watermark(self, now: float) -> None:
+        """What this run looked at is behind it: the next one lists from ``lookback`` ago, and the
+        ended index forgets what is older."""
+        since = now - self.limits.lookback
+        with self.redis.pipeline() as pipe:
+            pipe.set(keys.JANITOR_WATERMARK, f"{since:.0f}")
+            pipe.zremrangebyscore(keys.JOBS_ENDED, "-inf", since)
+            pipe.execute()
 
     def reconcile_job(
         self, job_id: str, folder: list[ObjectInfo], running: set[str], now: float, report: Report
@@ -158,7 +216,7 @@ class Janitor:
             return
         record = live or self.states.read_stored(job_id)
         if record is not None and record.status.is_final:
-            if live is not None and self._recent(live, now) and not self._stored_agrees(live, objects):
+            if live is not None and self._recent(live, now) and not self.states.stored_agrees(live, objects):
                 # Ended in Redis, but its status.json write never succeeded (the store was away).
                 self._act(report, "status_written", job_id, f"{live.status} but status.json says otherwise; writing it")
                 if not self.limits.dry_run:
@@ -209,15 +267,6 @@ class Janitor:
         """Ended since LOST_AFTER ago and in the day before: the jobs whose end is checked (so that
         a run does not read every status.json in the bucket)."""
         return self.limits.lost_after < now - live.updated_at.timestamp() <= self.limits.lost_after + DAY
-
-    def _stored_agrees(self, live: StatusRecord, objects: dict[str, ObjectInfo]) -> bool:
-        """Whether ``status.json`` records the live end: it is read only when the listing says it is
-        missing or older than that end."""
-        info = objects.get(layout.status_key(live.job_id))
-        if info is not None and info.modified >= live.updated_at.timestamp():
-            return True
-        stored = self.states.read_stored(live.job_id)
-        return stored is not None and stored.status == live.status
 
     def _ended(
         self, job_id: str, folder: list[ObjectInfo], live: StatusRecord | None, age: float, now: float, report: Report

@@ -19,6 +19,7 @@ and readers fall back to it (``read_or_stored``). The counters keep counting the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 
 import redis
@@ -28,7 +29,7 @@ from transcribe_common import keys, layout
 from transcribe_common.errors import NotFound, RetryableError, StateUnavailable
 from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
 from transcribe_common.settings import CommonSettings
-from transcribe_common.store.base import ObjectStore, get_json, put_model
+from transcribe_common.store.base import ObjectInfo, ObjectStore, get_json, put_model
 from transcribe_common.transient import Retry
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,10 @@ ALLOWED: dict[JobStatus, tuple[str, ...]] = {
 }
 PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-# KEYS: the job's hash, the counters, the open jobs by owner.
+# KEYS: the job's hash, the counters, the open jobs by owner, the janitor's open and ended indexes.
 # ARGV: status, the statuses it may come from (",a,b,"), the attempt that moves it ("" for none:
-# the router, the API, a reaper), seconds the hash lives once ended (0: for ever), then fields.
+# the router, the API, a reaper), seconds the hash lives once ended (0: for ever), now (Unix
+# seconds), then fields.
 _ADVANCE = """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
 local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
@@ -65,7 +67,7 @@ if by ~= '' and prev == ARGV[1] and redis.call('HGET', KEYS[1], 'moved_by') == b
   return 'ok:' .. attempts
 end
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 6))
 if ARGV[1] == 'started' then attempts = tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1)) end
 if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
@@ -73,6 +75,13 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 local was_open = prev == 'queued' or prev == 'started'
 local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
 if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
+local job_id = string.sub(KEYS[1], -32)
+if is_open then
+  redis.call('ZADD', KEYS[4], ARGV[5], job_id)
+else
+  redis.call('ZREM', KEYS[4], job_id)
+  redis.call('ZADD', KEYS[5], ARGV[5], job_id)
+end
 if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
 return 'ok:' .. attempts
 """
@@ -109,6 +118,7 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
 redis.call('HINCRBY', KEYS[2], 'queued', -1)
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then redis.call('HINCRBY', KEYS[3], owner, -1) end
+redis.call('ZREM', KEYS[4], string.sub(KEYS[1], -32))
 redis.call('DEL', KEYS[1])
 return 1
 """
@@ -128,6 +138,7 @@ def _advance_args(
         "," + ",".join(sources) + ",",
         "" if attempt is None else str(attempt),
         str(ttl if status.is_final else 0),
+        f"{time.time():.3f}",
         *(str(v) for pair in values.items() if pair[1] is not None for v in pair),
     ]
 
@@ -240,7 +251,7 @@ class JobStates:
 
     @staticmethod
     def _keys(job_id: str) -> list[str]:
-        return [keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER]
+        return [keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER, keys.JOBS_OPEN, keys.JOBS_ENDED]
 
     def progress(self, job_id: str, percent: float, attempt: int) -> None:
         """Raise the live progress of a started job; it never goes backwards. Best effort: a
@@ -309,6 +320,15 @@ class JobStates:
             return StatusRecord.model_validate(get_json(self._store, self._bucket, layout.status_key(job_id)))
         except (NotFound, ValueError, ValidationError):
             return None
+
+    def stored_agrees(self, live: StatusRecord, folder: Mapping[str, ObjectInfo]) -> bool:
+        """Whether ``status.json`` records the live status: read only when ``folder`` (the job's
+        objects by key, as listed) says it is missing or older than that status."""
+        info = folder.get(layout.status_key(live.job_id))
+        if info is not None and info.modified >= live.updated_at.timestamp():
+            return True
+        stored = self.read_stored(live.job_id)
+        return stored is not None and stored.status == live.status
 
     def open_jobs(self, owner: str) -> int:
         """How many of ``owner``'s jobs are queued or started (counted by the moves themselves)."""

@@ -21,6 +21,13 @@ MODELS_SERVED = f"{PREFIX}:models:served"
 STATS = f"{PREFIX}:stats"
 # Owner (an API key's digest) -> how many of its jobs are queued or started, moved with each status.
 OPEN_BY_OWNER = f"{PREFIX}:open-by-owner"
+# The janitor's indexes, kept by each move: jobs queued or started (scored by their last move), and
+# jobs that ended (scored by their end; the janitor trims what is older than it looks back).
+JOBS_OPEN = f"{PREFIX}:jobs:open"
+JOBS_ENDED = f"{PREFIX}:jobs:ended"
+# Unix seconds: every job made before it that still needs the janitor is in those indexes, so a
+# run lists the jobs bucket only from there. Gone with Redis's data: the next run lists it all.
+JANITOR_WATERMARK = f"{PREFIX}:janitor:watermark"
 
 # The RQ queue of jobs that name no model (any worker takes them, with its default model), and
 # the function workers run. Jobs that name a model go to that model's queue.

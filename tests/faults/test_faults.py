@@ -9,7 +9,6 @@ stack runs a 3 s worker heartbeat, a 1 s reaper and a janitor every second with 
 from __future__ import annotations
 
 import json
-
 import signal
 import time
 from collections import Counter

@@ -358,3 +358,47 @@ def test_an_ended_job_whose_status_json_was_never_written_gets_it_and_its_webhoo
     assert stored is not None
     assert (stored.status, stored.error) == (JobStatus.FAILED, "bad media")
     assert reconcile().counts == {}
+
+
+class Listed:
+    """The local store, noting every key its listings hand out: what a janitor run costs."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.keys = store, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def list(self, bucket: str, prefix: str = "", start_after: str = ""):  # type: ignore[no-untyped-def]
+        for info in self.store.list(bucket, prefix, start_after):
+            self.keys.append(info.key)
+            yield info
+
+
+def test_after_its_first_run_the_janitor_looks_only_at_jobs_that_can_need_it(  # type: ignore[no-untyped-def]
+    local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """Hole 5 of issue 16: every run listed and held the whole bucket, whatever its age."""
+    now = time.time()
+    old_ended, old_open = layout.new_job_id(now - 30 * DAY), layout.new_job_id(now - 30 * DAY)
+    for job_id in (old_ended, old_open):
+        _upload_job(local_store.store, job_id)
+        states.advance(job_id, JobStatus.QUEUED)
+    states.advance(old_ended, JobStatus.FAILED, error="bad media")
+    redis_conn.delete(keys.job(old_ended))  # its live state expired (STATE_TTL)
+    recent = _queued_job(local_store.store, states)
+    listed = Listed(local_store.store)
+    janitor = Janitor(
+        Ending(redis_conn, states, listed, SETTINGS), Limits(orphan_after=3600, lost_after=300, retention_days=0)
+    )  # type: ignore[arg-type]
+
+    janitor.run(now=now)  # the first: no watermark, so the whole bucket
+    assert any(key.startswith(old_ended) for key in listed.keys)
+    listed.keys.clear()
+    redis_conn.zrem(keys.JOBS_ENDED, old_ended)  # ended long before the look-back
+
+    report = janitor.run(now=now + LATER)
+    assert not any(key.startswith(old_ended) for key in listed.keys)  # ended long ago: not listed
+    assert any(key.startswith(old_open) for key in listed.keys)  # still open: found by Redis's index
+    assert any(key.startswith(recent) for key in listed.keys)  # recent: listed from the watermark
+    assert report.counts["reannounced"] == 2  # both queued with no RQ job, past LOST_AFTER

@@ -20,7 +20,7 @@ from rq import Queue, Worker
 
 from tests.helpers import WEBHOOK_SECRET, Receiver, wait_until
 from transcribe_common import jobqueue, jobstate, keys
-from transcribe_common.models import FailedWebhook, FinishedWebhook
+from transcribe_common.models import FailedWebhook, FinishedWebhook, utcnow
 from webhook_sender.delivery import retry_after
 
 BACKOFF = 0.3
@@ -57,6 +57,10 @@ def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Itera
 
 
 def _send(conn: redis.Redis, job_id: str, url: str, *, failed: bool = False) -> None:
+    # A job that ended, with the live state its webhook's delivery log is kept beside.
+    conn.hset(
+        keys.job(job_id), mapping={"status": "failed" if failed else "finished", "updated_at": utcnow().isoformat()}
+    )
     payload = (
         FailedWebhook(job_id=job_id, error="bad media", db_id=7)
         if failed

@@ -107,13 +107,17 @@ class LocalStore:
             while chunk := handle.read(CHUNK):
                 yield chunk
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         base = self.root / bucket
         for dirpath, dirs, files in os.walk(base):
-            dirs.sort()  # in order, as S3 lists: a folder's keys come together, and the same way each time
+            folder = Path(dirpath).relative_to(base).as_posix()
+            folder = "" if folder == "." else folder + "/"
+            # In key order, as S3 lists (a folder's keys come together); folders wholly before
+            # ``start_after`` or outside ``prefix`` are not walked into.
+            dirs[:] = sorted(d for d in dirs if _may_hold(folder + d + "/", prefix, start_after))
             for name in sorted(files):
-                key = (Path(dirpath) / name).relative_to(base).as_posix()
-                if key.startswith(prefix) and (info := self.stat(bucket, key)) is not None:
+                key = folder + name
+                if key.startswith(prefix) and key > start_after and (info := self.stat(bucket, key)) is not None:
                     yield info
 
     def delete(self, bucket: str, key: str) -> None:
@@ -253,3 +257,10 @@ def _md5_file(path: Path) -> str:
 
 def _guess_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def _may_hold(folder: str, prefix: str, start_after: str) -> bool:
+    """Whether keys under ``folder`` (ending in "/") can be under ``prefix`` and after ``start_after``."""
+    if not (folder.startswith(prefix) or prefix.startswith(folder)):
+        return False
+    return not start_after or folder > start_after or start_after.startswith(folder)

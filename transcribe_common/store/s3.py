@@ -106,9 +106,10 @@ class S3Store:
             response.close()
             response.release_conn()
 
-    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         with _translated(bucket):
-            for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+            listing = self.client.list_objects(bucket, prefix=prefix, recursive=True, start_after=start_after or None)
+            for obj in listing:
                 if obj.object_name is not None and not obj.is_dir:
                     etag = (obj.etag or "").strip('"')
                     modified = _epoch(obj.last_modified)
