@@ -274,6 +274,8 @@ class Janitor:
         if self.limits.retention_days and age > self.limits.retention_days * DAY:
             self.remove(job_id, folder, "expired_removed", report)
             return
+        if live is not None:
+            self._remove_unpublished(job_id, folder, live, report)
         # Only a live record says whether a webhook was queued (after a loss of Redis none is sent
         # again), and only jobs that ended in the last day are looked at, so that each run does not
         # read every manifest in the bucket.
@@ -286,6 +288,20 @@ class Janitor:
             self._act(report, "webhooks_queued", job_id, f"{live.status} with its webhook never queued; queueing it")
             if not self.limits.dry_run:
                 self.ending.send_owed(job_id, manifest, live)
+
+    def _remove_unpublished(self, job_id: str, folder: list[ObjectInfo], live: StatusRecord, report: Report) -> None:
+        """Results of an attempt that did not end the job (its worker was taken for dead, or
+        stopped half way): no reader sees them, and they go."""
+        published = set(live.outputs.values())
+        stale = [info for info in folder if layout.is_attempt_key(info.key) and info.key not in published]
+        if not stale:
+            return
+        size = sum(info.size for info in stale)
+        self._act(report, "unpublished_removed", job_id, f"{len(stale)} results of other attempts ({size} bytes)")
+        report.bytes_freed += size
+        if not self.limits.dry_run:
+            for info in stale:
+                self.store.delete(self.bucket, info.key)
 
     def abort_incomplete(self, bucket: str, now: float, report: Report) -> None:
         for upload in self.store.incomplete_uploads(bucket):

@@ -84,6 +84,12 @@ def result_key(job_id: str, fmt: str, attempt: int | None = None) -> str:
     return f"{job_id}/result.{fmt}" if attempt is None else f"{job_id}/attempt-{attempt}/result.{fmt}"
 
 
+def is_attempt_key(key: str) -> bool:
+    """A result written under an attempt (``<job_id>/attempt-<n>/...``)."""
+    parts = key.split("/")
+    return len(parts) > 2 and parts[1].startswith("attempt-")
+
+
 def input_key(job_id: str, filename: str) -> str:
     return f"{job_id}/input/{safe_filename(filename)}"
 

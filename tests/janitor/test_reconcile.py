@@ -402,3 +402,23 @@ def test_after_its_first_run_the_janitor_looks_only_at_jobs_that_can_need_it(  #
     assert any(key.startswith(old_open) for key in listed.keys)  # still open: found by Redis's index
     assert any(key.startswith(recent) for key in listed.keys)  # recent: listed from the watermark
     assert report.counts["reannounced"] == 2  # both queued with no RQ job, past LOST_AFTER
+
+
+def test_results_of_an_attempt_that_did_not_end_the_job_are_removed(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    job_id = layout.new_job_id()
+    _upload_job(local_store.store, job_id)
+    states.advance(job_id, JobStatus.QUEUED)
+    states.advance(job_id, JobStatus.STARTED)
+    stale = layout.result_key(job_id, "srt", 1)  # written by attempt 1, taken for dead
+    put_bytes(local_store.store, JOBS_BUCKET, stale, b"stale", content_type="text/plain")
+    states.requeue(job_id, "its worker died")
+    states.advance(job_id, JobStatus.STARTED)
+    published = layout.result_key(job_id, "srt", 2)
+    put_bytes(local_store.store, JOBS_BUCKET, published, b"1\n", content_type="text/plain")
+    states.advance(job_id, JobStatus.FINISHED, attempt=2, outputs=f'{{"srt": "{published}"}}')
+    _webhook_went(redis_conn, job_id)
+    assert reconcile().counts == {"unpublished_removed": 1}
+    assert local_store.store.stat(JOBS_BUCKET, stale) is None
+    assert local_store.store.stat(JOBS_BUCKET, published) is not None
