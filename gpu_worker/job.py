@@ -174,7 +174,7 @@ class JobRun:
             self.cancelled()
             return JobStatus.CANCELLED
         except (Superseded, Stale):
-            self.superseded()
+            self.cancelled()  # says which: cancelled meanwhile, or taken from this attempt
             return "superseded"
         except StateUnavailable as exc:
             self.leave(exc)
@@ -194,20 +194,18 @@ class JobRun:
         """The job was cancelled while it ran: nothing more is written, and if the canceller asked
         for its objects to go, what this run may have written after their deletion goes too."""
         record = self.ctx.states.read(self.job_id)
-        if record is not None and record.attempts != self.attempt:
+        if record is not None and record.status.stops_a_run:
+            log.info("job %s: %s while it ran", self.job_id, record.status.value)
+            if record.status == JobStatus.DELETED:
+                delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
+        elif record is None or record.attempts != self.attempt or record.status == JobStatus.QUEUED:
             self.superseded()
-            return
-        if record is None or not record.status.stops_a_run:
-            return
-        log.info("job %s: %s while it ran", self.job_id, record.status.value)
-        if record.status == JobStatus.DELETED:
-            delete_prefix(self.ctx.store, self.bucket, layout.job_prefix(self.job_id))
 
     def superseded(self) -> None:
         """This attempt was taken for dead and the job started again: the new attempt owns it."""
         log.warning(
-            "job %s: attempt %d stops: this worker stalled past WORKER_HEARTBEAT_TTL and the job was "
-            "started again; the new attempt owns it, and this one writes nothing more",
+            "job %s: attempt %d stops: the job was taken from it (this worker stalled past "
+            "WORKER_HEARTBEAT_TTL and was taken for dead); a new attempt owns it, and this one writes nothing more",
             self.job_id,
             self.attempt,
         )
