@@ -3,7 +3,7 @@
     python3 dev.py bench scale [--sizes 1000,10000,100000] [--recent 200]
 
 For each size, in a fresh redis-server and local store, it makes that many ended jobs fast (no
-transcription): each has a manifest, a ``status.json`` and a transcript in its folder, and went
+transcription): each has a manifest and a ``status.json`` in its folder, and went
 through the real status moves (``queued``, ``started``, ``finished``) with ``STATE_TTL=1``, so
 its live state expires as it would a week after its end. It adds ``--recent`` jobs that ended in
 the janitor's look-back (the same number at every size: the work that can still need a run).
@@ -49,7 +49,7 @@ BUCKET, INBOX = "transcribe", "transcribe-inbox"
 LIMITS = Limits(orphan_after=3600, lost_after=3600, retention_days=0)
 
 
-def make_jobs(states: JobStates, store: LocalStore, count: int, made: float) -> None:
+def make_jobs(states: JobStates, store: LocalStore, count: int, made: float, *, recent: bool = False) -> None:
     """``count`` ended jobs, made at ``made`` (Unix seconds), one second apart."""
     for n in range(count):
         job_id = layout.new_job_id(made + n)
@@ -59,7 +59,8 @@ def make_jobs(states: JobStates, store: LocalStore, count: int, made: float) -> 
         started = states.advance(job_id, JobStatus.STARTED)
         assert started is not None
         key = layout.result_key(job_id, "txt", started.attempts)
-        put_bytes(store, BUCKET, key, b"hello\n", content_type="text/plain")
+        if recent:  # a transcript too; the history's are left out, to make it in minutes, not hours
+            put_bytes(store, BUCKET, key, b"hello\n", content_type="text/plain")
         states.advance(job_id, JobStatus.FINISHED, attempt=started.attempts, outputs=json.dumps({"txt": key}))
 
 
@@ -105,9 +106,10 @@ def measure(size: int, recent: int) -> dict[str, float]:
             make_jobs(states, store, 1, now - 90 * DAY)  # the counters and indexes exist in both
             wait_expired(conn)
             empty = int(conn.info("memory")["used_memory"])
-            later = now + LIMITS.lookback + 60  # the runs' clock: the history's ends are a look-back behind
             make_jobs(states, store, size, now - 60 * DAY)
-            make_jobs(states, store, recent, later - 3600)  # ended within the runs' look-back
+            # The runs' clock: a look-back after the history's ends (which took a while to make).
+            later = time.time() + LIMITS.lookback + 60
+            make_jobs(states, store, recent, later - 3600, recent=True)  # ended within the runs' look-back
             wait_expired(conn)
             first = in_child(data, url, later)  # lists everything, trims the ended index
             conn.execute_command("MEMORY", "PURGE")

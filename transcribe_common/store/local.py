@@ -109,7 +109,8 @@ class LocalStore:
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         base = self.root / bucket
-        for dirpath, dirs, files in os.walk(base):
+        top = base / prefix.rpartition("/")[0]  # where the prefix's folders start: no walk of the rest
+        for dirpath, dirs, files in os.walk(top):
             folder = Path(dirpath).relative_to(base).as_posix()
             folder = "" if folder == "." else folder + "/"
             # In key order, as S3 lists (a folder's keys come together); folders wholly before
