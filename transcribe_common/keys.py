@@ -44,8 +44,9 @@ WEBHOOK_ATTEMPTS = f"{WEBHOOK_QUEUE}:attempts"
 
 
 def webhook_receiver(netloc: str) -> str:
-    """How many delivery attempts are going to one receiver (host:port) right now."""
-    return f"{WEBHOOK_QUEUE}:receiver:{netloc}"
+    """The delivery attempts going to one receiver (host:port) right now: a sorted set of leases,
+    each scored by when it runs out."""
+    return f"{WEBHOOK_QUEUE}:receiver-leases:{netloc}"
 
 
 def queue_for(model: str | None) -> str:

@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,11 +75,11 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     conn: redis.Redis = job.connection
     config = settings()
     with receiver_slot(conn, url, config.per_receiver) as taken:
-        if not taken:  # that receiver has its share of the senders: to the back of the queue
-            time.sleep(BUSY_RECEIVER_PAUSE)
-            jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt, waited=True)
-            return "waiting"
-        outcome = post(url, body, message_id, config)
+        outcome = post(url, body, message_id, config) if taken else None
+    if outcome is None:  # that receiver has its share of the senders: to the back of the queue
+        time.sleep(BUSY_RECEIVER_PAUSE)
+        jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt, waited=True)
+        return "waiting"
     delay = next_delay(attempt, outcome, config)
     record = jobstate.read_webhook(conn, job_id) or WebhookDelivery(url=url, message_id=message_id)
     record.attempts.append(outcome.attempt)
@@ -100,19 +101,30 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     return record.state
 
 
+# KEYS: the receiver's leases. ARGV: now, when a lease taken now runs out, the holder, how many.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[2])))
+return 1
+"""
+
+
 @contextmanager
 def receiver_slot(conn: redis.Redis, url: str, most: int) -> Iterator[bool]:
     """One of the ``most`` attempts that may go to ``url``'s host (and port) at once, or False if all are taken.
-    Counted in Redis across every sender process; the count expires, should a sender die holding one."""
+    Each is a lease in Redis, across every sender process: a refused attempt holds none, and one
+    whose sender died (or lost Redis) between taking and giving it back runs out by itself."""
     key = keys.webhook_receiver(httpx.URL(url).netloc.decode() or "?")
-    with conn.pipeline() as pipe:
-        pipe.incr(key)
-        pipe.expire(key, jobqueue.WEBHOOK_JOB_TIMEOUT)
-        held = int(pipe.execute()[0])
+    holder, now = uuid.uuid4().hex, time.time()
+    args = [f"{now:.3f}", f"{now + jobqueue.WEBHOOK_JOB_TIMEOUT:.3f}", holder, str(most)]
+    taken = bool(conn.register_script(_TAKE_SLOT)(keys=[key], args=args))
     try:
-        yield held <= most
+        yield taken
     finally:
-        conn.decr(key)
+        if taken:
+            conn.zrem(key, holder)
 
 
 def post(url: str, body: str, message_id: str, config: WebhookSettings) -> Outcome:

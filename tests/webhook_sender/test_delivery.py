@@ -21,7 +21,7 @@ from rq import Queue, Worker
 from tests.helpers import WEBHOOK_SECRET, Receiver, wait_until
 from transcribe_common import jobqueue, jobstate, keys
 from transcribe_common.models import FailedWebhook, FinishedWebhook, utcnow
-from webhook_sender.delivery import retry_after
+from webhook_sender.delivery import receiver_slot, retry_after
 
 BACKOFF = 0.3
 
@@ -196,3 +196,22 @@ def test_retry_after_reads_both_forms() -> None:
     assert 80 < (retry_after(format_datetime(later, usegmt=True)) or 0) <= 90
     assert retry_after("soon") is None
     assert retry_after(None) is None
+
+
+def test_a_receiver_s_slots_are_leases_that_refusals_do_not_hold_and_deaths_do_not_keep(
+    redis_conn: redis.Redis,
+) -> None:
+    """Found by the chaos run (issue 16): refused attempts held their count while they waited, and a
+    sender killed while it held one leaked it for good, until no webhook went to that receiver."""
+    url = "http://hooks.example.org/x"
+    with receiver_slot(redis_conn, url, 1) as first:
+        assert first
+        for _ in range(5):
+            with receiver_slot(redis_conn, url, 1) as refused:
+                assert not refused
+    with receiver_slot(redis_conn, url, 1) as again:
+        assert again  # the refusals held nothing
+    key = keys.webhook_receiver("hooks.example.org")
+    redis_conn.zadd(key, {"a sender that was SIGKILLed": time.time() - 1})  # its lease has run out
+    with receiver_slot(redis_conn, url, 1) as after_a_death:
+        assert after_a_death
