@@ -62,9 +62,11 @@ _ADVANCE = """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
 local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
 local by = ARGV[3]
-if by ~= '' and attempts ~= by then return 'stale:' .. attempts end
-if by ~= '' and prev == ARGV[1] and redis.call('HGET', KEYS[1], 'moved_by') == by then
-  return 'ok:' .. attempts
+if by ~= '' then
+  if attempts ~= by then return 'stale:' .. attempts end
+  if prev == ARGV[1] and redis.call('HGET', KEYS[1], 'moved_by') == by then return 'ok:' .. attempts end
+  -- Queued again by a reaper that took its worker for dead: the job is no longer this attempt's.
+  if prev == 'queued' then return 'stale:' .. attempts end
 end
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 6))
@@ -238,7 +240,8 @@ class JobStates:
             return int(attempts)
         if verdict == "stale":
             log.warning(
-                "job %s: attempt %s may not move it to %s: it was started again since (attempt %s)",
+                "job %s: attempt %s may not move it to %s: the job was taken from it (queued or started "
+                "again since; now attempt %s)",
                 job_id,
                 attempt,
                 status.value,

@@ -96,6 +96,8 @@ def test_a_worker_stalled_past_its_heartbeat_stops_its_stale_attempt_and_writes_
     ends the job: one finish, one webhook, results published from attempt 2."""
     job_id = upload(crash_stack, long_speech, "stalled.mp3")
     started(crash_stack, job_id, attempt=1)
+    # Into the transcription itself: ffmpeg's FFMPEG_TIMEOUT would count the stop against the decode.
+    wait_until(lambda: job(crash_stack, job_id)["progress"] > 0, timeout=120, interval=0.05)
     worker = crash_stack.service("gpu_worker")
     worker.suspend()
     try:

@@ -128,6 +128,7 @@ def test_a_stale_attempt_can_neither_end_nor_report_on_a_job_started_again(state
     job = "9" * 32
     first = started(states, job)
     assert states.requeue(job, "its worker died") is not None  # the reaper
+    assert states.advance(job, JobStatus.FAILED, attempt=first, error="late") is None  # not its job any more
     second = states.advance(job, JobStatus.STARTED)
     assert second is not None
     assert second.attempts == first + 1
