@@ -27,11 +27,12 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, layout
-from transcribe_common.ending import UNREADABLE_MANIFEST, WARNINGS_NOTE, Ending, unreadable
+from transcribe_common.ending import WARNINGS_NOTE, Ending
 from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
 from transcribe_common.jobstate import JobStates, Stale
 from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
+from transcribe_common.recovery import manifest_or_fail
 from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes
 from transcribe_common.transient import Retry
 
@@ -112,15 +113,9 @@ class JobRun:
         self.attempt = 0  # this start of the job, numbered by the gate: every later move carries it
 
     def run(self) -> str:
-        try:
-            manifest = self.ctx.ending.manifest(self.job_id)
-        except Exception as exc:
-            if not unreadable(exc):
-                # The store stayed away: not the job's failure. RQ queues it again (``jobqueue``).
-                log.error("job %s: its manifest could not be read (%s); trying again later", self.job_id, exc)
-                raise
-            log.error("job %s: unreadable manifest: %s", self.job_id, exc)
-            self.ctx.states.advance(self.job_id, JobStatus.FAILED, error=UNREADABLE_MANIFEST)
+        # A store that stays away raises out of here: not the job's failure; RQ queues it again (``jobqueue``).
+        manifest = manifest_or_fail(self.ctx.ending, self.job_id)
+        if manifest is None:
             return JobStatus.FAILED
         if self.ended_long_ago():
             return "retired"

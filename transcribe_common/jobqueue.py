@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from transcribe_common import keys
@@ -51,8 +52,11 @@ def enqueue(
 def waiting(conn: redis.Redis, job_id: str) -> bool:
     """Whether RQ will still run the job: it is queued, scheduled or running (not finished, failed,
     or gone: RQ gave up on it, or a router died before enqueueing it)."""
-    job = Job.fetch(job_id, connection=conn) if Job.exists(job_id, conn) else None
-    return job is not None and job.get_status(refresh=False) in (
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in (
         JobStatus.QUEUED,
         JobStatus.SCHEDULED,
         JobStatus.DEFERRED,
