@@ -35,7 +35,7 @@ def read_status(services: Services, job_id: str, caller: Identity) -> StatusReco
     if record is None or (record.owner is None and not caller.sees_all):
         # No status yet (the manifest still says whether the job exists), or none naming an owner
         # while it matters whose it is: the manifest says. Not read on every poll without keys.
-        manifest = _manifest(services, job_id)
+        manifest = stored_manifest(services, job_id)
         if manifest is not None:
             record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
             record.owner = manifest.owner
@@ -44,7 +44,7 @@ def read_status(services: Services, job_id: str, caller: Identity) -> StatusReco
     return record
 
 
-def _manifest(services: Services, job_id: str) -> Manifest | None:
+def stored_manifest(services: Services, job_id: str) -> Manifest | None:
     try:
         raw = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
     except NotFound:
@@ -121,7 +121,7 @@ def result_stream(
     if record.status != JobStatus.FINISHED:
         raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
-        if (manifest := _manifest(services, job_id)) is None:
+        if (manifest := stored_manifest(services, job_id)) is None:
             raise NotFound(f"job {job_id} has no result")
         fmt = manifest.options.main_output
     if fmt not in OUTPUT_FORMATS:

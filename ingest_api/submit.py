@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ingest_api.idempotency import touching
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
 from ingest_api.upload import MultipartReader, TooLarge, boundary_of, drain_upload, receive_upload, timed
@@ -86,10 +87,12 @@ def check_request(services: Services, request: TranscribeRequest) -> None:
                 raise InvalidInput(f"{name}: {exc}") from exc
 
 
-def accept_url(services: Services, job_id: str, request: TranscribeRequest, owner: str | None) -> None:
+def accept_url(
+    services: Services, job_id: str, request: TranscribeRequest, owner: str | None, fingerprint: str | None = None
+) -> None:
     """A URL job: checked, then its manifest written (blocking: one trip to a thread for both)."""
     manifest = url_manifest(job_id, request)
-    manifest.owner = owner
+    manifest.owner, manifest.request_fingerprint = owner, fingerprint
     check_request(services, request)
     write_manifest(services, manifest)
 
@@ -130,9 +133,11 @@ async def accept_upload(
     request: Request,
     job_id: str,
     form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
+    touch: Callable[[], None] | None = None,
 ) -> tuple[Manifest, str]:
     """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
-    default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint."""
+    default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint.
+    ``touch``: called now and then while the body arrives (an Idempotency-Key claim's sign of life)."""
     settings = services.settings
     reader = upload_reader(services, request)
 
@@ -140,7 +145,8 @@ async def accept_upload(
         key = layout.input_key(job_id, filename)
         return services.store.open_writer(settings.minio_bucket, key, content_type=content_type)
 
-    info = await receive_upload(timed(request.stream(), settings.body_timeout), reader, open_writer)
+    body = timed(request.stream(), settings.body_timeout)
+    info = await receive_upload(body if touch is None else touching(body, touch), reader, open_writer)
     try:
         form = form_of(reader.fields)
         if form.source_type != "upload":

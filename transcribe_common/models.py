@@ -140,6 +140,9 @@ class Manifest(BaseModel):
     # Set when the job was refused before it could run (bad object metadata, say): the worker
     # fails it with this message through the same road as any other failure.
     error: str | None = None
+    # The fingerprint of the request that made it, when it came with an Idempotency-Key: a repeat
+    # of that request is compared with it (see ingest_api.idempotency).
+    request_fingerprint: str | None = None
 
 
 class DeliveryAttempt(BaseModel):

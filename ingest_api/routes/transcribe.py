@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated
 
@@ -10,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, idempotency, submit
 from ingest_api.auth import Caller
+from ingest_api.jobs import stored_manifest
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
-from ingest_api.services import ServicesDep
+from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge, timed
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput
@@ -123,33 +125,61 @@ async def transcribe(
     elif not content_type.startswith("multipart/form-data"):
         raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
     claimed = None
+    fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
     if idempotency_key is not None:
-        fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
-        ttl = services.settings.idempotency_ttl
-        claimed = await run_in_threadpool(
-            idempotency.claim, services.redis, caller.id, idempotency_key, fingerprint, ttl
-        )
+        claimed = await _claim(services, request, caller.id, idempotency_key, fingerprint)
         if claimed.replayed:
-            if body is None:  # an upload: it must be the first one again, which only its bytes tell
-                idempotency.check(claimed, await submit.upload_fingerprint(services, request))
             response.headers["Idempotent-Replayed"] = "true"
             return _accepted(response, claimed.job_id)
     job_id = claimed.job_id if claimed else layout.new_job_id()
+    stored = False
     try:
         await run_in_threadpool(submit.check_quota, services, caller.owner)
         if body is not None:
-            await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner)
+            kept = fingerprint if claimed else None
+            await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner, kept)
         else:
-            manifest, received = await submit.accept_upload(services, request, job_id)
+            touch = functools.partial(idempotency.touch, services.redis, claimed) if claimed else None
+            manifest, received = await submit.accept_upload(services, request, job_id, touch=touch)
             manifest.owner = caller.owner
+            manifest.request_fingerprint = received if claimed else None
             await run_in_threadpool(submit.write_manifest, services, manifest)
+            stored = True
             if claimed is not None:
                 await run_in_threadpool(idempotency.settle, services.redis, claimed, received)
     except BaseException:
-        if claimed is not None:
+        if claimed is not None and not stored:
             await run_in_threadpool(idempotency.release, services.redis, claimed)
         raise
     return _accepted(response, job_id)
+
+
+async def _claim(
+    services: Services, request: Request, caller: str, key: str, fingerprint: str | None
+) -> idempotency.Claim:
+    """This request's claim of ``key``, or the first request's (``replayed``) once its job exists
+    and this body is the same; a claim the first request left when it died is taken over."""
+    ttl = services.settings.idempotency_ttl
+    claimed = await run_in_threadpool(idempotency.claim, services.redis, caller, key, fingerprint, ttl)
+    if not claimed.replayed:
+        return claimed
+    if claimed.fingerprint is not None and fingerprint is not None:
+        idempotency.check(claimed.fingerprint, fingerprint)  # a JSON body differs: 422 before any read
+    first = await run_in_threadpool(stored_manifest, services, claimed.job_id)
+    if first is None and services.states.read(claimed.job_id) is None:  # no job: the first is at it, or died
+        if claimed.stale(2 * services.settings.body_timeout):
+            claimed = await run_in_threadpool(
+                idempotency.take_over, services.redis, claimed, caller, key, fingerprint, ttl
+            )
+        if claimed.replayed:
+            raise idempotency.InProgress(
+                "the first request with this Idempotency-Key is still being received; try again shortly"
+            )
+        return claimed
+    # An upload is the first one again only if its bytes say so: read them, store nothing.
+    this = fingerprint if fingerprint is not None else await submit.upload_fingerprint(services, request)
+    idempotency.check((first and first.request_fingerprint) or claimed.fingerprint, this)
+    return claimed
 
 
 def _accepted(response: Response, job_id: str) -> JobAccepted:

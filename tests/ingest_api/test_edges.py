@@ -3,16 +3,20 @@ queued): API keys, URLs refused at submission, Idempotency-Key, and cancelling."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
 
 from ingest_api import idempotency
 from ingest_api.app import create_app
+from ingest_api.schemas import TranscribeRequest
 from ingest_api.settings import ApiSettings
 from tests.helpers import SPEECH
 from transcribe_common import keys
@@ -196,6 +200,58 @@ def test_a_replay_while_the_first_upload_arrives_is_409(client: TestClient, redi
     )
     assert again.status_code == 409
     assert "still being received" in again.json()["detail"]
+
+
+def _claim_as_left(redis_conn, key: str, **changes: object) -> str:  # type: ignore[no-untyped-def]
+    """Rewrite the claim of ``key`` (caller "anonymous") as a first request left it; its Redis key."""
+    redis_key = keys.idempotency(hashlib.sha256(f"anonymous\n{key}".encode()).hexdigest())
+    stored = json.loads(redis_conn.get(redis_key))
+    redis_conn.set(redis_key, json.dumps(stored | changes), keepttl=True)
+    return redis_key
+
+
+@pytest.mark.parametrize("kind", ["url", "upload"])
+def test_a_claim_left_by_a_first_request_that_died_is_taken_over(client: TestClient, redis_conn, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """A first request that died, or failed while Redis was away and so could not forget its claim,
+    left a claim with no job. Once it has been quiet for twice BODY_TIMEOUT the repeat starts afresh;
+    before, an upload's repeat was 409 for IDEMPOTENCY_TTL, a URL's got the id of a job never made."""
+    url_body = {"source_type": "url", "url": PUBLIC_URL}
+    first = TranscribeRequest.model_validate(url_body).model_dump_json().encode() if kind == "url" else None
+    idempotency.claim(redis_conn, "anonymous", "died", first and idempotency.fingerprint(first), 3600)
+    headers = {"Idempotency-Key": "died"}
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+
+    def repeat() -> httpx.Response:
+        if kind == "url":
+            return client.post("/v1/transcribe", json=url_body, headers=headers)
+        return client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+
+    still = repeat()  # just claimed: the first request may be storing it still
+    assert still.status_code == 409, still.text
+    _claim_as_left(redis_conn, "died", at=time.time() - 3600)
+    taken = repeat()
+    assert taken.status_code == 202, taken.text
+    assert "idempotent-replayed" not in taken.headers
+    job_id = taken.json()["job_id"]
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    again = repeat()
+    assert (again.status_code, again.json()["job_id"], again.headers["idempotent-replayed"]) == (202, job_id, "true")
+
+
+def test_a_repeat_finds_the_job_when_redis_lost_its_fingerprint(client: TestClient, redis_conn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The upload was stored and its manifest written, then Redis was away for ``settle``: the
+    manifest's fingerprint answers the repeat (before: 409 for IDEMPOTENCY_TTL)."""
+    headers = {"Idempotency-Key": "unsettled"}
+    audio = {"file": ("a.mp3", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg")}
+    first = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+    assert first.status_code == 202, first.text
+    _claim_as_left(redis_conn, "unsettled", fingerprint=None)
+    again = client.post("/v1/transcribe", data={"source_type": "upload"}, files=audio, headers=headers)
+    assert (again.status_code, again.json()["job_id"]) == (202, first.json()["job_id"])
+    junk = {"file": ("a.mp3", b"another file", "audio/mpeg")}
+    other = client.post("/v1/transcribe", data={"source_type": "upload"}, files=junk, headers=headers)
+    assert other.status_code == 422, other.text
+    assert len(list((tmp_path / "buckets" / "transcribe").glob("*/input/*"))) == 1
 
 
 def test_keys_are_per_caller(keyed: TestClient) -> None:
