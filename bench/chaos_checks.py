@@ -270,8 +270,9 @@ def leftovers(conn: redis.Redis, scratch: Path) -> dict[str, list[str]]:
             held[registry.__name__] = conn.zcard(registry(queue=queue).key)
         if busy := [f"{n} in its {what}" for what, n in held.items() if n]:
             found[f"RQ {name}"] = busy
-    # Events (waiting, taken, put off, dead) and the index of open jobs; those this version has.
-    lists = ("EVENTS", "EVENTS_PROCESSING", "EVENTS_RETRY", "EVENTS_DEAD", "JOBS_OPEN")
+    # Events (waiting, taken, put off, dead), the index of open jobs, webhook retries waiting; those
+    # this version has.
+    lists = ("EVENTS", "EVENTS_PROCESSING", "EVENTS_RETRY", "EVENTS_DEAD", "JOBS_OPEN", "WEBHOOKS_DUE")
     for name in (getattr(keys, n) for n in lists if hasattr(keys, n)):
         if n := _size(conn, name):
             found[name] = [f"{n} entries"]

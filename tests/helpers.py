@@ -62,6 +62,7 @@ class Receiver:
     def __init__(self, secret: str, port: int = 0) -> None:
         self.calls: list[dict] = []
         self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self.holds: dict[str, threading.Event] = {}
         self.lock = threading.Condition()
         self.webhook = Webhook(secret)
         receiver = self
@@ -89,6 +90,9 @@ class Receiver:
                         }
                     )
                     receiver.lock.notify_all()
+                    hold = receiver.holds.pop(self.path, None)
+                if hold is not None:
+                    hold.wait()
                 self.send_response(status if verified else 401)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -107,6 +111,12 @@ class Receiver:
         with self.lock:
             self.scripts[path] = [a if isinstance(a, tuple) else (a, {}) for a in answers]
         return f"{self.url}{path}"
+
+    def hold(self, path: str) -> threading.Event:
+        """Keep the next call to ``path`` unanswered (recorded, though) until the event is set."""
+        with self.lock:
+            self.holds[path] = held = threading.Event()
+        return held
 
     def on_path(self, path: str) -> list[dict]:
         with self.lock:

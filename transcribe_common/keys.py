@@ -35,8 +35,10 @@ QUEUE = "transcribe"
 WORKER_FUNCTION = "gpu_worker.job.run"
 
 # Webhooks have their own queue and workers (``transcribe-webhooks``), so that a slow or dead
-# receiver never holds a transcription slot; retries are scheduled on it with RQ's scheduler.
+# receiver never holds a transcription slot. A retry waits in WEBHOOKS_DUE (scored by when it is
+# due, each member its attempt's arguments) until a sender queues it.
 WEBHOOK_QUEUE = f"{QUEUE}:webhooks"
+WEBHOOKS_DUE = f"{WEBHOOK_QUEUE}:due"
 WEBHOOK_FUNCTION = "webhook_sender.delivery.deliver"
 # Delivery attempts by outcome (delivered, retry, failed), counted here because the sender's
 # workers are forked processes: its /metrics reads them from Redis.

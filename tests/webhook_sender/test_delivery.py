@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from rq import Queue, Worker
@@ -26,13 +29,9 @@ from webhook_sender.delivery import receiver_slot, retry_after
 BACKOFF = 0.3
 
 
-@pytest.fixture(scope="module")
-def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[redis.Redis]:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/4"
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    env = {
-        **os.environ,
+def _start(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``transcribe-webhooks`` as its own process group (its pool and the workers it forks)."""
+    settings = {
         "REDIS_URL": redis_url,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "URL_ALLOWLIST": "127.0.0.1",
@@ -41,15 +40,28 @@ def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Itera
         "WEBHOOK_TIMEOUT": "2",
         "WEBHOOK_CONCURRENCY": "2",  # so one receiver gets one sender at a time
         "WEBHOOK_DEADLINE": "3",
+        "WEBHOOK_METRICS_PORT": "0",
     }
-    log = tmp_path_factory.mktemp("webhooks") / "sender.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "webhook_sender"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "webhook_sender"],
+        env={**os.environ, **settings, **env},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
+    queue = Queue(keys.WEBHOOK_QUEUE, connection=redis.Redis.from_url(redis_url))
+    wait_until(lambda: Worker.count(queue=queue) >= 1 or process.poll() is not None, timeout=60)
+    assert process.poll() is None, log.read_text()
+    return process
+
+
+@pytest.fixture(scope="module")
+def sender(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[redis.Redis]:
+    redis_url = redis_server.rsplit("/", 1)[0] + "/4"
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    process = _start(redis_url, tmp_path_factory.mktemp("webhooks") / "sender.log")
     try:
-        wait_until(lambda: Worker.count(queue=queue) >= 1 or process.poll() is not None, timeout=60)
-        assert process.poll() is None, log.read_text()
         yield conn
     finally:
         process.terminate()
@@ -215,3 +227,46 @@ def test_a_receiver_s_slots_are_leases_that_refusals_do_not_hold_and_deaths_do_n
     redis_conn.zadd(key, {"a sender that was SIGKILLed": time.time() - 1})  # its lease has run out
     with receiver_slot(redis_conn, url, 1) as after_a_death:
         assert after_a_death
+
+
+@pytest.mark.timeout(900)
+def test_webhooks_in_flight_or_waiting_when_the_sender_is_killed_are_delivered_by_the_next(
+    redis_server: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Found by the chaos run (issue 16). The sender is SIGKILLed (its pool and workers) with one
+    attempt in flight and another webhook waiting for its retry. The next sender delivers both,
+    each under its one webhook-id. Before, the attempt in flight went to RQ's failed registry
+    (AbandonedJobError) for good, and the retry waited for RQ's scheduler lock, which the dead
+    sender held: a new sender takes it ten minutes later. A webhook of its own waits for the
+    abandoned attempt to be noticed: RQ gives a dead worker's attempt 60 s past its last heartbeat."""
+    redis_url = redis_server.rsplit("/", 1)[0] + "/5"
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    log = tmp_path / "sender.log"
+    url, held = receiver.script("/in-flight"), receiver.hold("/in-flight")
+    retried = receiver.script("/retried", 503)
+    first = _start(
+        redis_url, log, WEBHOOK_DEADLINE="60", WEBHOOK_TIMEOUT="60", WEBHOOK_BACKOFF="4", WEBHOOK_PER_RECEIVER="2"
+    )
+    try:
+        _send(conn, "1" * 32, url)
+        _send(conn, "2" * 32, retried)
+        wait_until(lambda: receiver.on_path("/in-flight") and receiver.on_path("/retried"), timeout=60)
+        wait_until(lambda: (r := jobstate.read_webhook(conn, "2" * 32)) and r.next_attempt_at, timeout=60)
+    finally:  # the pool, its workers and their work horses (each in a session of its own)
+        for process in [*psutil.Process(first.pid).children(recursive=True), psutil.Process(first.pid)]:
+            process.send_signal(signal.SIGKILL)
+        first.wait(30)
+        held.set()
+    second = _start(redis_url, log)
+    try:
+        for job_id, path in (("2" * 32, "/retried"), ("1" * 32, "/in-flight")):
+            record = wait_until(lambda job_id=job_id: _settled(conn, job_id), timeout=600)
+            assert record.state == "delivered", log.read_text()[-3000:]
+            calls = receiver.on_path(path)
+            assert len(calls) == 2
+            assert all(c["verified"] for c in calls)
+            assert {c["headers"]["webhook-id"] for c in calls} == {record.message_id}
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(30)
