@@ -20,10 +20,6 @@ ROOT = Path(__file__).parent.parent
 SEED, JOBS, FAULTS = 12, 30, 10  # a seed whose ten faults take in every kind
 
 
-@pytest.mark.skip(
-    reason="issue 16 is open: this run finds webhook attempts lost with a killed sender (AbandonedJobError), "
-    "retries held by RQ's scheduler lock and stuck Idempotency-Keys; it is turned on with their fixes"
-)
 @pytest.mark.timeout(3600)
 def test_a_short_seeded_chaos_run_loses_nothing(tmp_path: Path) -> None:
     output = tmp_path / "chaos.txt"
