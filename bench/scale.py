@@ -1,11 +1,12 @@
 """What history costs: a janitor run and Redis at 1,000, 10,000 and 100,000 retained ended jobs.
 
-    python3 dev.py bench scale [--sizes 1000,10000,100000] [--recent 200]
+    python3 dev.py bench scale [--sizes 1000,10000,100000] [--recent 200] [--dir /dev/shm]
 
-For each size, in a fresh redis-server and local store, it makes that many ended jobs fast (no
-transcription): each has a manifest and a ``status.json`` in its folder, and went
-through the real status moves (``queued``, ``started``, ``finished``) with ``STATE_TTL=1``, so
-its live state expires as it would a week after its end. It adds ``--recent`` jobs that ended in
+For each size, in a fresh redis-server and local store (in ``--dir``: by default /dev/shm where
+there is one, so that what is measured is the janitor, not a shared disk's small-file writes), it
+makes that many ended jobs fast (no transcription): each has a manifest and a ``status.json`` in
+its folder, and went through the real status moves (``queued``, ``started``, ``finished``) with
+``STATE_TTL=1``, so its live state expires as it would a week after its end. It adds ``--recent`` jobs that ended in
 the janitor's look-back (the same number at every size: the work that can still need a run).
 Then, each as its own process (so peak RSS is the run's own):
 
@@ -92,8 +93,8 @@ def wait_expired(conn: redis.Redis, timeout: float = 600) -> None:
         time.sleep(0.5)
 
 
-def measure(size: int, recent: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="transcribe-scale-") as tmp:
+def measure(size: int, recent: int, where: str | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="transcribe-scale-", dir=where) as tmp:
         data = Path(tmp)
         process, url = start_redis(data / "redis", appendonly=False)
         try:
@@ -130,6 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--recent", type=int, default=200)
+    shm = Path("/dev/shm")  # a RAM disk, where there is one
+    parser.add_argument("--dir", default=str(shm) if shm.is_dir() else None, help="where the data goes")
     parser.add_argument("--run", nargs=3, metavar=("DATA", "REDIS_URL", "NOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -139,7 +142,7 @@ def main() -> int:
     print(f"{'ended jobs':>10}  {'first run s':>11}  {'RSS MiB':>7}  {'later run s':>11}  {'RSS MiB':>7}  "
           f"{'Redis B/job':>11}")  # fmt: skip
     for size in (int(n) for n in args.sizes.split(",")):
-        r = results[size] = measure(size, args.recent)
+        r = results[size] = measure(size, args.recent, args.dir)
         print(f"{size:>10}  {r['first_s']:>11.3f}  {r['first_rss']:>7.1f}  {r['steady_s']:>11.3f}  "
               f"{r['steady_rss']:>7.1f}  {r['redis_bytes_per_job']:>11.1f}", flush=True)  # fmt: skip
     if 10_000 in results and 100_000 in results:
