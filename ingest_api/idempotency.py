@@ -8,21 +8,23 @@ points at it. A repeat gets the first request's job back (202 with ``Idempotent-
 when that job exists and the bodies agree (a repeated upload is read to be compared, and not
 stored); the key reused with a different body is refused (422).
 
-A repeat that finds no job yet is 409 while the first request may still be arriving or storing
-it. The first request touches its claim while its body arrives; a claim nobody has touched for
-twice ``BODY_TIMEOUT`` (the longest a live request goes without a byte) belongs to a request that
-died, or failed and could not forget its claim because Redis was away: the repeat takes it over
-and starts afresh. So a key is never held for ``IDEMPOTENCY_TTL`` by a job that does not exist,
-and a job that exists is never made twice because Redis missed its fingerprint.
+While it runs, the first request keeps a second key alive beside its claim (``alive``, renewed
+every few seconds, expiring ``ALIVE_FOR`` seconds after its process stops renewing it). A repeat
+that finds no job is 409 while the first request is alive; once it is not (it died, or it failed
+and could not forget its claim because Redis was away) the repeat takes the claim over and starts
+afresh. So a key is never held for ``IDEMPOTENCY_TTL`` by a job that does not exist. The first
+request writes its manifest only while its claim is still its own; a request that failed once its
+manifest write had begun leaves its claim to the repeat, which finds the job if the write landed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import redis
@@ -33,12 +35,47 @@ from transcribe_common.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 MAX_KEY_LENGTH = 255
-TOUCH_EVERY = 10.0  # seconds, while a first request's upload arrives
+ALIVE_FOR = 30.0  # seconds the first request counts as alive after its last renewal
+RENEW_EVERY = 5.0
 
-# Delete the claim only if it is still the one read (KEYS[1]; ARGV[1]: its stored value).
-_FORGET = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# Each takes KEYS: the claim, its alive key. The claim is JSON with the job's id.
+# ARGV: the claim, its TTL, the job id, ms to stay alive. Claim the key, alive, or read who has.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  return {1}
+end
+return {0, redis.call('GET', KEYS[1])}
+"""
+# ARGV: job id, ms to stay alive. Renew this request's alive key, if the claim is still its own.
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if not v or cjson.decode(v)['job_id'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# ARGV: job id, fingerprint. Record the upload's fingerprint on this request's claim.
+_SETTLE = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local claim = cjson.decode(v)
+if claim['job_id'] ~= ARGV[1] then return 0 end
+claim['fingerprint'] = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(claim), 'KEEPTTL')
+return 1
+"""
+# ARGV: job id. Forget this request's claim (and its alive key): the request failed before its manifest.
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['job_id'] == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+# ARGV: the claim as read. Forget a claim whose request is no longer alive, if nobody changed it.
+_TAKE_OVER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 
 
@@ -48,20 +85,19 @@ class Claim:
     job_id: str
     replayed: bool
     fingerprint: str | None = None  # the first request's, on a replay (None: its upload had not arrived)
-    at: float = 0.0  # when the first request last touched it
     stored: str = ""  # the claim as Redis holds it
 
-    def stale(self, quiet: float, now: float | None = None) -> bool:
-        """Whether the first request has gone quiet for longer than a live one can."""
-        return (time.time() if now is None else now) - self.at > quiet
+    @property
+    def alive_key(self) -> str:
+        return f"{self.redis_key}:alive"
 
 
 class InProgress(InvalidInput):
     """The first request with this key is still being received (409)."""
 
 
-def _value(job_id: str, fingerprint: str | None) -> str:
-    return json.dumps({"job_id": job_id, "fingerprint": fingerprint, "at": round(time.time(), 3)})
+class TakenOver(InProgress):
+    """This request's claim was taken over: it went quiet for ``ALIVE_FOR`` (Redis away, say)."""
 
 
 def claim(conn: redis.Redis, caller: str, key: str, fingerprint: str | None, ttl: int) -> Claim:
@@ -69,28 +105,28 @@ def claim(conn: redis.Redis, caller: str, key: str, fingerprint: str | None, ttl
         raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
     redis_key = keys.idempotency(hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest())
     job_id = layout.new_job_id()
+    value = json.dumps({"job_id": job_id, "fingerprint": fingerprint})
+    script = conn.register_script(_CLAIM)
+    alive = Claim(redis_key, job_id, replayed=False, fingerprint=fingerprint, stored=value)
     for _ in range(3):  # a claim that expires between SET and GET is simply claimed again
-        value = _value(job_id, fingerprint)
-        if conn.set(redis_key, value, nx=True, ex=ttl):
-            return Claim(redis_key, job_id, replayed=False, fingerprint=fingerprint, at=time.time(), stored=value)
-        stored = conn.get(redis_key)
-        if stored is not None:
-            first = json.loads(stored)
-            return Claim(
-                redis_key,
-                first["job_id"],
-                replayed=True,
-                fingerprint=first.get("fingerprint"),
-                at=float(first.get("at", 0.0)),
-                stored=keys.text(stored),
-            )
+        found = script(keys=[redis_key, alive.alive_key], args=[value, ttl, job_id, int(ALIVE_FOR * 1000)])
+        if found[0]:
+            return alive
+        if len(found) > 1 and found[1] is not None:
+            first = json.loads(found[1])
+            return Claim(redis_key, first["job_id"], True, first.get("fingerprint"), keys.text(found[1]))
     raise InvalidInput("Idempotency-Key could not be claimed; try again")
 
 
-def take_over(conn: redis.Redis, stale: Claim, caller: str, key: str, fingerprint: str | None, ttl: int) -> Claim:
-    """Claim the key afresh in place of a first request that died (or a replay of whoever won)."""
-    conn.register_script(_FORGET)(keys=[stale.redis_key], args=[stale.stored])
-    log.warning("Idempotency-Key claim for job %s was left by a request that died; claimed afresh", stale.job_id)
+def take_over(conn: redis.Redis, first: Claim, caller: str, key: str, fingerprint: str | None, ttl: int) -> Claim:
+    """Claim the key afresh in place of a first request that is no longer alive and made no job.
+    Refused (409) while it is alive; a replay of whoever claimed it first meanwhile."""
+    script = conn.register_script(_TAKE_OVER)
+    if not script(keys=[first.redis_key, first.alive_key], args=[first.stored]):
+        raise InProgress("the first request with this Idempotency-Key is still being received; try again shortly")
+    log.warning(
+        "Idempotency-Key claim for job %s was left by a request that ended without it; taken over", first.job_id
+    )
     return claim(conn, caller, key, fingerprint, ttl)
 
 
@@ -102,54 +138,62 @@ def check(first: str | None, fingerprint: str) -> None:
         raise InvalidInput("this Idempotency-Key was used for a different request; use a new key")
 
 
-def touch(conn: redis.Redis, claimed: Claim) -> None:
-    """Say that the first request is alive; only while the claim is still its own."""
-    _rewrite(conn, claimed, None)
+def _run(conn: redis.Redis, script: str, claimed: Claim, *args: str) -> int:
+    keys_ = [claimed.redis_key, claimed.alive_key]
+    return int(conn.register_script(script)(keys=keys_, args=[claimed.job_id, *args]))
+
+
+def renew(conn: redis.Redis, claimed: Claim) -> bool:
+    """Keep this request alive; False if its claim is no longer its own."""
+    return bool(_run(conn, _RENEW, claimed, str(int(ALIVE_FOR * 1000))))
+
+
+def confirm(conn: redis.Redis, claimed: Claim) -> None:
+    """Just before the manifest is written: the claim must still be this request's."""
+    if not renew(conn, claimed):
+        raise TakenOver("this request went quiet and its Idempotency-Key was taken over by a repeat; try again")
+
+
+@contextlib.asynccontextmanager
+async def kept_alive(conn: redis.Redis, claimed: Claim) -> AsyncIterator[None]:
+    """This request's claim kept alive (every ``RENEW_EVERY`` seconds) while the block runs."""
+
+    async def renewing() -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                await run_in_threadpool(renew, conn, claimed)
+            except Exception as exc:  # Redis away: the request goes on; confirm() tells if it lost its claim
+                if not transient.transient(exc):
+                    raise
+
+    task = asyncio.create_task(renewing())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def settle(conn: redis.Redis, claimed: Claim, fingerprint: str) -> None:
     """Record the fingerprint of the upload the claim was made for, now that it has arrived. Best
     effort: the manifest holds it too, and a replay reads it there when Redis missed it."""
     try:
-        _rewrite(conn, claimed, fingerprint)
+        _run(conn, _SETTLE, claimed, fingerprint)
     except Exception as exc:
         if not transient.transient(exc):
             raise
         log.warning("job %s: Idempotency-Key fingerprint not kept (%s); the manifest has it", claimed.job_id, exc)
 
 
-def _rewrite(conn: redis.Redis, claimed: Claim, fingerprint: str | None) -> None:
-    stored = conn.get(claimed.redis_key)
-    if stored is not None and (first := json.loads(stored)).get("job_id") == claimed.job_id:
-        value = {**first, "at": round(time.time(), 3)} | ({"fingerprint": fingerprint} if fingerprint else {})
-        conn.set(claimed.redis_key, json.dumps(value), xx=True, keepttl=True)
-
-
 def release(conn: redis.Redis, claimed: Claim) -> None:
-    """Forget a claim whose request failed (only if it is still this request's). Best effort: one
-    that Redis could not forget goes stale by itself."""
+    """Forget a claim whose request failed before its manifest was written. Best effort: one that
+    Redis could not forget is taken over once its request is no longer alive."""
     try:
-        stored = conn.get(claimed.redis_key)
-        if stored is not None and json.loads(stored).get("job_id") == claimed.job_id:
-            conn.delete(claimed.redis_key)
+        _run(conn, _RELEASE, claimed)
     except Exception as exc:
         if not transient.transient(exc):
             raise
-        log.warning("job %s: Idempotency-Key claim not released (%s); it goes stale by itself", claimed.job_id, exc)
-
-
-async def touching(stream: AsyncIterator[bytes], touch_now: Callable[[], None]) -> AsyncIterator[bytes]:
-    """``stream``, touching the claim every ``TOUCH_EVERY`` seconds while it flows."""
-    last = time.monotonic()
-    async for chunk in stream:
-        if time.monotonic() - last >= TOUCH_EVERY:
-            last = time.monotonic()
-            try:
-                await run_in_threadpool(touch_now)
-            except Exception as exc:  # Redis away: the upload goes on; the claim may go stale
-                if not transient.transient(exc):
-                    raise
-        yield chunk
+        log.warning("job %s: Idempotency-Key claim not released (%s); it is taken over later", claimed.job_id, exc)
 
 
 def fingerprint(body: bytes) -> str:

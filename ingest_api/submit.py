@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api.idempotency import touching
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services
 from ingest_api.upload import MultipartReader, TooLarge, boundary_of, drain_upload, receive_upload, timed
@@ -87,14 +86,11 @@ def check_request(services: Services, request: TranscribeRequest) -> None:
                 raise InvalidInput(f"{name}: {exc}") from exc
 
 
-def accept_url(
-    services: Services, job_id: str, request: TranscribeRequest, owner: str | None, fingerprint: str | None = None
-) -> None:
-    """A URL job: checked, then its manifest written (blocking: one trip to a thread for both)."""
+def url_job(services: Services, job_id: str, request: TranscribeRequest) -> Manifest:
+    """A URL job's manifest, its request checked (blocking: one trip to a thread)."""
     manifest = url_manifest(job_id, request)
-    manifest.owner, manifest.request_fingerprint = owner, fingerprint
     check_request(services, request)
-    write_manifest(services, manifest)
+    return manifest
 
 
 def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
@@ -133,11 +129,9 @@ async def accept_upload(
     request: Request,
     job_id: str,
     form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
-    touch: Callable[[], None] | None = None,
 ) -> tuple[Manifest, str]:
     """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
-    default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint.
-    ``touch``: called now and then while the body arrives (an Idempotency-Key claim's sign of life)."""
+    default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint."""
     settings = services.settings
     reader = upload_reader(services, request)
 
@@ -145,8 +139,7 @@ async def accept_upload(
         key = layout.input_key(job_id, filename)
         return services.store.open_writer(settings.minio_bucket, key, content_type=content_type)
 
-    body = timed(request.stream(), settings.body_timeout)
-    info = await receive_upload(body if touch is None else touching(body, touch), reader, open_writer)
+    info = await receive_upload(timed(request.stream(), settings.body_timeout), reader, open_writer)
     try:
         form = form_of(reader.fields)
         if form.source_type != "upload":

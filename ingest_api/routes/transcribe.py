@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 from typing import Annotated
 
@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, idempotency, submit
-from ingest_api.auth import Caller
+from ingest_api.auth import Caller, Identity
 from ingest_api.jobs import stored_manifest
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import Services, ServicesDep
@@ -132,33 +132,47 @@ async def transcribe(
             response.headers["Idempotent-Replayed"] = "true"
             return _accepted(response, claimed.job_id)
     job_id = claimed.job_id if claimed else layout.new_job_id()
-    stored = False
+    async with idempotency.kept_alive(services.redis, claimed) if claimed else contextlib.nullcontext():
+        await _accept(services, request, caller, job_id, body, claimed, fingerprint)
+    return _accepted(response, job_id)
+
+
+async def _accept(
+    services: Services,
+    request: Request,
+    caller: Identity,
+    job_id: str,
+    body: TranscribeRequest | None,
+    claimed: idempotency.Claim | None,
+    fingerprint: str | None,
+) -> None:
+    """Store the job: its upload if any, then its manifest. A failure before the manifest is
+    written releases the claim; one while it is written leaves it to a repeat (the write may have
+    landed: the repeat reads the manifest first)."""
     try:
         await run_in_threadpool(submit.check_quota, services, caller.owner)
         if body is not None:
-            kept = fingerprint if claimed else None
-            await run_in_threadpool(submit.accept_url, services, job_id, body, caller.owner, kept)
+            manifest, received = await run_in_threadpool(submit.url_job, services, job_id, body), fingerprint
         else:
-            touch = functools.partial(idempotency.touch, services.redis, claimed) if claimed else None
-            manifest, received = await submit.accept_upload(services, request, job_id, touch=touch)
-            manifest.owner = caller.owner
-            manifest.request_fingerprint = received if claimed else None
-            await run_in_threadpool(submit.write_manifest, services, manifest)
-            stored = True
-            if claimed is not None:
-                await run_in_threadpool(idempotency.settle, services.redis, claimed, received)
+            manifest, received = await submit.accept_upload(services, request, job_id)
+        manifest.owner = caller.owner
+        if claimed is not None:
+            manifest.request_fingerprint = received
+            await run_in_threadpool(idempotency.confirm, services.redis, claimed)
     except BaseException:
-        if claimed is not None and not stored:
+        if claimed is not None:
             await run_in_threadpool(idempotency.release, services.redis, claimed)
         raise
-    return _accepted(response, job_id)
+    await run_in_threadpool(submit.write_manifest, services, manifest)
+    if claimed is not None and body is None and received is not None:
+        await run_in_threadpool(idempotency.settle, services.redis, claimed, received)
 
 
 async def _claim(
     services: Services, request: Request, caller: str, key: str, fingerprint: str | None
 ) -> idempotency.Claim:
     """This request's claim of ``key``, or the first request's (``replayed``) once its job exists
-    and this body is the same; a claim the first request left when it died is taken over."""
+    and this body is the same; a claim whose request ended without a job is taken over."""
     ttl = services.settings.idempotency_ttl
     claimed = await run_in_threadpool(idempotency.claim, services.redis, caller, key, fingerprint, ttl)
     if not claimed.replayed:
@@ -166,16 +180,9 @@ async def _claim(
     if claimed.fingerprint is not None and fingerprint is not None:
         idempotency.check(claimed.fingerprint, fingerprint)  # a JSON body differs: 422 before any read
     first = await run_in_threadpool(stored_manifest, services, claimed.job_id)
-    if first is None and services.states.read(claimed.job_id) is None:  # no job: the first is at it, or died
-        if claimed.stale(2 * services.settings.body_timeout):
-            claimed = await run_in_threadpool(
-                idempotency.take_over, services.redis, claimed, caller, key, fingerprint, ttl
-            )
-        if claimed.replayed:
-            raise idempotency.InProgress(
-                "the first request with this Idempotency-Key is still being received; try again shortly"
-            )
-        return claimed
+    if first is None and await run_in_threadpool(services.states.read, claimed.job_id) is None:
+        # No job: its request is still at it (409), or ended without one.
+        return await run_in_threadpool(idempotency.take_over, services.redis, claimed, caller, key, fingerprint, ttl)
     # An upload is the first one again only if its bytes say so: read them, store nothing.
     this = fingerprint if fingerprint is not None else await submit.upload_fingerprint(services, request)
     idempotency.check((first and first.request_fingerprint) or claimed.fingerprint, this)

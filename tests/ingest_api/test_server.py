@@ -5,6 +5,8 @@ also pins the uvicorn internals the header deadline reads."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -15,22 +17,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from embedded.redis_server import free_port
-from tests.helpers import wait_until
+from ingest_api import idempotency
+from tests.helpers import SPEECH, wait_until
+from transcribe_common import keys
 
 
-@pytest.fixture
-def api(tmp_path: Path, redis_server: str) -> Iterator[int]:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, redis_server: str, **settings: str) -> Iterator[int]:
     port = free_port()
     env = {
         **os.environ,
         "REDIS_URL": redis_server,
         "STORE_DIR": str(tmp_path / "buckets"),
         "API_PORT": str(port),
-        "HEADER_TIMEOUT": "1",
-        "BODY_TIMEOUT": "1",
         "LOG_FORMAT": "text",
+        **settings,
     }
     process = subprocess.Popen([sys.executable, "-m", "ingest_api"], env=env, stderr=subprocess.DEVNULL)
     try:
@@ -39,6 +43,12 @@ def api(tmp_path: Path, redis_server: str) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture
+def api(tmp_path: Path, redis_server: str) -> Iterator[int]:
+    with _serving(tmp_path, redis_server, HEADER_TIMEOUT="1", BODY_TIMEOUT="1") as port:
+        yield port
 
 
 def _answers(port: int) -> bool:
@@ -79,3 +89,48 @@ def test_a_body_that_stops_arriving_is_408(api: int) -> None:
             answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"the request body stopped arriving for 1 s" in answer
+
+
+def test_a_first_upload_still_arriving_keeps_its_idempotency_claim_alive(tmp_path: Path, redis_server: str) -> None:
+    """While the first upload arrives, slowly, its request renews the claim's alive key: a repeat
+    is 409 all along (it would take the claim over once the key expired), and once the upload is
+    in, the repeat gets its job."""
+    boundary = "b0undary"
+    audio = (SPEECH / "upload.mp3").read_bytes()
+    head = (
+        f'--{boundary}\r\ncontent-disposition: form-data; name="source_type"\r\n\r\nupload\r\n'
+        f'--{boundary}\r\ncontent-disposition: form-data; name="file"; filename="a.mp3"\r\n'
+        "content-type: audio/mpeg\r\n\r\n"
+    ).encode()
+    body = head + audio + f"\r\n--{boundary}--\r\n".encode()
+    conn = redis.Redis.from_url(redis_server)
+    alive = keys.idempotency(hashlib.sha256(b"anonymous\nslow-1").hexdigest()) + ":alive"
+    with _serving(tmp_path, redis_server) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            f"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: slow-1\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(head) + 1000]
+        )
+        first_ttl = wait_until(lambda: conn.pttl(alive) if conn.pttl(alive) > 0 else None, timeout=60)
+        wait_until(lambda: conn.pttl(alive) > first_ttl, timeout=10 * idempotency.ALIVE_FOR)  # renewed
+        repeat = httpx.post(
+            f"http://127.0.0.1:{port}/v1/transcribe",
+            data={"source_type": "upload"},
+            files={"file": ("a.mp3", audio, "audio/mpeg")},
+            headers={"Idempotency-Key": "slow-1"},
+            timeout=60,
+        )
+        assert repeat.status_code == 409, repeat.text
+        sock.sendall(body[len(head) + 1000 :])
+        sock.settimeout(60)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
+        again = httpx.post(
+            f"http://127.0.0.1:{port}/v1/transcribe",
+            data={"source_type": "upload"},
+            files={"file": ("a.mp3", audio, "audio/mpeg")},
+            headers={"Idempotency-Key": "slow-1"},
+            timeout=60,
+        )
+        assert again.headers.get("idempotent-replayed") == "true", again.text
+        assert again.json()["job_id"].encode() in answer
