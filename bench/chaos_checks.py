@@ -265,7 +265,7 @@ def leftovers(conn: redis.Redis, scratch: Path) -> dict[str, list[str]]:
     names = {q.name for q in Queue.all(connection=conn)} | {keys.QUEUE, keys.WEBHOOK_QUEUE}
     for name in sorted(names):
         queue = Queue(name, connection=conn)
-        held = {"queue": conn.llen(queue.key)}
+        held = {"queue": conn.llen(queue.key), "intermediate queue": conn.llen(queue.intermediate_queue.key)}
         for registry in (StartedJobRegistry, ScheduledJobRegistry, DeferredJobRegistry):
             held[registry.__name__] = conn.zcard(registry(queue=queue).key)
         if busy := [f"{n} in its {what}" for what, n in held.items() if n]:

@@ -5,14 +5,18 @@ do it again for jobs they requeue (a drained or crashed worker's job). Enqueuein
 queued already only refreshes it: the worker's move to ``started`` keeps it from running twice.
 
 A webhook goes on its own queue, for ``transcribe-webhooks``; see ``webhook_sender.delivery``.
-An attempt whose sender died is run again (RQ's ``Retry``, once RQ sees the execution abandoned);
-a retry that must wait waits in ``keys.WEBHOOKS_DUE``, in Redis, not in RQ's scheduler, whose lock
-a killed sender keeps (its next one would take it only ten minutes later).
+A retry that must wait waits in ``keys.WEBHOOKS_DUE``, in Redis, not in RQ's scheduler, whose lock
+a killed sender keeps (its next one would take it only ten minutes later). ``keep_webhooks``, run
+each second by one sender at a time, queues the retries that are due and gives back what a sender
+that died held: an attempt it was running (RQ's ``Retry``, once its execution has had no heartbeat
+for RQ's 60 to 90 s), and one it had taken off the queue but not yet started. RQ's own workers do
+the last two only every ten minutes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 
@@ -29,10 +33,18 @@ from transcribe_common.jobstate import record_webhook
 from transcribe_common.models import FailedWebhook, FinishedWebhook, WebhookDelivery
 from transcribe_common.settings import CommonSettings
 
+log = logging.getLogger(__name__)
+
 # Seconds one delivery attempt may take in all, whatever the receiver does (RQ kills it after).
 WEBHOOK_JOB_TIMEOUT = 120
-# Times an attempt is run again when its sender died in it (after that it is failed, in RQ's failed registry).
+# Times an attempt is run again at once when it did not end: its sender died in it, or it raised
+# (Redis lost while it recorded the outcome). Then it is failed, in RQ's failed registry.
 WEBHOOK_REDELIVERIES = 3
+# Seconds an attempt may sit taken off the queue and not started before it is queued again (a
+# live sender starts it within milliseconds; RQ's own look waits a minute too).
+STRANDED_AFTER = 60.0
+# Seconds one sender's keeper holds the keeping (it renews it each second while it lives).
+KEEPER_LEASE_MS = 5000
 
 
 def enqueue(
@@ -110,9 +122,32 @@ def enqueue_webhook(
     )
 
 
+# KEYS: the keeper's lease. ARGV: the holder, its ms. Take the lease, or renew it if held.
+_KEEPER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+def keep_webhooks(conn: redis.Redis, holder: str) -> bool:
+    """One round of keeping the webhook queue, if ``holder`` has the keeper's lease (one sender at
+    a time: two that gave back the same attempt would each queue it). False if another has it."""
+    if not conn.register_script(_KEEPER)(keys=[keys.WEBHOOK_KEEPER], args=[holder, KEEPER_LEASE_MS]):
+        return False
+    release_due_webhooks(conn)
+    queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
+    # Attempts whose sender died in them: run again, up to WEBHOOK_REDELIVERIES times (RQ's cleanup).
+    StartedJobRegistry(queue=queue).cleanup()
+    requeue_stranded(queue)
+    return True
+
+
 def release_due_webhooks(conn: redis.Redis, most: int = 100) -> int:
     """Queue the webhook retries that are due; how many. Each leaves ``keys.WEBHOOKS_DUE`` in the
-    transaction that queues it, and one that another sender moved meanwhile waits for the next call."""
+    transaction that queues it. One that cannot be read (written by another version, say) goes to
+    ``keys.WEBHOOKS_UNREADABLE`` instead of holding up the rest."""
     with conn.pipeline() as pipe:
         pipe.watch(keys.WEBHOOKS_DUE)
         found = pipe.zrangebyscore(keys.WEBHOOKS_DUE, "-inf", time.time(), start=0, num=most)
@@ -121,11 +156,15 @@ def release_due_webhooks(conn: redis.Redis, most: int = 100) -> int:
             return 0
         pipe.multi()
         for raw in due:
-            enqueue_webhook(conn, **json.loads(raw), pipeline=pipe)
+            try:
+                enqueue_webhook(conn, **json.loads(raw), pipeline=pipe)
+            except (ValueError, TypeError) as exc:
+                log.error("a webhook retry that cannot be read is put aside in %s: %s", keys.WEBHOOKS_UNREADABLE, exc)
+                pipe.rpush(keys.WEBHOOKS_UNREADABLE, raw)
             pipe.zrem(keys.WEBHOOKS_DUE, raw)
         try:
             pipe.execute()
-        except WatchError:
+        except WatchError:  # a retry was added meanwhile: the next round
             return 0
     return len(due)
 
@@ -134,7 +173,23 @@ def webhooks_due(conn: redis.Redis) -> int:
     return int(conn.zcard(keys.WEBHOOKS_DUE))
 
 
-def rerun_abandoned_webhooks(conn: redis.Redis) -> None:
-    """Attempts whose sender died (no heartbeat for a minute): run again, up to
-    ``WEBHOOK_REDELIVERIES`` times. RQ's own cleanup, which its workers run only every ten minutes."""
-    StartedJobRegistry(queue=Queue(keys.WEBHOOK_QUEUE, connection=conn)).cleanup()
+def requeue_stranded(queue: Queue, after: float = STRANDED_AFTER) -> list[str]:
+    """Jobs a worker took off ``queue`` (into RQ's intermediate queue) and died before starting:
+    back on the queue once they have been seen there ``after`` seconds. Their ids."""
+    stranded = queue.intermediate_queue
+    started = set(queue.started_job_registry.get_job_ids(cleanup=False))
+    requeued = []
+    for job_id in stranded.get_job_ids():
+        if job_id in started or stranded.set_first_seen(job_id):
+            continue
+        first_seen = stranded.get_first_seen(job_id)
+        if first_seen is None or time.time() - first_seen.timestamp() < after:
+            continue
+        with queue.connection.pipeline() as pipe:
+            pipe.lrem(stranded.key, 1, job_id)
+            pipe.delete(stranded.get_first_seen_key(job_id))
+            queue.push_job_id(job_id, pipeline=pipe)
+            pipe.execute()
+        log.warning("%s: %s was taken off the queue by a worker that died; queued again", queue.name, job_id)
+        requeued.append(job_id)
+    return requeued

@@ -39,6 +39,10 @@ WORKER_FUNCTION = "gpu_worker.job.run"
 # due, each member its attempt's arguments) until a sender queues it.
 WEBHOOK_QUEUE = f"{QUEUE}:webhooks"
 WEBHOOKS_DUE = f"{WEBHOOK_QUEUE}:due"
+# Retries in WEBHOOKS_DUE that could not be read, put aside; and the lease of the sender that
+# keeps the queue (jobqueue.keep_webhooks).
+WEBHOOKS_UNREADABLE = f"{WEBHOOK_QUEUE}:unreadable"
+WEBHOOK_KEEPER = f"{WEBHOOK_QUEUE}:keeper"
 WEBHOOK_FUNCTION = "webhook_sender.delivery.deliver"
 # Delivery attempts by outcome (delivered, retry, failed), counted here because the sender's
 # workers are forked processes: its /metrics reads them from Redis.

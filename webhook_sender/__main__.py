@@ -1,10 +1,14 @@
-"""``transcribe-webhooks``: RQ's WorkerPool on the webhook queue, and a keeper thread that queues
-the retries that are due and runs again the attempts of senders that died (each second)."""
+"""``transcribe-webhooks``: RQ's WorkerPool on the webhook queue, and a keeper process that queues
+the retries that are due and gives back the attempts of senders that died (each second)."""
 
 from __future__ import annotations
 
 import logging
-import threading
+import multiprocessing
+import os
+import socket
+import time
+import uuid
 
 import redis
 from rq import Queue
@@ -41,27 +45,51 @@ def _queue(conn: redis.Redis) -> Queue:
 
 
 KEEP_EVERY = 1.0  # seconds
+STUCK_AFTER = 60.0  # seconds without a round of the keeper: liveness fails
 
 
-def keep(conn: redis.Redis, stop: threading.Event) -> None:
-    """What RQ's scheduler and maintenance would do, but each second and with no lock that a
-    killed sender keeps: due retries queued, abandoned attempts run again."""
-    while not stop.wait(KEEP_EVERY):
-        try:
-            jobqueue.release_due_webhooks(conn)
-            jobqueue.rerun_abandoned_webhooks(conn)
-        except Exception as exc:  # Redis away: the next round does it
-            if transient.transient(exc):
-                log.warning("webhook keeper: %s", exc)
-            else:
-                log.exception("webhook keeper")
+class Keeper:
+    """Each second, ``jobqueue.keep_webhooks`` (when this sender holds the keeper's lease): what
+    RQ's scheduler and maintenance would do, but without a lock that a killed sender keeps. A
+    process of its own, forked before any thread starts: the pool forks its workers again later,
+    and a thread caught in a lock or an import at that moment would leave the new worker stuck."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.last_round = multiprocessing.Value("d", time.time())
+        self.process = multiprocessing.Process(
+            target=self._run, args=(redis_url, os.getpid()), name="webhook-keeper", daemon=True
+        )
+
+    def start(self) -> None:
+        self.process.start()
+
+    def _run(self, redis_url: str, parent: int) -> None:
+        # Its own connection, which gives up on a Redis that stops answering.
+        conn = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        while os.getppid() == parent:  # it goes with its sender, even one that was SIGKILLed
+            try:
+                jobqueue.keep_webhooks(conn, holder)
+            except Exception as exc:  # Redis away: the next round does it
+                if transient.transient(exc):
+                    log.warning("webhook keeper: %s", exc)
+                else:
+                    log.exception("webhook keeper")
+            self.last_round.value = time.time()
+            time.sleep(KEEP_EVERY)
+
+    def stuck(self) -> str | None:
+        if not self.process.is_alive():
+            return "the keeper process is not running"
+        idle = time.time() - self.last_round.value
+        return f"the keeper has not run for {idle:.0f} s" if idle > STUCK_AFTER else None
 
 
-def liveness(pool: WorkerPool) -> str | None:
+def liveness(pool: WorkerPool, keeper: Keeper) -> str | None:
     """The pool starts its worker processes again when they die; with none at all it is stuck."""
     if pool.status == pool.Status.STARTED and pool.number_of_active_workers == 0:
         return "no webhook worker process is running"
-    return None
+    return keeper.stuck()
 
 
 def main() -> None:
@@ -71,15 +99,16 @@ def main() -> None:
         log.warning("WEBHOOK_SECRET is empty: webhooks go out unsigned")
     conn = connect_redis(settings, "webhooks")
     pool = WorkerPool([keys.WEBHOOK_QUEUE], connection=conn, num_workers=settings.webhook_concurrency)
+    keeper = Keeper(settings.redis_url)
+    keeper.start()  # before the threads of the gauges and the ops server
     register_redis_gauges(conn, GAUGES)
     serve_ops(
-        "webhooks", settings.metrics_host, settings.webhook_metrics_port, lambda: liveness(pool), {"redis": conn.ping}
+        "webhooks",
+        settings.metrics_host,
+        settings.webhook_metrics_port,
+        lambda: liveness(pool, keeper),
+        {"redis": conn.ping},
     )
-    # Its own connection: the pool forks its workers while this thread may be using one.
-    keeper = threading.Thread(
-        target=keep, args=(connect_redis(settings, "webhooks"), threading.Event()), name="keeper", daemon=True
-    )
-    keeper.start()
     log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, settings.webhook_concurrency)
     pool.start(logging_level="WARNING")
 

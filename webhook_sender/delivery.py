@@ -8,7 +8,8 @@ fresh. The outcome decides what comes next:
 - 408, 429, 5xx, or no answer: tried again after an exponential backoff with jitter, or after the
   receiver's ``Retry-After``, both capped at ``WEBHOOK_BACKOFF_MAX``; up to ``WEBHOOK_ATTEMPTS``.
   The retry is a new RQ job, waiting in Redis until it is due (``jobqueue.enqueue_webhook``), so
-  waiting holds no worker. An attempt whose sender died in it is run again.
+  waiting holds no worker. An attempt that did not end (its sender died in it, or Redis went away
+  while it recorded the outcome) is made again: webhooks go out at least once.
 - 410 and any other 4xx or 3xx (redirects are not followed), or a URL the policy refuses: given up.
 
 An attempt has ``WEBHOOK_DEADLINE`` seconds in all, however slowly the receiver answers (the
