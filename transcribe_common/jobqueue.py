@@ -83,10 +83,14 @@ def waiting(conn: redis.Redis, job_id: str) -> bool:
 
 
 def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWebhook | FailedWebhook) -> None:
-    """A job's webhook: recorded as pending on the job, then queued for its first attempt."""
+    """A job's webhook: recorded as pending on the job and queued for its first attempt, in one
+    transaction (a worker that died between the two would leave it pending with nothing to send it)."""
     message_id = f"msg_{job_id}_{payload.status}"  # the same on every retry: receivers can drop duplicates
-    record_webhook(conn, job_id, WebhookDelivery(url=url, message_id=message_id))
-    enqueue_webhook(conn, job_id, url, payload.model_dump_json(), message_id)
+    with conn.pipeline() as pipe:
+        pipe.multi()  # RQ opens the transaction itself unless it is open already
+        record_webhook(conn, job_id, WebhookDelivery(url=url, message_id=message_id), pipeline=pipe)
+        enqueue_webhook(conn, job_id, url, payload.model_dump_json(), message_id, pipeline=pipe)
+        pipe.execute()
 
 
 def enqueue_webhook(

@@ -347,7 +347,11 @@ def read_webhook(conn: redis.Redis, job_id: str) -> WebhookDelivery | None:
     return WebhookDelivery.model_validate_json(raw) if raw else None
 
 
-def record_webhook(conn: redis.Redis, job_id: str, delivery: WebhookDelivery) -> None:
+def record_webhook(
+    conn: redis.Redis, job_id: str, delivery: WebhookDelivery, pipeline: redis.client.Pipeline | None = None
+) -> None:
     """The webhook's delivery log, beside the job's status; not a change of status, and not kept
-    for a job whose live state has expired (it would be a hash with no status)."""
-    conn.register_script(_RECORD_WEBHOOK)(keys=[keys.job(job_id)], args=[delivery.model_dump_json()])
+    for a job whose live state has expired (it would be a hash with no status). With a
+    ``pipeline``, written when the caller executes it."""
+    script = conn.register_script(_RECORD_WEBHOOK)
+    script(keys=[keys.job(job_id)], args=[delivery.model_dump_json()], client=pipeline)

@@ -193,7 +193,7 @@ def test_a_webhook_never_queued_is_queued_once(  # type: ignore[no-untyped-def]
     assert webhook is not None
     assert webhook.message_id == f"msg_{job_id}_finished"
     [queued] = Queue(keys.WEBHOOK_QUEUE, connection=redis_conn).get_jobs()
-    assert f"/v1/jobs/{job_id}/result?format=srt" in queued.args[2]
+    assert f"/v1/jobs/{job_id}/result?format=srt" in queued.kwargs["body"]
     assert reconcile().counts == {}
 
 
