@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
 import uuid
@@ -64,6 +65,7 @@ class Keeper:
         self.process.start()
 
     def _run(self, redis_url: str, parent: int) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops its sender, which it follows
         # Its own connection, which gives up on a Redis that stops answering.
         conn = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
