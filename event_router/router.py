@@ -151,6 +151,7 @@ class Router:
                         continue
                     jobqueue.enqueue(self.redis, job_id, event.metadata.get("model"), self.settings, pipeline=pipe)
                     pipe.lrem(keys.EVENTS_PROCESSING, 1, raw)
+                    deadletters.handled(pipe, raw)  # one put off before leaves no count of its tries
                     done.append((job_id, event))
                 pipe.execute()
         except Exception as exc:  # one at a time, each event then retried or kept aside as ``_process`` decides

@@ -181,3 +181,22 @@ def test_an_event_that_cannot_succeed_is_a_dead_letter_at_once(router: Router, r
     assert (letter.event, letter.transient) == ("not an event", False)
     assert deadletters.replay(redis_conn, everything=False) == 0  # the janitor leaves it for a human
     assert deadletters.replay(redis_conn, everything=True) == 1  # --replay-dead, once it is fixed
+
+
+def test_an_event_put_off_then_handled_in_a_batch_leaves_no_count_of_tries(
+    router: Router, local_store, redis_conn
+) -> None:  # type: ignore[no-untyped-def]
+    """Its tries are counted while it is put off; handled in a batch, it forgets them (they grew
+    by one entry per event ever put off)."""
+    job_ids = [layout.new_job_id() for _ in range(2)]
+    for job_id in job_ids:
+        manifest = Manifest(job_id=job_id, origin="api", source=UrlSource(url="http://example.org/a.mp3"))
+        put_model(local_store.store, JOBS_BUCKET, layout.manifest_key(job_id), manifest)
+    put_off, other = local_store.records
+    assert not deadletters.put_off(redis_conn, put_off, "the store was away", 8, 0.001)
+    assert redis_conn.hlen(keys.EVENT_TRIES) == 1
+    wait_until(lambda: deadletters.release_due(redis_conn) == 1, timeout=30)
+    redis_conn.rpush(keys.EVENTS, other)  # a backlog of two: one batch
+    drain(router)
+    assert sorted(Queue(keys.QUEUE, connection=redis_conn).job_ids) == sorted(job_ids)
+    assert redis_conn.hlen(keys.EVENT_TRIES) == 0
