@@ -189,12 +189,15 @@ def retry_after(value: str | None) -> float | None:
 
 
 def signed_headers(secret: str, message_id: str, body: str) -> dict[str, str]:
-    headers = {"content-type": "application/json", "user-agent": "transcribe-pipeline"}
-    if not secret:
-        return headers
+    """Standard Webhooks headers: the id (the same on every attempt, for receivers to drop repeats)
+    and timestamp always, the signature when there is a secret."""
     now = datetime.now(UTC)
-    return headers | {
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "transcribe-pipeline",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, now, body),
     }
+    if not secret:
+        return headers
+    return headers | {"webhook-signature": Webhook(secret).sign(message_id, now, body)}

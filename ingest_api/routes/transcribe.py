@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, idempotency, submit
 from ingest_api.auth import Caller, Identity
-from ingest_api.jobs import stored_manifest
+from ingest_api.jobs import read_status, stored_manifest
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge, timed
 from transcribe_common import layout
 from transcribe_common.errors import InvalidInput
+from transcribe_common.models import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -128,9 +129,10 @@ async def transcribe(
     fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
     if idempotency_key is not None:
         claimed = await _claim(services, request, caller.id, idempotency_key, fingerprint)
-        if claimed.replayed:
+        if claimed.replayed:  # the job as it is now, not as it was when first accepted
             response.headers["Idempotent-Replayed"] = "true"
-            return _accepted(response, claimed.job_id)
+            record = await run_in_threadpool(read_status, services, claimed.job_id, caller)
+            return _accepted(response, claimed.job_id, record.status)
     job_id = claimed.job_id if claimed else layout.new_job_id()
     async with idempotency.kept_alive(services.redis, claimed) if claimed else contextlib.nullcontext():
         await _accept(services, request, caller, job_id, body, claimed, fingerprint)
@@ -189,9 +191,9 @@ async def _claim(
     return claimed
 
 
-def _accepted(response: Response, job_id: str) -> JobAccepted:
+def _accepted(response: Response, job_id: str, status: JobStatus = JobStatus.QUEUED) -> JobAccepted:
     response.headers["Location"] = f"/v1/jobs/{job_id}"
-    return JobAccepted(job_id=job_id, links=links(job_id))
+    return JobAccepted(job_id=job_id, status=status, links=links(job_id))
 
 
 async def _json_body(request: Request, timeout: float) -> TranscribeRequest:

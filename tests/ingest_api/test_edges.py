@@ -19,7 +19,9 @@ from ingest_api.schemas import TranscribeRequest
 from ingest_api.settings import ApiSettings
 from tests.helpers import SPEECH
 from transcribe_common import keys
+from transcribe_common.jobstate import JobStates
 from transcribe_common.models import JobStatus
+from transcribe_common.store.local import LocalStore
 
 PUBLIC_URL = "https://93.184.215.14/talk.mp3"  # a public address: accepted, and never fetched here
 KEYS = ("key-one-0123456789", "key-two-0123456789")
@@ -252,6 +254,16 @@ def test_a_repeat_finds_the_job_when_redis_lost_its_fingerprint(client: TestClie
     other = client.post("/v1/transcribe", data={"source_type": "upload"}, files=junk, headers=headers)
     assert other.status_code == 422, other.text
     assert len(list((tmp_path / "buckets" / "transcribe").glob("*/input/*"))) == 1
+
+
+def test_a_replay_says_how_the_job_is_now(client: TestClient, redis_conn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user: a replay of a job that had failed said "queued", the first answer."""
+    headers = {"Idempotency-Key": "now-1"}
+    job_id = _job(client, headers=headers)
+    states = JobStates(redis_conn, LocalStore(tmp_path / "buckets"), "transcribe")
+    states.advance(job_id, JobStatus.FAILED, error="the input is not audio")
+    again = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers=headers)
+    assert (again.status_code, again.json()["job_id"], again.json()["status"]) == (202, job_id, "failed")
 
 
 def test_keys_are_per_caller(keyed: TestClient) -> None:

@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from tests.helpers import WEBHOOK_SECRET, Receiver, wait_until
 from transcribe_common import jobqueue, jobstate, keys
 from transcribe_common.models import FailedWebhook, FinishedWebhook, utcnow
-from webhook_sender.delivery import receiver_slot, retry_after
+from webhook_sender.delivery import receiver_slot, retry_after, signed_headers
 
 BACKOFF = 0.3
 
@@ -295,3 +295,12 @@ def test_the_keeper_gives_back_what_dead_senders_held_and_puts_aside_what_it_can
     assert jobqueue.requeue_stranded(queue, after=0) == ["msg_9-2"]
     assert queue.get_job_ids() == ["msg_9-2"]
     assert redis_conn.llen(queue.intermediate_queue.key) == 0
+
+
+def test_an_unsigned_webhook_still_carries_its_id() -> None:
+    """Found by a new user: without WEBHOOK_SECRET (the embedded default) a receiver had no
+    webhook-id to drop the repeats of an at-least-once delivery by."""
+    headers = signed_headers("", "msg_1_finished", "{}")
+    assert headers["webhook-id"] == "msg_1_finished"
+    assert headers["webhook-timestamp"].isdigit()
+    assert "webhook-signature" not in headers
