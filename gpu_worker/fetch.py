@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -78,8 +79,9 @@ def _save(response: httpx.Response, dest: Path, max_bytes: int, deadline: float,
 
 def _translated(exc: Exception) -> PipelineError:
     """httpx's errors, as the job reads them, on the side the one table (``transient``) says."""
-    if transient.transient(exc):
-        return RetryableError(f"fetching the source URL failed: {exc}")
+    if transient.transient(exc):  # "[Errno 111] Connection refused" reads as "connection refused"
+        said = re.sub(r"^\[Errno -?\d+\] ", "", str(exc) or type(exc).__name__)
+        return RetryableError(f"fetching the source URL failed: {said[:1].lower()}{said[1:]}")
     if isinstance(exc, httpx.TooManyRedirects):
         return PermanentError(f"the source URL redirects too many times: {exc}")
     return PermanentError(f"the source URL (or a redirect from it) is not usable: {exc}")
@@ -88,7 +90,7 @@ def _translated(exc: Exception) -> PipelineError:
 def _check_response(response: httpx.Response, max_bytes: int) -> None:
     status = response.status_code
     if transient.http_status(status):
-        raise RetryableError(f"fetching the source URL: HTTP {status}")
+        raise RetryableError(f"fetching the source URL failed: HTTP {status}")
     if status >= 400:
         raise PermanentError(f"fetching the source URL failed: HTTP {status}")
     declared = response.headers.get("content-length", "")

@@ -4,6 +4,7 @@ and a failure webhook, and the worker goes on to the next job; transient errors 
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gpu_worker import fetch
 from gpu_worker.fetch import FetchLimits, download_url
 from tests.conftest import Stack, running_stack
 from tests.helpers import SPEECH, Receiver, TrickyServer
 from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
-from transcribe_common.errors import PermanentError
+from transcribe_common.errors import PermanentError, RetryableError
 from transcribe_common.netsafe import UrlPolicy
 
 
@@ -85,3 +87,16 @@ def test_download_max_seconds_holds_however_slowly_the_source_sends(
     with pytest.raises(PermanentError, match=r"took longer than DOWNLOAD_MAX_SECONDS \(2 s\)"):
         download_url(f"{tricky_server.url}{path}", tmp_path / "source", limits)
     assert time.monotonic() - started < 40  # 2 s and the time to notice; far from the 60 s a read may wait
+
+
+def test_a_source_url_that_refuses_the_connection_says_so_in_words() -> None:
+    """Found by a new user: the job's error showed the socket's "[Errno 111]"; and a 5xx said
+    "fetching the source URL: HTTP 501" where a 4xx said "... failed: HTTP 404"."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nobody listens there once it is closed
+    with pytest.raises(httpx.ConnectError) as refused:
+        httpx.get(f"http://127.0.0.1:{port}/a.mp3")
+    assert str(fetch._translated(refused.value)) == "fetching the source URL failed: connection refused"
+    with pytest.raises(RetryableError, match=r"^fetching the source URL failed: HTTP 503$"):
+        fetch._check_response(httpx.Response(503), 1000)
