@@ -56,7 +56,8 @@ class Keeper:
     and a thread caught in a lock or an import at that moment would leave the new worker stuck."""
 
     def __init__(self, redis_url: str) -> None:
-        self.last_round = multiprocessing.Value("d", time.time())
+        # No lock: a keeper killed while it held one would leave the liveness check waiting for ever.
+        self.last_round = multiprocessing.Value("d", time.time(), lock=False)
         self.process = multiprocessing.Process(
             target=self._run, args=(redis_url, os.getpid()), name="webhook-keeper", daemon=True
         )
