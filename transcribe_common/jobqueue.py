@@ -111,7 +111,7 @@ def enqueue_webhook(
     RQ job of its own, beside the one that waited)."""
     args = {"job_id": job_id, "url": url, "body": body, "message_id": message_id, "attempt": attempt}
     if delay > 0:
-        conn.zadd(keys.WEBHOOKS_DUE, {json.dumps(args): time.time() + delay})
+        (conn if pipeline is None else pipeline).zadd(keys.WEBHOOKS_DUE, {json.dumps(args): time.time() + delay})
         return
     Queue(keys.WEBHOOK_QUEUE, connection=conn).enqueue_call(
         keys.WEBHOOK_FUNCTION,

@@ -83,6 +83,27 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
         jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt, waited=True)
         return "waiting"
     delay = next_delay(attempt, outcome, config)
+    RECORDING.call(_record, conn, job_id, url, body, message_id, attempt, outcome, delay)
+    return "delivered" if outcome.delivered else "failed" if delay is None else "pending"
+
+
+# The outcome is recorded with a few tries of its own: an attempt that raised would be made again
+# (RQ's Retry), a second POST for a Redis blip of a few seconds.
+RECORDING = transient.Retry(attempts=6, backoff=0.5, most=10.0, what="recording a webhook attempt")
+
+
+def _record(
+    conn: redis.Redis,
+    job_id: str,
+    url: str,
+    body: str,
+    message_id: str,
+    attempt: int,
+    outcome: Outcome,
+    delay: float | None,
+) -> None:
+    """The attempt on the job's delivery log, the count of outcomes and the next attempt, if any:
+    in one transaction, so that a try that failed half way is simply tried again."""
     record = jobstate.read_webhook(conn, job_id) or WebhookDelivery(url=url, message_id=message_id)
     record.attempts.append(outcome.attempt)
     record.next_attempt_at = None
@@ -96,11 +117,15 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
         log.warning(
             "webhook %s to %s: %s; attempt %d in %.1f s", message_id, url, outcome.attempt.error, attempt + 1, delay
         )
-    jobstate.record_webhook(conn, job_id, record)
-    conn.hincrby(keys.WEBHOOK_ATTEMPTS, "retry" if delay is not None else record.state)
-    if delay is not None:
-        jobqueue.enqueue_webhook(conn, job_id, url, body, message_id, attempt=attempt + 1, delay=delay)
-    return record.state
+    with conn.pipeline() as pipe:
+        pipe.multi()  # RQ opens the transaction itself unless it is open already
+        jobstate.record_webhook(conn, job_id, record, pipeline=pipe)
+        pipe.hincrby(keys.WEBHOOK_ATTEMPTS, "retry" if delay is not None else record.state)
+        if delay is not None:
+            jobqueue.enqueue_webhook(
+                conn, job_id, url, body, message_id, attempt=attempt + 1, delay=delay, pipeline=pipe
+            )
+        pipe.execute()
 
 
 # KEYS: the receiver's leases. ARGV: now, when a lease taken now runs out, the holder, how many.
