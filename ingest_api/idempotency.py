@@ -107,11 +107,11 @@ def claim(conn: redis.Redis, caller: str, key: str, fingerprint: str | None, ttl
     job_id = layout.new_job_id()
     value = json.dumps({"job_id": job_id, "fingerprint": fingerprint})
     script = conn.register_script(_CLAIM)
-    alive = Claim(redis_key, job_id, replayed=False, fingerprint=fingerprint, stored=value)
+    mine = Claim(redis_key, job_id, replayed=False, fingerprint=fingerprint, stored=value)
     for _ in range(3):  # a claim that expires between SET and GET is simply claimed again
-        found = script(keys=[redis_key, alive.alive_key], args=[value, ttl, job_id, int(ALIVE_FOR * 1000)])
+        found = script(keys=[redis_key, mine.alive_key], args=[value, ttl, job_id, int(ALIVE_FOR * 1000)])
         if found[0]:
-            return alive
+            return mine
         if len(found) > 1 and found[1] is not None:
             first = json.loads(found[1])
             return Claim(redis_key, first["job_id"], True, first.get("fingerprint"), keys.text(found[1]))

@@ -125,9 +125,9 @@ async def transcribe(
         body = await _json_body(request, services.settings.body_timeout)
     elif not content_type.startswith("multipart/form-data"):
         raise InvalidInput("send application/json (source_type=url) or multipart/form-data (source_type=upload)")
-    claimed = None
-    fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
-    if idempotency_key is not None:
+    claimed = fingerprint = None
+    if idempotency_key is not None:  # only then is a JSON body's fingerprint needed
+        fingerprint = idempotency.fingerprint(body.model_dump_json().encode()) if body else None
         claimed = await _claim(services, request, caller.id, idempotency_key, fingerprint)
         if claimed.replayed:  # the job as it is now, not as it was when first accepted
             response.headers["Idempotent-Replayed"] = "true"
