@@ -54,6 +54,13 @@ class StackSettings(CommonSettings):
     api_port: int = 8000
     log_format: Literal["json", "text"] = Field("text", description="Lines for this terminal; json if asked.")
     drain_timeout: float = Field(60.0, ge=0, description="The worker's: seconds running jobs get to finish.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Worker processes, each with its own model and MAX_CONCURRENCY slots, so that the shards "
+        "of a long job run side by side. The n-th serves its /metrics on WORKER_METRICS_PORT + 10 * (n - 1).",
+    )
     # The services' own, read here too (from the environment or .env) to ask each whether it is ready.
     router_metrics_port: int = OPS_PORTS["ROUTER"]
     worker_metrics_port: int = OPS_PORTS["WORKER"]
@@ -61,9 +68,29 @@ class StackSettings(CommonSettings):
     webhook_metrics_port: int = OPS_PORTS["WEBHOOK"]
 
 
+Service = tuple[str, dict[str, str]]  # its module, and what its environment has of its own
+
+
+def services(settings: StackSettings) -> dict[str, Service]:
+    """Every process the stack runs, by name: ``WORKERS`` worker processes, each named apart."""
+    planned: dict[str, Service] = {}
+    for name, module in SERVICES.items():
+        if name != "worker":
+            planned[name] = (module, {})
+            continue
+        for n in range(1, settings.workers + 1):
+            port = settings.worker_metrics_port and settings.worker_metrics_port + 10 * (n - 1)
+            own = {"WORKER_NAME": f"embedded-worker-{n}", "WORKER_METRICS_PORT": str(port)} if n > 1 else {}
+            planned["worker" if n == 1 else f"worker-{n}"] = (module, own)
+    return planned
+
+
 class Supervisor:
-    def __init__(self, env: dict[str, str], drain_timeout: float = 0.0) -> None:
+    def __init__(
+        self, env: dict[str, str], drain_timeout: float = 0.0, planned: dict[str, Service] | None = None
+    ) -> None:
         self.env = env
+        self.services = planned or {name: (module, {}) for name, module in SERVICES.items()}
         self.drain_timeout = drain_timeout
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = threading.Event()
@@ -72,9 +99,10 @@ class Supervisor:
         self.failures: dict[str, int] = {}
 
     def start(self, name: str) -> None:
-        command = [sys.executable, "-m", SERVICES[name]]
+        module, own = self.services[name]
+        command = [sys.executable, "-m", module]
         # A session of their own: Ctrl-C reaches only this supervisor, which stops them in order.
-        self.processes[name] = subprocess.Popen(command, env=self.env, start_new_session=True)
+        self.processes[name] = subprocess.Popen(command, env={**self.env, **own}, start_new_session=True)
         self.started_at[name] = time.monotonic()
 
     def watch(self) -> None:
@@ -107,7 +135,7 @@ class Supervisor:
         self._terminate()
         started = time.monotonic()
         for name, process in self.processes.items():
-            drain = self.drain_timeout if name == "worker" else 0.0
+            drain = self.drain_timeout if name.startswith("worker") else 0.0
             while process.poll() is None:
                 hurried = self.hurried_at
                 limit = GRACE_SECONDS + (0.0 if hurried else drain)
@@ -119,7 +147,7 @@ class Supervisor:
                 time.sleep(0.1)
 
     def _terminate(self) -> None:
-        for name in reversed(SERVICES):
+        for name in reversed(self.services):
             if (process := self.processes.get(name)) is not None and process.poll() is None:
                 process.terminate()
 
@@ -146,7 +174,7 @@ def child_env(settings: StackSettings, redis_url: str) -> dict[str, str]:
     }
 
 
-def readiness_urls(settings: StackSettings, env: dict[str, str]) -> dict[str, str]:
+def readiness_urls(settings: StackSettings, env: dict[str, str], planned: dict[str, Service]) -> dict[str, str]:
     """Each service's ``/readyz`` (the watcher has none), where the stack's settings put it."""
     host = "127.0.0.1" if env["METRICS_HOST"] in ("0.0.0.0", "::", "") else env["METRICS_HOST"]
     api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
@@ -154,6 +182,9 @@ def readiness_urls(settings: StackSettings, env: dict[str, str]) -> dict[str, st
     for service in OPS_PORTS:
         if port := getattr(settings, f"{service.lower()}_metrics_port"):
             urls[service.lower()] = f"http://{host}:{port}/readyz"
+    for name, (_, own) in planned.items():
+        if int(own.get("WORKER_METRICS_PORT", 0)):
+            urls[name] = f"http://{host}:{own['WORKER_METRICS_PORT']}/readyz"
     return urls
 
 
@@ -184,10 +215,11 @@ def main() -> None:
         redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis")
         log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
     env = child_env(settings, redis_url)
-    supervisor = Supervisor(env, settings.drain_timeout)
+    planned = services(settings)
+    supervisor = Supervisor(env, settings.drain_timeout, planned)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.signal())
-    for name in SERVICES:
+    for name in planned:
         supervisor.start(name)
     threading.Thread(target=_announce, args=(settings, env, supervisor), daemon=True).start()
     try:
@@ -202,7 +234,7 @@ def main() -> None:
 
 def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
     url = f"http://{settings.api_host}:{settings.api_port}"
-    if wait_until_ready(readiness_urls(settings, env), supervisor):
+    if wait_until_ready(readiness_urls(settings, env, supervisor.services), supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
 

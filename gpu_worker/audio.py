@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ SAMPLE_RATE = 16_000
 # The container's own duration, on the format's line (two spaces in): not a tag's value, which ffmpeg
 # prints further in, so a tag saying "Duration: 00:00:01.00" cannot pass for it.
 _DURATION = re.compile(r"^  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
-_AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*: Audio: ")
+_AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*: Audio: [^\n]*?, \d+ Hz, ([^,\n]+)")
+# Channel layouts by name, as ffmpeg prints them on the stream's line ("N channels" otherwise).
+_LAYOUTS = {
+    "mono": 1, "stereo": 2, "downmix": 2, "2.1": 3, "3.0": 3, "3.0(back)": 3, "4.0": 4, "quad": 4,
+    "quad(side)": 4, "3.1": 4, "5.0": 5, "5.0(side)": 5, "4.1": 5, "5.1": 6, "5.1(side)": 6, "6.0": 6,
+    "6.0(front)": 6, "hexagonal": 6, "6.1": 7, "6.1(back)": 7, "6.1(front)": 7, "7.0": 7, "7.0(front)": 7,
+    "7.1": 8, "7.1(wide)": 8, "7.1(wide-side)": 8, "octagonal": 8,
+}  # fmt: skip
 _FOLDERS = re.compile(r"(?<![\w:/])/(?:[^/\s]+/)+")
 
 # ffmpeg reads the input file and nothing else: no network or other protocols, and only
@@ -33,6 +41,14 @@ DEMUXERS = (
     "ac3,eac3,dts,truehd,mxf,dv,rm,tta,mpc,mpc8,gsm,voc,xwma,loas,latm"
 )
 INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", DEMUXERS)
+
+
+@dataclass(frozen=True)
+class Media:
+    """What ffmpeg's header dump says of an input: its declared duration and its channels."""
+
+    declared: float | None
+    channels: int | None  # None: a layout this service cannot name
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,15 @@ class Decoded:
     @property
     def duration(self) -> float:
         return self.samples / SAMPLE_RATE
+
+    def chunks(self, start: int, count: int, size: int = 1 << 20) -> Iterator[bytes]:
+        """Samples ``[start, start + count)`` as raw bytes, a little at a time (a shard's audio)."""
+        with self.pcm.open("rb") as pcm:
+            pcm.seek(2 * start)
+            left = 2 * count
+            while left > 0 and (chunk := pcm.read(min(size, left))):
+                left -= len(chunk)
+                yield chunk
 
     def window(self, start: int, count: int) -> np.ndarray:
         """Samples ``[start, start + count)`` as the float32 Whisper takes."""
@@ -67,24 +92,46 @@ def decode_audio(source: Path, scratch: Path, *, timeout: float, max_seconds: fl
     cap) is checked against the duration the container declares before decoding, so a small file
     that declares hours fails in milliseconds, and again against what was decoded, for containers
     that declare none."""
-    declared = probe(source, timeout=timeout)
-    if max_seconds and declared is not None and declared > max_seconds:
-        raise PermanentError(_too_long(declared, max_seconds))
-    pcm = scratch / "audio.s16le"
+    return decode_channels(source, scratch, timeout=timeout, max_seconds=max_seconds, split=False)[0]
+
+
+def decode_channels(
+    source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0, split: bool = True
+) -> list[Decoded]:
+    """Each audio channel on its own (``split``), or all mixed down to one, decoded in one run of
+    ffmpeg into files in ``scratch``. A channel split of a mono input is refused: it has no
+    channels to tell apart."""
+    media = inspect(source, timeout=timeout)
+    if max_seconds and media.declared is not None and media.declared > max_seconds:
+        raise PermanentError(_too_long(media.declared, max_seconds))
+    if split and media.channels is None:
+        raise PermanentError("multichannel=true, but the input's channel layout is not one this service can split")
+    if split and media.channels == 1:
+        raise PermanentError("multichannel=true, but the input has one audio channel; submit it without multichannel")
     cap = ("-t", f"{max_seconds + 1:g}") if max_seconds else ()
-    output = ("-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm))
-    _ffmpeg(*INPUT_GUARD, "-i", str(source), *cap, *output, timeout=timeout)
-    count = pcm.stat().st_size // 2
+    pcms, outputs = [], []
+    for channel in range(media.channels or 1) if split else [None]:
+        pcm = scratch / ("audio.s16le" if channel is None else f"audio.c{channel}.s16le")
+        pan = ("-af", f"pan=mono|c0=c{channel}") if channel is not None else ()
+        outputs += ["-map", "0:a:0", *pan, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm)]
+        pcms.append(pcm)
+    _ffmpeg(*INPUT_GUARD, "-i", str(source), *cap, *outputs, timeout=timeout, decoded=pcms[0])
+    count = pcms[0].stat().st_size // 2
     if count == 0:
         raise PermanentError("the input contains no audio")
     if max_seconds and count / SAMPLE_RATE > max_seconds:
         raise PermanentError(_too_long(count / SAMPLE_RATE, max_seconds))
-    return Decoded(pcm, count, declared)
+    return [Decoded(pcm, pcm.stat().st_size // 2, media.declared) for pcm in pcms]
 
 
 def probe(source: Path, *, timeout: float) -> float | None:
-    """Refuse what is not media with an audio stream, with a reason a user can act on; the
-    duration the container declares, if any. Read from ffmpeg's header dump (no ffprobe ships)."""
+    """The duration the container declares, if any (``inspect``)."""
+    return inspect(source, timeout=timeout).declared
+
+
+def inspect(source: Path, *, timeout: float) -> Media:
+    """Refuse what is not media with an audio stream, with a reason a user can act on; what the
+    container declares of it. Read from ffmpeg's header dump (no ffprobe ships)."""
     if source.is_file() and source.stat().st_size == 0:
         raise PermanentError("the input is empty (0 bytes)")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", *INPUT_GUARD, "-i", str(source)]
@@ -95,21 +142,40 @@ def probe(source: Path, *, timeout: float) -> float | None:
         if reason.endswith("Invalid argument"):  # a demuxer outside DEMUXERS recognised it
             reason = "its format is not an accepted media format; playlists and the like are refused"
         raise PermanentError(f"the input is not an audio or video file this service can read ({reason})")
-    if not _AUDIO_STREAM.search(text):
+    stream = _AUDIO_STREAM.search(text)
+    if stream is None:
+        if "Audio: " in text:  # a stream the demuxer names but whose layout is not on its line
+            return Media(_declared(text), None)
         raise PermanentError("the input has no audio stream")
-    match = _DURATION.search(text)
+    layout = stream.group(1).strip()
+    counted = re.fullmatch(r"(\d+) channels", layout)
+    return Media(_declared(text), int(counted.group(1)) if counted else _LAYOUTS.get(layout))
+
+
+def _declared(header: str) -> float | None:
+    match = _DURATION.search(header)
     if match is None:
         return None
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def _ffmpeg(*args: str, timeout: float) -> None:
+def _ffmpeg(*args: str, timeout: float, decoded: Path | None = None) -> None:
     done = _run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout
     )
     if done.returncode != 0:
-        raise PermanentError(f"could not decode the input as audio: {_last_line(done.stderr)}")
+        where = ""
+        if decoded is not None and decoded.is_file() and decoded.stat().st_size:
+            # Decoding stopped part way: say where, so that a user can look at the file there.
+            where = f" after {clock(decoded.stat().st_size / 2 / SAMPLE_RATE)} of audio"
+        raise PermanentError(f"could not decode the input as audio{where}: {_last_line(done.stderr)}")
+
+
+def clock(seconds: float) -> str:
+    """``h:mm:ss``, as people read a position in a recording."""
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:

@@ -16,28 +16,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import numpy as np
 import redis
 from faster_whisper import WhisperModel
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from gpu_worker import audio, findings, metrics, render
+from gpu_worker import audio, findings, metrics, render, sharding
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
 from gpu_worker.whisper import is_multilingual
-from transcribe_common import fleet, layout
+from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.ending import WARNINGS_NOTE, Ending
 from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
 from transcribe_common.jobstate import JobStates, Stale
 from transcribe_common.logs import job_context
 from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
 from transcribe_common.recovery import manifest_or_fail
-from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes
+from transcribe_common.shardstate import ShardStates
+from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes, put_chunks, put_model
 from transcribe_common.transient import Retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PLAN = "plan.json"  # beside a split attempt's shards (``layout.shard_key``)
 
 
 class Requeue(BaseException):
@@ -160,6 +163,8 @@ class JobRun:
                 # exception raised into this thread (pool._raise_in) lands before this line or never.
                 with self.ctx.lock:
                     self.interruptible = False
+            if transcript is None:
+                return "sharded"  # its shards are queued; the one that ends last joins them
             self.succeed(manifest, transcript)
             return JobStatus.FINISHED
         except Requeue:
@@ -185,6 +190,15 @@ class JobRun:
             with self.ctx.lock:
                 self.ctx.requeued.append((self.job_id, manifest.options.model))
 
+    def model_for(self, manifest: Manifest) -> tuple[str, WhisperModel]:
+        name = manifest.options.model or self.ctx.default_model
+        model = self.ctx.models.get(name)
+        if model is None:
+            raise PermanentError(f"this worker does not serve model {name!r}; it serves {', '.join(self.ctx.models)}")
+        if (why := fleet.unfit(name, is_multilingual(model), manifest.options)) is not None:
+            raise PermanentError(why)
+        return name, model
+
     def cancelled(self) -> None:
         """The job was cancelled while it ran: nothing more is written, and if the canceller asked
         for its objects to go, what this run may have written after their deletion goes too."""
@@ -205,15 +219,11 @@ class JobRun:
             self.attempt,
         )
 
-    def transcribe(self, manifest: Manifest) -> Transcript:
+    def transcribe(self, manifest: Manifest) -> Transcript | None:
+        """The job's transcript; None once it has been split into shards, which other jobs transcribe."""
         if manifest.error:
             raise PipelineError(manifest.error)
-        name = manifest.options.model or self.ctx.default_model
-        model = self.ctx.models.get(name)
-        if model is None:
-            raise PermanentError(f"this worker does not serve model {name!r}; it serves {', '.join(self.ctx.models)}")
-        if (why := fleet.unfit(name, is_multilingual(model), manifest.options)) is not None:
-            raise PermanentError(why)
+        name, model = self.model_for(manifest)
         limits = FetchLimits(
             policy=self.settings.url_policy,
             idle_timeout=self.settings.download_timeout,
@@ -223,9 +233,18 @@ class JobRun:
         with metrics.STAGE_SECONDS.labels("fetch").time():
             source = self.retrying(fetch_source, manifest, self.ctx.store, self.scratch, limits)
         with metrics.STAGE_SECONDS.labels("decode").time():
-            decoded = audio.decode_audio(
-                source, self.scratch, timeout=self.settings.ffmpeg_timeout, max_seconds=self.settings.max_audio_seconds
+            channels = audio.decode_channels(
+                source,
+                self.scratch,
+                timeout=self.settings.ffmpeg_timeout,
+                max_seconds=self.settings.max_audio_seconds,
+                split=manifest.options.multichannel,
             )
+        source.unlink(missing_ok=True)  # the decoded audio is all that is needed from here
+        decoded = channels[0]
+        shard_min = self.settings.shard_min_seconds
+        if manifest.options.multichannel or (shard_min and decoded.duration > shard_min):
+            return self.split(manifest, name, model, channels)
         started = time.monotonic()
         transcript = transcribe_windows(
             model,
@@ -239,18 +258,72 @@ class JobRun:
             on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent, self.attempt),
             on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
         )
-        transcript.warnings = findings.findings(
-            transcript,
-            declared=decoded.declared,
-            confidence_min=self.settings.language_confidence_min,
-            multilingual=is_multilingual(model),
-        )
+        transcript.warnings = self.findings(transcript, decoded.declared, model)
         took = time.monotonic() - started
         metrics.STAGE_SECONDS.labels("transcribe").observe(took)
         if transcript.duration > 0:
             metrics.AUDIO_SECONDS.labels(name).inc(transcript.duration)
             metrics.REALTIME_FACTOR.labels(name).observe(took / transcript.duration)
         return transcript
+
+    def findings(self, transcript: Transcript, declared: float | None, model: WhisperModel) -> list[str]:
+        return findings.findings(
+            transcript,
+            declared=declared,
+            confidence_min=self.settings.language_confidence_min,
+            multilingual=is_multilingual(model),
+        )
+
+    def split(
+        self, manifest: Manifest, name: str, model: WhisperModel, channels: list[audio.Decoded]
+    ) -> Transcript | None:
+        """Cut the recording into shards (``gpu_worker.sharding``), put each shard's audio and the
+        plan in the store and queue a job for each shard that has speech. None once they are
+        queued; a recording with no speech at all has its (empty) transcript at once."""
+        with metrics.STAGE_SECONDS.labels("split").time():
+            plan = sharding.plan(
+                channels,
+                manifest.options,
+                attempt=self.attempt,
+                shard_seconds=self.settings.shard_seconds,
+                shard_min=self.settings.shard_min_seconds,
+                detect=lambda samples: detect_language(model, samples),
+            )
+        self.detected(manifest, plan.language, plan.language_probability, plan.duration)
+        speaking = [shard for shard in plan.shards if shard.speech]
+        if not speaking:
+            transcript = sharding.joined(plan, {}, manifest.options, name)
+            transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
+                plan, manifest.options, {}
+            )
+            return transcript
+        for shard in speaking:
+            self.retrying(self.put_shard, shard, channels[shard.channel])
+        self.retrying(put_model, self.ctx.store, self.bucket, layout.shard_key(self.job_id, self.attempt, PLAN), plan)
+        silent = {shard.index: shard.seconds for shard in plan.shards if not shard.speech}
+        gates = ShardStates(self.ctx.conn, self.job_id, self.attempt)
+        if not self.retrying(gates.begin, len(plan.shards), plan.seconds, silent):
+            raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer its current one")
+        indexes = [shard.index for shard in speaking]
+        self.retrying(
+            jobqueue.enqueue_shards,
+            self.ctx.conn,
+            self.job_id,
+            self.attempt,
+            indexes,
+            manifest.options.model,
+            self.settings,
+        )
+        log.info(
+            "job %s: %.0f s of audio split into %d shards (%d with speech), in %s",
+            self.job_id, plan.duration, len(plan.shards), len(speaking), plan.language,
+        )  # fmt: skip
+        return None
+
+    def put_shard(self, shard: sharding.Shard, decoded: audio.Decoded) -> None:
+        first, count = int(shard.start * audio.SAMPLE_RATE), int(shard.seconds * audio.SAMPLE_RATE)
+        key = layout.shard_key(self.job_id, self.attempt, f"{shard.index}.s16le")
+        put_chunks(self.ctx.store, self.bucket, key, decoded.chunks(first, count))
 
     def detected(self, manifest: Manifest, language: str, probability: float, duration: float) -> None:
         """The language is known: fail now if the caller would not take a weak detection, else say it."""
@@ -325,6 +398,14 @@ class JobRun:
         outage is not the job's failure. It stays as it is; once Redis is back, recovery (the
         reaper, or the janitor after ``LOST_AFTER``) starts it again."""
         log.error("job %s: left for recovery, its state cannot be recorded: %s", self.job_id, exc)
+
+
+def detect_language(model: WhisperModel, samples: np.ndarray) -> tuple[str, float]:
+    """The language of ``samples`` and its probability; English for an English-only model."""
+    if not is_multilingual(model):
+        return "en", 1.0
+    language, probability, _ = model.detect_language(samples)
+    return language, probability
 
 
 def describe(exc: BaseException, job_timeout: int) -> str:

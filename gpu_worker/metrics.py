@@ -19,7 +19,7 @@ JOB_SECONDS = Histogram(
 STAGE_SECONDS = Histogram(
     "transcribe_worker_stage_seconds",
     "Time spent in each stage of a job: fetch (the input to scratch), decode (ffmpeg to 16 kHz), "
-    "transcribe (the model), write (results to the store).",
+    "split (finding speech and cuts in a long recording), transcribe (the model), write (results to the store).",
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
@@ -29,6 +29,12 @@ REALTIME_FACTOR = Histogram(
     "The model's time divided by the audio's duration, by model: 0.1 means ten times faster than real time.",
     ["model"],
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
+)
+SHARDS = Counter(
+    "transcribe_worker_shards_total",
+    "Shards of long or multichannel jobs this worker ran, by outcome: shard done, finished (it joined the job), "
+    "failed, cancelled, requeued, skipped (running elsewhere, done already, or its job ended).",
+    ["outcome"],
 )
 RUNNING = Gauge("transcribe_worker_jobs_running", "Jobs running on this worker now.")
 SLOTS = Gauge("transcribe_worker_slots", "Jobs this worker runs at once (MAX_CONCURRENCY).")

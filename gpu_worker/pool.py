@@ -227,8 +227,8 @@ class WorkerPool:
         self._interrupt_running()
         for thread in self.threads:
             thread.join()
-        for job_id, model in self.ctx.requeued:
-            jobqueue.enqueue(self.ctx.conn, job_id, model, self.settings)
+        for rq_id, model in self.ctx.requeued:
+            jobqueue.enqueue_again(self.ctx.conn, rq_id, model, self.settings)
         log.info("stopped; %d jobs requeued", len(self.ctx.requeued))
 
     def stop_cancelled(self) -> None:

@@ -33,13 +33,24 @@ class Cue:
     start: float
     end: float
     text: str  # lines joined by "\n"
+    speaker: str | None = None
 
 
 def cues(transcript: Transcript, rules: CueRules = CueRules()) -> list[Cue]:
     out: list[Cue] = []
     for segment in transcript.segments:
-        out.extend(_segment_cues(_words(segment), rules))
+        out.extend(_segment_cues(_words(segment), rules, segment.speaker))
     return [cue for cue in out if cue.end > cue.start and cue.text]
+
+
+def _turns(items: list[tuple[str | None, str]]) -> list[str]:
+    """Texts with ``speaker: `` before each that a different speaker says than the one before
+    (SRT and txt have no voice tags); texts with no speaker as they are."""
+    out, previous = [], None
+    for speaker, text in items:
+        out.append(f"{speaker}: {text}" if speaker is not None and speaker != previous else text)
+        previous = speaker
+    return out
 
 
 def _words(segment: Segment) -> list[Word]:
@@ -55,7 +66,7 @@ def _words(segment: Segment) -> list[Word]:
     return words
 
 
-def _segment_cues(words: list[Word], rules: CueRules) -> list[Cue]:
+def _segment_cues(words: list[Word], rules: CueRules, speaker: str | None) -> list[Cue]:
     groups: list[list[Word]] = [[]]
     for word in words:
         group = groups[-1]
@@ -64,7 +75,7 @@ def _segment_cues(words: list[Word], rules: CueRules) -> list[Cue]:
         if group and too_long:
             group = _move_tail_after_punctuation(groups)
         group.append(word)
-    return [_cue(group, rules) for group in groups if group]
+    return [_cue(group, rules, speaker) for group in groups if group]
 
 
 def _move_tail_after_punctuation(groups: list[list[Word]]) -> list[Word]:
@@ -79,9 +90,9 @@ def _move_tail_after_punctuation(groups: list[list[Word]]) -> list[Word]:
     return groups[-1]
 
 
-def _cue(words: list[Word], rules: CueRules) -> Cue:
+def _cue(words: list[Word], rules: CueRules, speaker: str | None) -> Cue:
     text = "".join(w.word for w in words).strip()
-    return Cue(round(words[0].start, 3), round(words[-1].end, 3), _lines(text, rules))
+    return Cue(round(words[0].start, 3), round(words[-1].end, 3), _lines(text, rules), speaker)
 
 
 def _lines(text: str, rules: CueRules) -> str:
@@ -105,30 +116,46 @@ def _timestamp(seconds: float, separator: str) -> str:
 
 
 def to_srt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
+    found = cues(transcript, rules)
+    texts = _turns([(c.speaker, c.text) for c in found])
     blocks = [
-        f"{n}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{c.text}\n"
-        for n, c in enumerate(cues(transcript, rules), start=1)
+        f"{n}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{text}\n"
+        for n, (c, text) in enumerate(zip(found, texts, strict=True), start=1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
-    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{c.text}\n" for c in cues(transcript, rules)]
+    blocks = [
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_voiced(c)}\n" for c in cues(transcript, rules)
+    ]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
+def _voiced(cue: Cue) -> str:
+    """A cue's text in WebVTT's voice span when its speaker is known: ``<v agent>Hello``."""
+    if cue.speaker is None:
+        return cue.text
+    name = cue.speaker.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<v {name}>{cue.text}"
+
+
 def to_txt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
-    return "\n".join(s.text for s in transcript.segments if s.text) + "\n"
+    spoken = [(s.speaker, s.text) for s in transcript.segments if s.text]
+    return "\n".join(_turns(spoken)) + "\n"
 
 
 def to_tsv(transcript: Transcript, rules: CueRules = CueRules()) -> str:
-    """Whisper's tsv: start and end in integer milliseconds, then the text, one segment a row."""
+    """Whisper's tsv: start and end in integer milliseconds, then the text, one segment a row; a
+    ``speaker`` column last when the job labelled speakers (multichannel)."""
+    spoken = [s for s in transcript.segments if s.text]
+    labelled = any(s.speaker is not None for s in transcript.segments)
     rows = [
         f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
-        for s in transcript.segments
-        if s.text
+        + (f"\t{s.speaker or ''}" if labelled else "")
+        for s in spoken
     ]
-    return "\n".join(["start\tend\ttext", *rows]) + "\n"
+    return "\n".join(["start\tend\ttext" + ("\tspeaker" if labelled else ""), *rows]) + "\n"
 
 
 def to_json(transcript: Transcript, rules: CueRules = CueRules()) -> str:

@@ -51,6 +51,14 @@ class WorkerSettings(JobEndSettings):
         description="Seconds of decoded audio a job holds in memory at once (about 64 KB a second as float32); "
         "longer audio is transcribed a window at a time, cut at its quietest moment.",
     )
+    shard_min_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="Audio longer than this is split into shards that any worker transcribes, in parallel; 0: never.",
+    )
+    shard_seconds: float = Field(
+        300.0, ge=5, description="About how long each shard is: cut at a pause near each multiple of it."
+    )
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
     scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
     subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")

@@ -22,6 +22,7 @@ class Word(BaseModel):
     end: float
     word: str
     probability: float
+    speaker: str | None = None  # a multichannel job's: the speaker of the word's channel
 
 
 class Segment(BaseModel):
@@ -30,6 +31,7 @@ class Segment(BaseModel):
     end: float
     text: str
     words: list[Word] | None = None
+    speaker: str | None = None  # a multichannel job's: the speaker of the segment's channel
     # The decoder's own figures for the segment, as Whisper reports them (OpenAI's verbose_json).
     seek: int = 0
     tokens: list[int] = []
@@ -185,9 +187,9 @@ def transcribe_windows(
     return first.model_copy(update=whole)
 
 
-def quietest(window: Window, end: int) -> int:
-    """The sample at the quietest 0.1 s in the ``CUT_SEARCH_SECONDS`` before ``end`` (the latest such)."""
-    search = int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
+def quietest(window: Window, end: int, seconds: float = CUT_SEARCH_SECONDS) -> int:
+    """The sample at the quietest 0.1 s in the ``seconds`` before ``end`` (the latest such)."""
+    search = min(end, int(seconds * SAMPLE_RATE))
     samples = window(end - search, search)
     frames = samples[: len(samples) // CUT_FRAME * CUT_FRAME].reshape(-1, CUT_FRAME)
     if frames.size == 0:

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job as RqJob
-from rq.job import JobStatus as RqStatus
-
 from ingest_api.auth import Identity, may_see
 from ingest_api.schemas import JobView, Stats, links
 from ingest_api.services import Services
-from transcribe_common import fleet, layout
+from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, Manifest, StatusRecord
 from transcribe_common.store.base import delete_prefix, get_json
@@ -64,6 +60,7 @@ def job_view(services: Services, job_id: str, caller: Identity) -> JobView:
         warnings=record.warnings,
         updated_at=record.updated_at,
         webhook=record.webhook,
+        shards=record.shards,
         links=links(job_id, record.status),
     )
 
@@ -88,7 +85,9 @@ def cancel(services: Services, job_id: str, delete_objects: bool, caller: Identi
             if record.status == JobStatus.DELETED
             else Conflict(_ended(job_id, record.status))
         )
-    _drop_from_queue(services, job_id)
+    jobqueue.drop(services.redis, job_id)
+    if record.shards is not None:  # split into shards: the queued ones go too, the running ones stop
+        jobqueue.drop_shards(services.redis, job_id, record.attempts, record.shards.total)
     if delete_objects:
         delete_prefix(services.store, services.settings.minio_bucket, layout.job_prefix(job_id))
     return job_view(services, job_id, caller)
@@ -99,16 +98,6 @@ def _ended(job_id: str, status: JobStatus) -> str:
         f"job {job_id} has already ended ({status.value}); there is nothing to cancel "
         "(delete_objects=true deletes its objects)"
     )
-
-
-def _drop_from_queue(services: Services, job_id: str) -> None:
-    """Take a queued job off its RQ queue; a started one is left to its worker."""
-    try:
-        job = RqJob.fetch(job_id, connection=services.redis)
-        if job.get_status() in (RqStatus.QUEUED, RqStatus.SCHEDULED, RqStatus.DEFERRED):
-            job.cancel()
-    except (NoSuchJobError, InvalidJobOperation):
-        pass  # not routed yet, or gone: the worker's move to started is refused all the same
 
 
 def result_stream(

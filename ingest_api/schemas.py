@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from transcribe_common.models import DbId, JobOptions, JobStatus, Url, WebhookDelivery
+from transcribe_common.models import DbId, JobOptions, JobStatus, ShardCount, Url, WebhookDelivery
 
 
 class TranscribeRequest(JobOptions):
@@ -53,6 +53,9 @@ class JobView(BaseModel):
     )
     updated_at: datetime | None = None
     webhook: WebhookDelivery | None = Field(None, description="The job's webhook and each attempt to deliver it.")
+    shards: ShardCount | None = Field(
+        None, description="A long or multichannel job, split into shards that run in parallel: how many, and done."
+    )
     links: JobLinks
 
 

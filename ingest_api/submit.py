@@ -3,9 +3,11 @@ starts the job."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 
+import mutagen
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -86,6 +88,28 @@ def check_request(services: Services, request: TranscribeRequest) -> None:
                 raise InvalidInput(f"{name}: {exc}") from exc
 
 
+# Bytes of an upload's head read to count its channels (a header, and an MP3's first frames).
+HEAD_BYTES = 256 * 1024
+
+
+def check_channels(services: Services, key: str) -> None:
+    """A multichannel upload with one channel is refused at once. Read from the file's header
+    with mutagen, for the formats it knows (WAV, MP3, FLAC, Ogg, MP4 with its index first); the
+    others the worker checks, and fails the job saying the same."""
+    head = bytearray()
+    for chunk in services.store.iter_bytes(services.settings.minio_bucket, key):
+        head += chunk
+        if len(head) >= HEAD_BYTES:
+            break
+    try:
+        found = mutagen.File(io.BytesIO(bytes(head)))
+    except Exception:  # mutagen's errors are many and undocumented as a tree: a header it cannot read
+        found = None
+    channels = getattr(getattr(found, "info", None), "channels", None)
+    if channels == 1:
+        raise InvalidInput("multichannel=true, but the file has one audio channel; submit it without multichannel")
+
+
 def url_job(services: Services, job_id: str, request: TranscribeRequest) -> Manifest:
     """A URL job's manifest, its request checked (blocking: one trip to a thread)."""
     manifest = url_manifest(job_id, request)
@@ -145,6 +169,8 @@ async def accept_upload(
         if form.source_type != "upload":
             raise InvalidInput("a multipart body is an upload: set source_type=upload, or send JSON for a URL")
         await run_in_threadpool(check_request, services, form)
+        if form.multichannel:
+            await run_in_threadpool(check_channels, services, info.key)
     except (ValidationError, InvalidInput) as exc:
         await run_in_threadpool(services.store.delete, settings.minio_bucket, info.key)
         if isinstance(exc, ValidationError):

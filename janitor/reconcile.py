@@ -258,7 +258,7 @@ class Janitor:
             self._act(report, "reannounced", job_id, "queued but not in any queue; announcing it again")
             if not self.limits.dry_run:
                 announce(self.redis, self.store, manifest_info)
-        elif live.status == JobStatus.STARTED and job_id not in running:
+        elif live.status == JobStatus.STARTED and job_id not in running and not recovery.attended(self.redis, live):
             self._act(report, "abandoned_recovered", job_id, "started but no worker runs it; recovering it")
             if not self.limits.dry_run:
                 recovery.recover(self.ending, job_id, "no worker was running it")

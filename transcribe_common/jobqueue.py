@@ -24,7 +24,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -65,6 +65,70 @@ def enqueue(
         retry=Retry(max=3),
         pipeline=pipeline,
     )
+
+
+def enqueue_shards(
+    conn: redis.Redis, job_id: str, attempt: int, indexes: list[int], model: str | None, settings: CommonSettings
+) -> None:
+    """Each shard of an attempt of a job as an RQ job of its own on the job's queue (in one round
+    trip), so that any worker, on any machine, takes the next one."""
+    with conn.pipeline() as pipe:
+        for index in indexes:
+            enqueue_shard(conn, job_id, attempt, index, model, settings, pipeline=pipe)
+        pipe.execute()
+
+
+def enqueue_shard(
+    conn: redis.Redis,
+    job_id: str,
+    attempt: int,
+    index: int,
+    model: str | None,
+    settings: CommonSettings,
+    pipeline: Pipeline | None = None,
+) -> None:
+    Queue(keys.queue_for(model), connection=conn).enqueue_call(
+        keys.SHARD_FUNCTION,
+        args=(job_id, attempt, index),
+        job_id=keys.shard_job_id(job_id, attempt, index),
+        timeout=settings.job_timeout,
+        result_ttl=settings.rq_result_ttl,
+        failure_ttl=settings.rq_result_ttl,
+        description=f"transcribe {job_id}, shard {index + 1}",
+        retry=Retry(max=3),
+        pipeline=pipeline,
+    )
+
+
+def enqueue_again(conn: redis.Redis, rq_job_id: str, model: str | None, settings: CommonSettings) -> None:
+    """Queue a job, or one shard of one, again: a draining worker's, or a dead one's."""
+    shard = keys.shard_of(rq_job_id)
+    if shard is None:
+        enqueue(conn, rq_job_id, model, settings)
+    else:
+        enqueue_shard(conn, *shard, model, settings)
+
+
+def drop(conn: redis.Redis, rq_job_id: str) -> None:
+    """Take a queued job (or shard) off its queue; a started one is left to its worker, which stops
+    it, and one not routed yet or gone is refused at its start all the same."""
+    try:
+        job = Job.fetch(rq_job_id, connection=conn)
+        if job.get_status() in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            job.cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass
+
+
+def drop_shards(conn: redis.Redis, job_id: str, attempt: int, total: int) -> None:
+    """Take the queued shards of an attempt off their queue: the job was cancelled, or failed."""
+    for index in range(total):
+        drop(conn, keys.shard_job_id(job_id, attempt, index))
+
+
+def shards_waiting(conn: redis.Redis, job_id: str, attempt: int, total: int) -> bool:
+    """Whether RQ will still run some shard of this attempt of the job."""
+    return any(waiting(conn, keys.shard_job_id(job_id, attempt, index)) for index in range(total))
 
 
 def waiting(conn: redis.Redis, job_id: str) -> bool:

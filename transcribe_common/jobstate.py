@@ -310,7 +310,9 @@ class JobStates:
         raw = self._redis.hgetall(keys.job(job_id))
         if not raw:
             return None
-        fields = {keys.text(k): keys.text(v) for k, v in raw.items()}
+        fields: dict[str, object] = {keys.text(k): keys.text(v) for k, v in raw.items()}
+        if "shards_total" in fields:  # kept as two counters, so that each shard's end moves one
+            fields["shards"] = {"total": fields.pop("shards_total"), "done": fields.pop("shards_done", 0)}
         return StatusRecord.model_validate({"job_id": job_id, **fields})
 
     def read_or_stored(self, job_id: str) -> StatusRecord | None:

@@ -33,6 +33,9 @@ JANITOR_WATERMARK = f"{PREFIX}:janitor:watermark"
 # the function workers run. Jobs that name a model go to that model's queue.
 QUEUE = "transcribe"
 WORKER_FUNCTION = "gpu_worker.job.run"
+# A shard of a long or multichannel job is an RQ job of its own on the job's queue, with this
+# function and an id naming the job, the attempt that cut it and the shard (``shard_job_id``).
+SHARD_FUNCTION = "gpu_worker.shard_job.run"
 
 # Webhooks have their own queue and workers (``transcribe-webhooks``), so that a slow or dead
 # receiver never holds a transcription slot. A retry waits in WEBHOOKS_DUE (scored by when it is
@@ -68,6 +71,25 @@ def model_of_queue(name: str) -> str | None:
 def idempotency(digest: str) -> str:
     """An Idempotency-Key (digested with its caller) -> the job it created."""
     return f"{PREFIX}:idempotency:{digest}"
+
+
+def shards(job_id: str, attempt: int) -> str:
+    """The shards of one attempt of a job: who runs each, what is done, who joins (``shardstate``)."""
+    return f"{PREFIX}:shards:{job_id}:{attempt}"
+
+
+def shard_job_id(job_id: str, attempt: int, index: int) -> str:
+    """The RQ job of one shard: ``<job_id>-a<attempt>-s<index>``."""
+    return f"{job_id}-a{attempt}-s{index}"
+
+
+def shard_of(rq_job_id: str) -> tuple[str, int, int] | None:
+    """(job id, attempt, index) of a shard's RQ job id; None for a whole job's."""
+    job_id, _, rest = rq_job_id.partition("-a")
+    attempt, _, index = rest.partition("-s")
+    if len(job_id) != 32 or not attempt.isdigit() or not index.isdigit():
+        return None
+    return job_id, int(attempt), int(index)
 
 
 def job(job_id: str) -> str:

@@ -84,6 +84,13 @@ def result_key(job_id: str, fmt: str, attempt: int | None = None) -> str:
     return f"{job_id}/result.{fmt}" if attempt is None else f"{job_id}/attempt-{attempt}/result.{fmt}"
 
 
+def shard_key(job_id: str, attempt: int, name: str) -> str:
+    """What an attempt that split its job into shards keeps for them: ``plan.json``, each shard's
+    audio (``<index>.s16le``) and transcript (``<index>.json``). Never published, so the janitor
+    removes what the join did not once the job has ended."""
+    return f"{job_id}/attempt-{attempt}/shards/{name}"
+
+
 def is_attempt_key(key: str) -> bool:
     """A result written under an attempt (``<job_id>/attempt-<n>/...``)."""
     parts = key.split("/")

@@ -79,6 +79,17 @@ class JobOptions(BaseModel):
         description="With no language given: fail the job if the language is detected with a lower probability "
         "than this, instead of finishing with a warning.",
     )
+    multichannel: bool = Field(
+        False,
+        description="Transcribe each audio channel on its own (a call with each party on its channel) and label "
+        "every segment and word with its channel's speaker.",
+    )
+    speaker_labels: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None,
+        max_length=32,
+        description="With multichannel: the speakers' names by channel, 'agent,customer' or a list; "
+        "default 'channel 1', 'channel 2', ...",
+    )
 
     @field_validator("output", mode="before")
     @classmethod
@@ -91,6 +102,18 @@ class JobOptions(BaseModel):
             if all(isinstance(item, str) for item in value):  # others are refused by the type check
                 value = list(dict.fromkeys(value))  # each format once, in the order asked
         return value
+
+    @field_validator("speaker_labels", mode="before")
+    @classmethod
+    def _labels_listed(cls, value: object) -> object:
+        if isinstance(value, str):  # a form field or object metadata
+            value = [part.strip() for part in value.split(",")] if value.strip() else None
+        return value
+
+    def speaker(self, channel: int) -> str:
+        """The speaker of channel ``channel`` (0 is the first)."""
+        labels = self.speaker_labels or []
+        return labels[channel] if channel < len(labels) else f"channel {channel + 1}"
 
     @property
     def main_output(self) -> OutputFormat:
@@ -161,6 +184,13 @@ class WebhookDelivery(BaseModel):
     next_attempt_at: datetime | None = None
 
 
+class ShardCount(BaseModel):
+    """How far a job split into shards has come (``gpu_worker.shards``)."""
+
+    total: int
+    done: int
+
+
 class StatusRecord(BaseModel):
     """`<job_id>/status.json` in the jobs bucket, and the live copy in Redis."""
 
@@ -176,6 +206,7 @@ class StatusRecord(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
     webhook: WebhookDelivery | None = None
     warnings: list[str] = Field(default_factory=list, description="What the worker found worth telling; see README.")
+    shards: ShardCount | None = Field(None, description="A long or multichannel job's shards: how many, how many done.")
     updated_at: datetime = Field(default_factory=utcnow)
 
     @field_validator("outputs", "webhook", "warnings", mode="before")

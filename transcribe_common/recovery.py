@@ -25,7 +25,7 @@ from rq.registry import StartedJobRegistry
 
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.ending import UNREADABLE_MANIFEST, Ending, unreadable
-from transcribe_common.models import JobStatus, Manifest
+from transcribe_common.models import JobStatus, Manifest, StatusRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,20 @@ def transcription_queues(conn: redis.Redis) -> list[str]:
 
 
 def running(conn: redis.Redis, queue_names: list[str]) -> set[str]:
-    """The ids of jobs that RQ counts as running on these queues, their workers alive or not."""
+    """The ids of jobs that RQ counts as running on these queues, their workers alive or not (a
+    job one of whose shards runs is running)."""
     return {
-        job_id
+        shard[0] if (shard := keys.shard_of(rq_id)) else rq_id
         for name in queue_names
-        for job_id in StartedJobRegistry(queue=Queue(name, connection=conn)).get_job_ids(cleanup=False)
+        for rq_id in StartedJobRegistry(queue=Queue(name, connection=conn)).get_job_ids(cleanup=False)
     }
+
+
+def attended(conn: redis.Redis, record: StatusRecord) -> bool:
+    """Whether a started job split into shards still has some in RQ's hands: queued, or running."""
+    return record.shards is not None and jobqueue.shards_waiting(
+        conn, record.job_id, record.attempts, record.shards.total
+    )
 
 
 def abandoned(conn: redis.Redis, queue_names: list[str]) -> Iterator[tuple[str, Execution, StartedJobRegistry]]:
@@ -72,7 +80,10 @@ def reap(ending: Ending, queue_names: list[str]) -> list[str]:
     recovered = []
     for job_id, execution, registry in list(abandoned(ending.conn, queue_names)):
         try:
-            recover(ending, job_id, f"its worker {execution.worker_name} died")
+            if (shard := keys.shard_of(job_id)) is not None:
+                recover_shard(ending, *shard, keys.model_of_queue(registry.name))
+            else:
+                recover(ending, job_id, f"its worker {execution.worker_name} died")
         except Exception:  # the store or Redis is away: its execution stays, for the next look
             log.exception("job %s: not recovered yet", job_id)
             continue
@@ -99,6 +110,16 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
         return  # someone else recovered it first
     log.warning("job %s: %s; queued again", job_id, why)
     jobqueue.enqueue(ending.conn, job_id, manifest.options.model, settings)
+
+
+def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: str | None) -> None:
+    """Queue a shard whose worker died again, while its job is running that attempt: the shard's
+    gate (``shardstate``) counts its starts and says when its job has had enough."""
+    record = ending.states.read(job_id)
+    if record is None or record.status != JobStatus.STARTED or record.attempts != attempt:
+        return
+    log.warning("job %s: shard %d: its worker died; queued again", job_id, index + 1)
+    jobqueue.enqueue_shard(ending.conn, job_id, attempt, index, model, ending.settings)
 
 
 def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from transcribe_common import keys
 from transcribe_common.jobstate import JobStates
 from transcribe_common.models import JobStatus
 
@@ -42,8 +43,10 @@ def sweep_scratch(
     for folder in root.iterdir():
         if not folder.is_dir() or _newest_mtime(folder) > cutoff:
             continue
-        record = states.read(folder.name)
-        if record is not None and record.status == JobStatus.STARTED and alive(record.worker):
+        # A shard's folder is named after its RQ job: kept while its job runs, whoever runs the shard.
+        shard = keys.shard_of(folder.name)
+        record = states.read(shard[0] if shard else folder.name)
+        if record is not None and record.status == JobStatus.STARTED and (shard is not None or alive(record.worker)):
             report.kept_running += 1
             continue
         size = _size(folder)

@@ -3,8 +3,10 @@
 The upload becomes an ordinary job (input and manifest in the bucket; the router, a worker and
 the webhook sender do the rest, as for any job), and the request waits for it to end, up to
 ``OPENAI_WAIT_TIMEOUT``. The answer is in the ``response_format`` asked for: ``json`` (the text),
-``text``, ``srt``, ``vtt`` or ``verbose_json`` (language, duration, segments, and words when
-``timestamp_granularities[]`` holds ``word``). Errors have OpenAI's shape,
+``text``, ``srt``, ``vtt``, ``verbose_json`` (language, duration, segments, and words when
+``timestamp_granularities[]`` holds ``word``) or ``diarized_json`` (segments with their speaker).
+Speakers are told apart by channel: ``diarized_json`` needs ``multichannel=true`` (a field of
+ours), and ``known_speaker_names[]`` names the channels' speakers in order. Errors have OpenAI's shape,
 ``{"error": {"message", "type", "param", "code"}}``. Every answer names its job in ``X-Job-Id``.
 
 Differences from OpenAI's service: ``model`` is ``whisper-1`` (the workers' default model) or a
@@ -25,7 +27,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
@@ -43,9 +45,16 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"])
 
 DEFAULT_MODEL = "whisper-1"
 POLL_SECONDS = 0.1
-ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 Granularity = Literal["word", "segment"]
-STORED_FORMAT: dict[str, str] = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt"}
+STORED_FORMAT: dict[str, str] = {
+    "json": "json",
+    "verbose_json": "json",
+    "diarized_json": "json",
+    "text": "txt",
+    "srt": "srt",
+    "vtt": "vtt",
+}
 MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
@@ -101,10 +110,40 @@ class TranscriptionForm(BaseModel):
         alias="timestamp_granularities[]",
         description="With response_format=verbose_json: 'word' adds word timestamps.",
     )
+    multichannel: bool = Field(
+        False, description="Not OpenAI's: transcribe each channel on its own, its speaker named by channel."
+    )
+    known_speaker_names: list[str] | None = Field(
+        None, alias="known_speaker_names[]", description="With multichannel: the channels' speakers, in order."
+    )
+
+    @model_validator(mode="after")
+    def _speakers_need_channels(self) -> TranscriptionForm:
+        if self.response_format == "diarized_json" and not self.multichannel:
+            raise ValueError(
+                "response_format=diarized_json needs multichannel=true: speakers are told apart by channel here"
+            )
+        return self
 
 
 class Transcription(BaseModel):
     text: str
+
+
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class DiarizedTranscription(BaseModel):
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
 
 
 class VerboseTranscription(BaseModel):
@@ -145,7 +184,7 @@ VERBOSE_EXAMPLE = {
 @router.post(
     "/transcriptions",
     summary="OpenAI-compatible: transcribe an upload and wait for the text",
-    response_model=Transcription | VerboseTranscription,
+    response_model=Transcription | VerboseTranscription | DiarizedTranscription,
     responses={
         200: {
             "description": "The transcript in response_format; X-Job-Id names the job",
@@ -239,8 +278,9 @@ async def create_transcription(
 
 def _form(fields: dict[str, str]) -> TranscriptionForm:
     values: dict[str, object] = {**fields, "file": b""}
-    if "timestamp_granularities[]" in fields:
-        values["timestamp_granularities[]"] = fields["timestamp_granularities[]"].split(",")
+    for listed in ("timestamp_granularities[]", "known_speaker_names[]"):
+        if listed in fields:
+            values[listed] = fields[listed].split(",")
     if fields.get("stream", "false").lower() == "true":
         raise InvalidInput("stream: streaming transcriptions are not offered; leave stream out")
     try:
@@ -262,6 +302,8 @@ def _job_request(services: Services, form: TranscriptionForm) -> TranscribeReque
             "output": [STORED_FORMAT[form.response_format]],
             "word_timestamps": "word" in form.timestamp_granularities and form.response_format == "verbose_json",
             "model": model,
+            "multichannel": form.multichannel,
+            "speaker_labels": form.known_speaker_names,
         }
     )
 
@@ -308,7 +350,23 @@ def _answer(
     text = " ".join(segment["text"] for segment in transcript["segments"]).strip()
     if form.response_format == "json":
         return JSONResponse(Transcription(text=text).model_dump(), headers=headers)
+    if form.response_format == "diarized_json":
+        return JSONResponse(_diarized(transcript, text).model_dump(), headers=headers)
     return JSONResponse(_verbose(transcript, text, form).model_dump(exclude_none=True), headers=headers)
+
+
+def _diarized(transcript: dict[str, Any], text: str) -> DiarizedTranscription:
+    segments = [
+        DiarizedSegment(
+            id=f"seg_{segment['id']}",
+            start=segment["start"],
+            end=segment["end"],
+            text=segment["text"],
+            speaker=segment.get("speaker") or "",
+        )
+        for segment in transcript["segments"]
+    ]
+    return DiarizedTranscription(duration=transcript["duration"], text=text, segments=segments)
 
 
 def _verbose(transcript: dict[str, Any], text: str, form: TranscriptionForm) -> VerboseTranscription:

@@ -1,0 +1,215 @@
+"""The RQ job of one shard of a long or multichannel job, and the join that ends the job.
+
+A shard runs as the job's attempt that cut it: its moves carry that attempt, so the job's fencing
+holds for it, and the worker's watch for cancels stops it like a job. Its own gate
+(``transcribe_common.shardstate``) keeps it from running twice at once, counts its starts, and
+hands the join to exactly one worker once every shard is done. A shard whose worker died is
+queued again by the reaper; only that shard runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+
+import numpy as np
+from rq.job import get_current_job
+from rq.timeouts import JobTimeoutException
+
+from gpu_worker import metrics, sharding
+from gpu_worker.job import PLAN, Cancelled, JobRun, Requeue, Superseded, WorkerContext, describe
+from gpu_worker.transcript import Transcript, transcribe
+from transcribe_common import jobqueue, keys, layout
+from transcribe_common.errors import NotFound, PermanentError, StateUnavailable
+from transcribe_common.jobstate import Stale
+from transcribe_common.logs import job_context
+from transcribe_common.models import JobStatus, Manifest, utcnow
+from transcribe_common.recovery import manifest_or_fail, worker_alive
+from transcribe_common.shardstate import ShardStates
+from transcribe_common.store.base import delete_prefix, get_bytes, get_json, put_model
+
+log = logging.getLogger(__name__)
+
+
+def run(job_id: str, attempt: int, index: int) -> str:
+    """Entry point named in ``keys.SHARD_FUNCTION``."""
+    from gpu_worker import job  # the context the worker process installed
+
+    if job._context is None:
+        raise RuntimeError("gpu_worker.shard_job.run runs only inside transcribe-worker")
+    started = time.monotonic()
+    with job_context(job_id), metrics.RUNNING.track_inprogress():
+        outcome = ShardRun(job._context, job_id, attempt, index).run()
+    metrics.SHARDS.labels(outcome).inc()
+    metrics.JOB_SECONDS.labels("shard").observe(time.monotonic() - started)
+    return outcome
+
+
+class ShardRun(JobRun):
+    def __init__(self, context: WorkerContext, job_id: str, attempt: int, index: int) -> None:
+        super().__init__(context, job_id)
+        self.attempt, self.index = attempt, index
+        self.scratch = self.settings.scratch_dir / f"{job_id}-a{attempt}-s{index}"
+        self.gates = ShardStates(context.conn, job_id, attempt)
+        rq_job = get_current_job()
+        self.worker = (rq_job.worker_name if rq_job is not None else None) or "no-worker"
+        self.plan: sharding.ShardPlan | None = None
+
+    def alive(self, worker: str) -> bool:
+        return worker_alive(self.ctx.conn, worker)
+
+    def run(self) -> str:
+        manifest = manifest_or_fail(self.ctx.ending, self.job_id)
+        if manifest is None:
+            return JobStatus.FAILED
+        try:
+            self.plan = sharding.ShardPlan.model_validate(
+                self.retrying(get_json, self.ctx.store, self.bucket, layout.shard_key(self.job_id, self.attempt, PLAN))
+            )
+        except NotFound:
+            return "skipped"  # the attempt's objects are gone: the job was deleted, or started again
+        shard = self.plan.shards[self.index]
+        verdict = self.gates.start(self.index, self.worker, self.alive, self.settings.max_attempts)
+        if verdict == "done":
+            return self.join_if_last(manifest)
+        if verdict.startswith("exhausted"):
+            starts = verdict.partition(":")[2]
+            self.fail_shard(manifest, f"the worker running it died {starts} times; it was not started again")
+            return JobStatus.FAILED
+        where = shard.describe(len(self.plan.shards))
+        if not verdict.startswith("ok:"):
+            log.info("job %s: %s: %s; skipping", self.job_id, where, verdict)
+            return "skipped"
+        log.info("job %s: %s: started (start %s)", self.job_id, where, verdict.partition(":")[2])
+        with self.ctx.lock:
+            self.ctx.running[threading.get_ident()] = self
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True)
+        try:
+            return self.attempt_shard(manifest, shard)
+        finally:
+            with self.ctx.lock:
+                self.ctx.running.pop(threading.get_ident(), None)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def attempt_shard(self, manifest: Manifest, shard: sharding.Shard) -> str:
+        assert self.plan is not None
+        try:
+            self.interruptible = True
+            try:
+                part = self.transcribe_shard(manifest, shard)
+            finally:
+                with self.ctx.lock:
+                    self.interruptible = False
+            key = layout.shard_key(self.job_id, self.attempt, f"{self.index}.json")
+            self.retrying(put_model, self.ctx.store, self.bucket, key, part)
+            verdict = self.retrying(self.gates.done, self.index, shard.seconds, self.worker)
+            if verdict == "last":
+                return self.join_if_last(manifest)
+            return "shard done" if verdict == "ok" else "skipped"
+        except Requeue:
+            self.gates.release(self.index, self.worker)
+            with self.ctx.lock:
+                self.ctx.requeued.append((self.rq_id, manifest.options.model))
+            return JobStatus.QUEUED
+        except Cancelled:
+            self.cancelled()
+            self.drop_siblings()
+            return JobStatus.CANCELLED
+        except (Superseded, Stale):
+            self.cancelled()
+            return "superseded"
+        except StateUnavailable as exc:
+            self.leave(exc)
+            return "left"
+        except Exception as exc:
+            self.fail_shard(manifest, describe(exc, self.settings.job_timeout), exc)
+            return JobStatus.FAILED
+
+    @property
+    def rq_id(self) -> str:
+        return keys.shard_job_id(self.job_id, self.attempt, self.index)
+
+    def transcribe_shard(self, manifest: Manifest, shard: sharding.Shard) -> Transcript:
+        assert self.plan is not None
+        name, model = self.model_for(manifest)
+        key = layout.shard_key(self.job_id, self.attempt, f"{self.index}.s16le")
+        raw = self.retrying(get_bytes, self.ctx.store, self.bucket, key)
+        samples = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+        del raw
+        # Every shard in the language the plan found once, so that shards do not disagree.
+        options = manifest.options.model_copy(update={"language": self.plan.language})
+
+        def progress(percent: float) -> None:
+            verdict = self.gates.progress(self.index, shard.seconds * percent / 100, utcnow().isoformat())
+            if verdict == "ended":
+                raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer running")
+
+        started = time.monotonic()
+        part = transcribe(
+            model, samples, options, model_name=name, beam_size=self.settings.beam_size,
+            batch_size=self.settings.batch_size, on_progress=progress, on_info=lambda *_: None,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        metrics.STAGE_SECONDS.labels("transcribe").observe(took)
+        if part.duration > 0:
+            metrics.AUDIO_SECONDS.labels(name).inc(part.duration)
+            metrics.REALTIME_FACTOR.labels(name).observe(took / part.duration)
+        return part
+
+    def join_if_last(self, manifest: Manifest) -> str:
+        """Join the shards, if every one is done and no live worker is joining them."""
+        if not self.gates.take_join(self.worker, self.alive):
+            return "shard done"
+        assert self.plan is not None
+        plan = self.plan
+        name, model = self.model_for(manifest)
+        parts = {}
+        for shard in plan.shards:
+            if shard.speech:
+                key = layout.shard_key(self.job_id, self.attempt, f"{shard.index}.json")
+                parts[shard.index] = Transcript.model_validate(
+                    self.retrying(get_json, self.ctx.store, self.bucket, key)
+                )
+        transcript = sharding.joined(plan, parts, manifest.options, name)
+        transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
+            plan, manifest.options, parts
+        )
+        try:
+            self.succeed(manifest, transcript)
+        except StateUnavailable as exc:
+            self.leave(exc)
+            return "left"
+        except Exception as exc:
+            self.fail(manifest, exc)
+            return JobStatus.FAILED
+        self.forget_shards()
+        log.info("job %s: %d shards joined", self.job_id, len(plan.shards))
+        return JobStatus.FINISHED
+
+    def fail_shard(self, manifest: Manifest, error: str, exc: Exception | None = None) -> None:
+        """A shard that cannot be transcribed fails its job, saying which part of the recording."""
+        assert self.plan is not None
+        where = self.plan.shards[self.index].describe(len(self.plan.shards))
+        if exc is not None and not isinstance(exc, PermanentError | JobTimeoutException):
+            log.exception("job %s: %s failed unexpectedly", self.job_id, where)
+        self.fail(manifest, PermanentError(f"{where}: {error}"))
+        self.drop_siblings()
+
+    def drop_siblings(self) -> None:
+        """The job has ended: its queued shards are taken off the queue, and its shard objects go."""
+        assert self.plan is not None
+        try:
+            jobqueue.drop_shards(self.ctx.conn, self.job_id, self.attempt, len(self.plan.shards))
+        except Exception:
+            log.exception("job %s: its queued shards were not taken off the queue; they will skip", self.job_id)
+        self.forget_shards()
+
+    def forget_shards(self) -> None:
+        try:
+            delete_prefix(self.ctx.store, self.bucket, layout.shard_key(self.job_id, self.attempt, ""))
+            self.gates.forget()
+        except Exception:  # the janitor removes them once the job has ended
+            log.warning("job %s: shard objects left for the janitor", self.job_id, exc_info=True)
