@@ -82,7 +82,7 @@ class ShardRun(JobRun):
         if not verdict.startswith("ok:"):
             log.info("job %s: %s: %s; skipping", self.job_id, where, verdict)
             return "skipped"
-        log.info("job %s: %s: started (start %s)", self.job_id, where, verdict.partition(":")[2])
+        log.info("job %s: %s: started on %s (start %s)", self.job_id, where, self.worker, verdict.partition(":")[2])
         with self.ctx.lock:
             self.ctx.running[threading.get_ident()] = self
         shutil.rmtree(self.scratch, ignore_errors=True)

@@ -42,6 +42,26 @@ def silence(path: Path, seconds: float, *extra: str, rate: int = 8000) -> Path:
     return path
 
 
+LONG_PARTS = ("url", "upload", "inbox")  # the long recording's pieces, in order
+
+
+def long_speech(path: Path, repeats: int = 2, pause: float = 1.5) -> Path:
+    """A long recording made of the speech fixtures, each followed by ``pause`` seconds of
+    silence, ``repeats`` times over (about 40 s each time); its text is ``long_text(repeats)``."""
+    files = [SPEECH / f"{name}.{ext}" for name, ext in zip(LONG_PARTS, ("wav", "mp3", "mp4"), strict=True)]
+    inputs = [arg for _ in range(repeats) for file in files for arg in ("-i", str(file))]
+    count = len(inputs) // 2
+    padded = "".join(f"[{n}:a]aresample=16000,apad=pad_dur={pause:g}[a{n}];" for n in range(count))
+    joined = "".join(f"[a{n}]" for n in range(count)) + f"concat=n={count}:v=0:a=1[out]"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", *inputs]
+    subprocess.run([*command, "-filter_complex", padded + joined, "-map", "[out]", "-ac", "1", str(path)], check=True)
+    return path
+
+
+def long_text(repeats: int = 2) -> str:
+    return " ".join(speech_text(name) for _ in range(repeats) for name in LONG_PARTS)
+
+
 def speech_text(name: str) -> str:
     return (SPEECH / f"{name}.txt").read_text()
 

@@ -26,6 +26,7 @@ from rq.registry import StartedJobRegistry
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.ending import UNREADABLE_MANIFEST, Ending, unreadable
 from transcribe_common.models import JobStatus, Manifest, StatusRecord
+from transcribe_common.shardstate import ShardStates
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def reap(ending: Ending, queue_names: list[str]) -> list[str]:
     for job_id, execution, registry in list(abandoned(ending.conn, queue_names)):
         try:
             if (shard := keys.shard_of(job_id)) is not None:
-                recover_shard(ending, *shard, keys.model_of_queue(registry.name))
+                recover_shard(ending, *shard, keys.model_of_queue(registry.name), execution.worker_name)
             else:
                 recover(ending, job_id, f"its worker {execution.worker_name} died")
         except Exception:  # the store or Redis is away: its execution stays, for the next look
@@ -112,12 +113,13 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
     jobqueue.enqueue(ending.conn, job_id, manifest.options.model, settings)
 
 
-def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: str | None) -> None:
+def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: str | None, worker: str) -> None:
     """Queue a shard whose worker died again, while its job is running that attempt: the shard's
     gate (``shardstate``) counts its starts and says when its job has had enough."""
     record = ending.states.read(job_id)
     if record is None or record.status != JobStatus.STARTED or record.attempts != attempt:
         return
+    ShardStates(ending.conn, job_id, attempt).abandon(index, worker)
     log.warning("job %s: shard %d: its worker died; queued again", job_id, index + 1)
     jobqueue.enqueue_shard(ending.conn, job_id, attempt, index, model, ending.settings)
 

@@ -119,6 +119,17 @@ return 'ok'
 """
 )
 
+# A worker died holding shard ARGV[2] (or the join): what it held is free for the next to take,
+# even if a new process under its name is alive by then. ARGV: attempt, index, the dead worker.
+_ABANDON = (
+    _CURRENT
+    + """
+if redis.call('HGET', KEYS[1], 'w' .. ARGV[2]) == ARGV[3] then redis.call('HDEL', KEYS[1], 'w' .. ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'join') == ARGV[3] then redis.call('HDEL', KEYS[1], 'join') end
+return 'ok'
+"""
+)
+
 Alive = Callable[[str], bool]
 
 
@@ -153,6 +164,10 @@ class ShardStates:
 
     def release(self, index: int, worker: str) -> None:
         self._call(_RELEASE, index, worker)
+
+    def abandon(self, index: int, worker: str) -> None:
+        """``worker`` died running shard ``index`` (the reaper saw it): its shard and its join are free."""
+        self._call(_ABANDON, index, worker)
 
     def progress(self, index: int, seconds: float, now: str) -> str:
         return self._call(_PROGRESS, index, f"{seconds:.3f}", now)
