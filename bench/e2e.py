@@ -42,7 +42,7 @@ SPEECH = ROOT / "tests" / "fixtures" / "speech"
 
 
 class Stack:
-    def __init__(self, folder: Path, model: str, threads: int) -> None:
+    def __init__(self, folder: Path, model: str, threads: int, **settings: str) -> None:
         self.redis_process, self.redis_url = start_redis(folder / "redis", appendonly=False)
         self.conn = redis.Redis.from_url(self.redis_url)
         port = free_port()
@@ -57,6 +57,7 @@ class Stack:
             "MAX_CONCURRENCY": "1",
             "LOG_LEVEL": "WARNING",
             **{f"{name}_METRICS_PORT": "0" for name in ("ROUTER", "WORKER", "WEBHOOK", "JANITOR")},
+            **settings,
         }
         self.log = (folder / "stack.log").open("wb")
         self.process = subprocess.Popen([sys.executable, "-m", "embedded"], env=env, cwd=ROOT, stdout=self.log,
