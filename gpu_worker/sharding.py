@@ -18,7 +18,9 @@ timestamps monotone, so that each format renders as if one worker had transcribe
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -29,6 +31,7 @@ from gpu_worker.transcript import Segment, Transcript, Window, quietest
 from transcribe_common.models import JobOptions
 
 VAD_WINDOW_SECONDS = 600.0  # audio shown to the VAD at once: 38 MB as float32
+VAD_THREADS = max(1, min(4, os.cpu_count() or 1))  # windows in memory at once: at most 4 x 38 MB
 SILENT_PEAK = 1e-4  # a window whose loudest sample is below this (-80 dBFS) is digital silence
 # Fine-grained, to find the pauses between sentences: faster-whisper's defaults (2 s of silence
 # to end a region, 0.4 s of padding) would hide every pause shorter than 2.8 s.
@@ -74,21 +77,27 @@ class ShardPlan(BaseModel):
 
 
 def speech_regions(decoded: Decoded, window_seconds: float = VAD_WINDOW_SECONDS) -> list[Region]:
-    """Where VAD hears speech, in seconds, over the whole recording a window at a time. Regions
-    that meet at a window's edge are one: speech carries on across it."""
+    """Where VAD hears speech, in seconds, over the whole recording a window at a time, up to
+    ``VAD_THREADS`` windows at once (Silero runs on one thread each, and the other workers wait on
+    the split). Regions that meet at a window's edge are one: speech carries on across it."""
     size = int(window_seconds * SAMPLE_RATE)
-    regions: list[Region] = []
-    for start in range(0, decoded.samples, size):
+
+    def heard(start: int) -> list[Region]:
         samples = decoded.window(start, min(size, decoded.samples - start))
         if samples.size == 0 or float(np.abs(samples).max()) < SILENT_PEAK:
-            continue
+            return []
         offset = start / SAMPLE_RATE
-        for found in get_speech_timestamps(samples, CUT_VAD):
-            region = (offset + found["start"] / SAMPLE_RATE, offset + found["end"] / SAMPLE_RATE)
-            if regions and region[0] - regions[-1][1] < 0.05:
-                regions[-1] = (regions[-1][0], region[1])
-            else:
-                regions.append(region)
+        found = get_speech_timestamps(samples, CUT_VAD)
+        return [(offset + f["start"] / SAMPLE_RATE, offset + f["end"] / SAMPLE_RATE) for f in found]
+
+    regions: list[Region] = []
+    with ThreadPoolExecutor(max_workers=VAD_THREADS) as pool:
+        for found in pool.map(heard, range(0, decoded.samples, size)):
+            for region in found:
+                if regions and region[0] - regions[-1][1] < 0.05:
+                    regions[-1] = (regions[-1][0], region[1])
+                else:
+                    regions.append(region)
     return regions
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
+from gpu_worker import audio
 from gpu_worker.audio import SAMPLE_RATE, decode, probe
 from tests.helpers import SPEECH, silence
 from transcribe_common.errors import PermanentError
@@ -80,3 +81,12 @@ def test_the_declared_duration_is_the_containers_not_a_tags(tmp_path: Path) -> N
         "title=  Duration: 00:00:01.00",
     )  # fmt: skip
     assert probe(lying, timeout=30) == pytest.approx(120, abs=0.1)
+
+
+def test_channels_are_counted_and_split(tmp_path: Path) -> None:
+    call = SPEECH / "call.mp3"
+    assert audio.inspect(call, timeout=30).channels == 2
+    left, right = audio.decode_channels(call, tmp_path, timeout=60)
+    assert left.samples == right.samples > 16000 * 20
+    with pytest.raises(PermanentError, match="one audio channel"):
+        audio.decode_channels(SPEECH / "upload.mp3", tmp_path, timeout=60)

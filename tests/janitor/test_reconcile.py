@@ -15,10 +15,11 @@ from event_router.settings import RouterSettings
 from janitor.reconcile import DAY, Janitor, Limits
 from janitor.settings import JanitorSettings
 from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
-from transcribe_common import keys, layout
+from transcribe_common import jobqueue, keys, layout
 from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates, read_webhook, record_webhook
 from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord, WebhookDelivery, utcnow
+from transcribe_common.shardstate import ShardStates
 from transcribe_common.store.base import get_bytes, get_json, put_bytes, put_model
 
 LIMITS = Limits(orphan_after=3600, lost_after=300, retention_days=7)
@@ -422,3 +423,23 @@ def test_results_of_an_attempt_that_did_not_end_the_job_are_removed(  # type: ig
     assert reconcile().counts == {"unpublished_removed": 1}
     assert local_store.store.stat(JOBS_BUCKET, stale) is None
     assert local_store.store.stat(JOBS_BUCKET, published) is not None
+
+
+def test_a_started_job_whose_shards_are_queued_is_left_to_them(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """A long job split into shards: its own RQ job has ended, and its shards wait in the queue
+    behind other work. It is not lost; once RQ has none of its shards, it is."""
+    job_id = _queued_job(local_store.store, states)
+    started = states.advance(job_id, JobStatus.STARTED)
+    assert started is not None
+    assert ShardStates(redis_conn, job_id, started.attempts).begin(3, 30.0, {0: 10.0})
+    jobqueue.enqueue_shards(redis_conn, job_id, started.attempts, [1, 2], None, SETTINGS)
+    record = states.read(job_id)
+    assert record is not None
+    assert record.shards is not None
+    assert (record.shards.total, record.shards.done) == (3, 1)
+    assert reconcile().counts == {}
+    for index in (1, 2):
+        jobqueue.drop(redis_conn, keys.shard_job_id(job_id, started.attempts, index))
+    assert reconcile().counts == {"abandoned_recovered": 1}
