@@ -259,11 +259,7 @@ class JobRun:
             on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
         )
         transcript.warnings = self.findings(transcript, decoded.declared, model)
-        took = time.monotonic() - started
-        metrics.STAGE_SECONDS.labels("transcribe").observe(took)
-        if transcript.duration > 0:
-            metrics.AUDIO_SECONDS.labels(name).inc(transcript.duration)
-            metrics.REALTIME_FACTOR.labels(name).observe(took / transcript.duration)
+        metrics.transcribed(name, time.monotonic() - started, transcript.duration)
         return transcript
 
     def findings(self, transcript: Transcript, declared: float | None, model: WhisperModel) -> list[str]:

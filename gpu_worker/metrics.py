@@ -39,3 +39,11 @@ SHARDS = Counter(
 RUNNING = Gauge("transcribe_worker_jobs_running", "Jobs running on this worker now.")
 SLOTS = Gauge("transcribe_worker_slots", "Jobs this worker runs at once (MAX_CONCURRENCY).")
 MODELS_LOADED = Gauge("transcribe_worker_models_loaded", "Models loaded and served by this worker.")
+
+
+def transcribed(model: str, took: float, duration: float) -> None:
+    """One transcription (a job's, or a shard's) of ``duration`` seconds of audio in ``took`` seconds."""
+    STAGE_SECONDS.labels("transcribe").observe(took)
+    if duration > 0:
+        AUDIO_SECONDS.labels(model).inc(duration)
+        REALTIME_FACTOR.labels(model).observe(took / duration)

@@ -152,11 +152,7 @@ class ShardRun(JobRun):
             model, samples, options, model_name=name, beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size, on_progress=progress, on_info=lambda *_: None,
         )  # fmt: skip
-        took = time.monotonic() - started
-        metrics.STAGE_SECONDS.labels("transcribe").observe(took)
-        if part.duration > 0:
-            metrics.AUDIO_SECONDS.labels(name).inc(part.duration)
-            metrics.REALTIME_FACTOR.labels(name).observe(took / part.duration)
+        metrics.transcribed(name, time.monotonic() - started, part.duration)
         return part
 
     def join_if_last(self, manifest: Manifest) -> str:

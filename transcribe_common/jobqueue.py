@@ -52,14 +52,28 @@ def enqueue(
 ) -> None:
     """RQ enforces ``JOB_TIMEOUT`` and keeps the job's record for ``RQ_RESULT_TTL``. With a
     ``pipeline`` the job is written when the caller executes it (with what else it holds)."""
+    _transcription(conn, model, settings, keys.WORKER_FUNCTION, (job_id,), job_id, f"transcribe {job_id}", pipeline)
+
+
+def _transcription(
+    conn: redis.Redis,
+    model: str | None,
+    settings: CommonSettings,
+    function: str,
+    args: tuple[object, ...],
+    rq_id: str,
+    description: str,
+    pipeline: Pipeline | None,
+) -> None:
+    """A job, or a shard of one, on its model's queue."""
     Queue(keys.queue_for(model), connection=conn).enqueue_call(
-        keys.WORKER_FUNCTION,
-        args=(job_id,),
-        job_id=job_id,
+        function,
+        args=args,
+        job_id=rq_id,
         timeout=settings.job_timeout,
         result_ttl=settings.rq_result_ttl,
         failure_ttl=settings.rq_result_ttl,
-        description=f"transcribe {job_id}",
+        description=description,
         # Only a job whose manifest the store would not give (it stayed away) raises out of the
         # job function: RQ queues it again, a few times, before the janitor's LOST_AFTER look.
         retry=Retry(max=3),
@@ -87,17 +101,8 @@ def enqueue_shard(
     settings: CommonSettings,
     pipeline: Pipeline | None = None,
 ) -> None:
-    Queue(keys.queue_for(model), connection=conn).enqueue_call(
-        keys.SHARD_FUNCTION,
-        args=(job_id, attempt, index),
-        job_id=keys.shard_job_id(job_id, attempt, index),
-        timeout=settings.job_timeout,
-        result_ttl=settings.rq_result_ttl,
-        failure_ttl=settings.rq_result_ttl,
-        description=f"transcribe {job_id}, shard {index + 1}",
-        retry=Retry(max=3),
-        pipeline=pipeline,
-    )
+    rq_id, description = keys.shard_job_id(job_id, attempt, index), f"transcribe {job_id}, shard {index + 1}"
+    _transcription(conn, model, settings, keys.SHARD_FUNCTION, (job_id, attempt, index), rq_id, description, pipeline)
 
 
 def enqueue_again(conn: redis.Redis, rq_job_id: str, model: str | None, settings: CommonSettings) -> None:
