@@ -115,7 +115,8 @@ def decode_channels(
         pan = ("-af", f"pan=mono|c0=c{channel}") if channel is not None else ()
         outputs += ["-map", "0:a:0", *pan, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", str(pcm)]
         pcms.append(pcm)
-    _ffmpeg(*INPUT_GUARD, "-i", str(source), *cap, *outputs, timeout=timeout, decoded=pcms[0])
+    # The cap before the input: it limits what is read, so it holds for every channel's output.
+    _ffmpeg(*INPUT_GUARD, *cap, "-i", str(source), *outputs, timeout=timeout, decoded=pcms[0])
     count = pcms[0].stat().st_size // 2
     if count == 0:
         raise PermanentError("the input contains no audio")

@@ -281,6 +281,7 @@ class JobRun:
                 channels,
                 manifest.options,
                 attempt=self.attempt,
+                model=name,
                 shard_seconds=self.settings.shard_seconds,
                 shard_min=self.settings.shard_min_seconds,
                 detect=lambda samples: detect_language(model, samples),
@@ -307,7 +308,7 @@ class JobRun:
             self.job_id,
             self.attempt,
             indexes,
-            manifest.options.model,
+            name,  # the model the plan was made with: its queue
             self.settings,
         )
         log.info(

@@ -72,8 +72,12 @@ class ShardRun(JobRun):
             return "skipped"  # the attempt's objects are gone: the job was deleted, or started again
         shard = self.plan.shards[self.index]
         verdict = self.gates.start(self.index, self.worker, self.alive, self.settings.max_attempts)
+        # Every shard runs on the model the plan was made with, on its queue, whatever a worker's default.
+        manifest = manifest.model_copy(
+            update={"options": manifest.options.model_copy(update={"model": self.plan.model})}
+        )
         if verdict == "done":
-            return self.join_if_last(manifest)
+            return self.join(manifest)
         if verdict.startswith("exhausted"):
             starts = verdict.partition(":")[2]
             self.fail_shard(manifest, f"the worker running it died {starts} times; it was not started again")
@@ -106,9 +110,8 @@ class ShardRun(JobRun):
             key = layout.shard_key(self.job_id, self.attempt, f"{self.index}.json")
             self.retrying(put_model, self.ctx.store, self.bucket, key, part)
             verdict = self.retrying(self.gates.done, self.index, shard.seconds, self.worker)
-            if verdict == "last":
-                return self.join_if_last(manifest)
-            return "shard done" if verdict == "ok" else "skipped"
+            if verdict != "last":
+                return "shard done" if verdict == "ok" else "skipped"
         except Requeue:
             self.gates.release(self.index, self.worker)
             with self.ctx.lock:
@@ -126,6 +129,20 @@ class ShardRun(JobRun):
             return "left"
         except Exception as exc:
             self.fail_shard(manifest, describe(exc, self.settings.job_timeout), exc)
+            return JobStatus.FAILED
+        return self.join(manifest)
+
+    def join(self, manifest: Manifest) -> str:
+        """``join_if_last``; whatever goes wrong in it fails the job as the join's failure, not a shard's."""
+        try:
+            return self.join_if_last(manifest)
+        except StateUnavailable as exc:
+            self.leave(exc)
+            return "left"
+        except Exception as exc:
+            if not isinstance(exc, PermanentError):
+                log.exception("job %s: joining its shards failed unexpectedly", self.job_id)
+            self.fail_once(manifest, f"joining the shards failed: {describe(exc, self.settings.job_timeout)}")
             return JobStatus.FAILED
 
     @property
@@ -173,14 +190,7 @@ class ShardRun(JobRun):
         transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
             plan, manifest.options, parts
         )
-        try:
-            self.succeed(manifest, transcript)
-        except StateUnavailable as exc:
-            self.leave(exc)
-            return "left"
-        except Exception as exc:
-            self.fail(manifest, exc)
-            return JobStatus.FAILED
+        self.succeed(manifest, transcript)
         self.forget_shards()
         log.info("job %s: %d shards joined", self.job_id, len(plan.shards))
         return JobStatus.FINISHED
@@ -191,7 +201,15 @@ class ShardRun(JobRun):
         where = self.plan.shards[self.index].describe(len(self.plan.shards))
         if exc is not None and not isinstance(exc, PermanentError | JobTimeoutException):
             log.exception("job %s: %s failed unexpectedly", self.job_id, where)
-        self.fail(manifest, PermanentError(f"{where}: {error}"))
+        self.fail_once(manifest, f"{where}: {error}")
+
+    def fail_once(self, manifest: Manifest, error: str) -> None:
+        """Fail the job, if no other shard of it has: two shards failing at once (the store away
+        from both) move it by the same attempt, which the job's gate counts as one move made twice."""
+        if not self.gates.end_once(self.worker):
+            log.info("job %s: another shard has failed it already", self.job_id)
+            return
+        self.fail(manifest, PermanentError(error))
         self.drop_siblings()
 
     def drop_siblings(self) -> None:

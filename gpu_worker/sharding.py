@@ -62,6 +62,7 @@ class ShardPlan(BaseModel):
     must share: the language, detected once for all of them."""
 
     attempt: int
+    model: str  # the model that detected the language: every shard runs on it, on its queue
     language: str
     language_probability: float
     duration: float  # seconds of the recording (of each channel)
@@ -159,6 +160,7 @@ def plan(
     options: JobOptions,
     *,
     attempt: int,
+    model: str,
     shard_seconds: float,
     shard_min: float,
     detect: Detect,
@@ -178,8 +180,11 @@ def plan(
     else:
         speech = first_speech(channels, regions)
         language, probability = detect(speech if speech is not None else channels[0].window(0, 30 * SAMPLE_RATE))
+    if not options.vad_filter:  # the caller wants no speech skipped: every shard is transcribed
+        shards = [shard.model_copy(update={"speech": True}) for shard in shards]
     return ShardPlan(
         attempt=attempt,
+        model=model,
         language=language,
         language_probability=round(probability, 4),
         duration=channels[0].duration,

@@ -41,6 +41,9 @@ SHARDED = {
 }
 
 
+SHARD_QUEUE = keys.queue_for("tiny.en")  # shards go on the queue of the model that cut them
+
+
 def _worker_ports() -> str:
     """A port for the first worker's /metrics whose neighbour ten up (the second worker's) is free too."""
     while True:
@@ -175,7 +178,7 @@ def test_a_worker_killed_mid_shard_costs_only_that_shard(
 def shards_running_on(stack: Stack, job_id: str) -> dict[str, str]:
     """The job's shards RQ counts as running now: RQ job id -> the job slot (RQ worker) running it."""
     conn = redis.Redis.from_url(stack.redis_url)
-    registry = Queue(keys.QUEUE, connection=conn).started_job_registry
+    registry = Queue(SHARD_QUEUE, connection=conn).started_job_registry
     return {
         rq_id: Execution.fetch(execution, rq_id, connection=conn).worker_name
         for rq_id, execution in registry.get_job_and_execution_ids()
@@ -202,7 +205,9 @@ def test_duplicate_shard_events_change_nothing(shard_stack: Stack, receiver: Rec
 
     payload = receiver.wait_for(job_id, timeout=300)["json"]
     assert payload["status"] == "finished", shard_stack.log_tail()
-    wait_until(lambda: not Queue(keys.QUEUE, connection=conn).get_job_ids(), timeout=120)
+    wait_until(
+        lambda: not [q for q in (keys.QUEUE, SHARD_QUEUE) if Queue(q, connection=conn).get_job_ids()], timeout=120
+    )
     time.sleep(1)
     assert len(receiver.for_job(job_id)) == 1
     assert set(shard_starts(shard_stack, job_id).values()) == {1}
@@ -219,7 +224,7 @@ def test_cancelling_a_sharded_job_stops_it_and_drops_its_queued_shards(
     assert response.json()["status"] == "cancelled"
 
     conn = redis.Redis.from_url(shard_stack.redis_url)
-    queued = Queue(keys.QUEUE, connection=conn)
+    queued = Queue(SHARD_QUEUE, connection=conn)
     assert not [rq_id for rq_id in queued.get_job_ids() if rq_id.startswith(job_id)]
     wait_until(lambda: not shards_running_on(shard_stack, job_id), timeout=120)
     time.sleep(1)

@@ -26,15 +26,17 @@ from transcribe_common.errors import StateUnavailable
 
 HASH_TTL = 7 * 86400  # a shard hash outlives no job by more than this, whatever happened
 
-# KEYS: the shard hash, the job's hash. ARGV: attempt, total, seconds, heard, then done shards' indexes.
+# KEYS: the shard hash, the job's hash. ARGV: attempt, total, seconds, heard, seconds the hash
+# lives, then done shards' indexes.
 _BEGIN = """
 if redis.call('HGET', KEYS[2], 'attempts') ~= ARGV[1] or redis.call('HGET', KEYS[2], 'status') ~= 'started' then
   return 0
 end
 redis.call('DEL', KEYS[1])
-local done = #ARGV - 4
+local done = #ARGV - 5
 redis.call('HSET', KEYS[1], 'total', ARGV[2], 'left', tonumber(ARGV[2]) - done, 'seconds', ARGV[3], 'heard', ARGV[4])
-for n = 5, #ARGV do redis.call('HSET', KEYS[1], 'd' .. ARGV[n], 1) end
+for n = 6, #ARGV do redis.call('HSET', KEYS[1], 'd' .. ARGV[n], 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HSET', KEYS[2], 'shards_total', ARGV[2], 'shards_done', done)
 return 1
 """
@@ -102,6 +104,15 @@ if redis.call('HEXISTS', KEYS[1], 'd' .. i) == 0 then
   redis.call('HSET', KEYS[1], 'd' .. i, 1)
   redis.call('HINCRBY', KEYS[1], 'left', -1)
   redis.call('HINCRBY', KEYS[2], 'shards_done', 1)
+  local old = tonumber(redis.call('HGET', KEYS[1], 'p' .. i) or '0')
+  if tonumber(ARGV[3]) > old then
+    redis.call('HSET', KEYS[1], 'p' .. i, ARGV[3])
+    local heard = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'heard', tonumber(ARGV[3]) - old))
+    local percent = math.floor(math.min(99, 100 * heard / tonumber(redis.call('HGET', KEYS[1], 'seconds'))) * 10) / 10
+    if percent > tonumber(redis.call('HGET', KEYS[2], 'progress') or '0') then
+      redis.call('HSET', KEYS[2], 'progress', tostring(percent))
+    end
+  end
 end
 if tonumber(redis.call('HGET', KEYS[1], 'left')) > 0 then return 'ok' end
 return 'last'
@@ -130,6 +141,15 @@ return 'ok'
 """
 )
 
+# The job is ended by this attempt's shards once (a failure): ARGV: attempt, this worker.
+_END = (
+    _CURRENT
+    + """
+if redis.call('HSETNX', KEYS[1], 'ended', ARGV[2]) == 1 then return 'ok' end
+return 'held'
+"""
+)
+
 Alive = Callable[[str], bool]
 
 
@@ -150,20 +170,23 @@ class ShardStates:
         """Record the plan: ``total`` shards, ``seconds`` of audio in all, the silent shards
         (index -> seconds) done already. False if the attempt is no longer the job's."""
         heard = sum(done.values())
-        begun = self._call(_BEGIN, total, f"{seconds:.3f}", f"{heard:.3f}", *done) == "1"
-        if begun:
-            self.conn.expire(self.keys[0], HASH_TTL)
-        return begun
+        return self._call(_BEGIN, total, f"{seconds:.3f}", f"{heard:.3f}", HASH_TTL, *done) == "1"
 
     def start(self, index: int, worker: str, alive: Alive, most: int) -> str:
         """Take shard ``index`` for ``worker``: ``ok:<its starts so far>``; ``done``; ``held`` (a live worker runs
         it); ``ended`` (the job is not this attempt's, or not running); ``exhausted:<n>`` (it was
         started ``most`` times, its workers dying in it)."""
         holder = self._holder(f"w{index}", worker, alive)
-        return "held" if holder is None else self._call(_START, index, worker, holder, most)
+        # Held by a live worker: asked all the same (with a holder no worker has), so that a shard
+        # done already says so.
+        return self._call(_START, index, worker, "\x00live" if holder is None else holder, most)
 
     def release(self, index: int, worker: str) -> None:
         self._call(_RELEASE, index, worker)
+
+    def end_once(self, worker: str) -> bool:
+        """Whether ``worker`` is the one that ends the job (fails it); once per attempt."""
+        return self._call(_END, worker) == "ok"
 
     def abandon(self, index: int, worker: str) -> None:
         """``worker`` died running shard ``index`` (the reaper saw it): its shard and its join are free."""

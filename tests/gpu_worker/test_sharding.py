@@ -71,6 +71,7 @@ def part(*segments: tuple[float, float, str]) -> Transcript:
 def plan(*shards: tuple[int, float, float], multichannel: bool = False) -> sharding.ShardPlan:
     return sharding.ShardPlan(
         attempt=1,
+        model="tiny.en",
         language="en",
         language_probability=1.0,
         duration=max(end for _, _, end in shards),
