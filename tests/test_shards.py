@@ -296,3 +296,12 @@ def test_a_long_silent_recording_finishes_at_once_with_the_no_speech_warning(
     assert any("no speech" in warning for warning in record["warnings"])
     assert result(shard_stack, job_id, "srt").strip() == ""
     assert not shard_starts(shard_stack, job_id)  # no shard transcribed silence
+
+
+def test_diarized_json_without_multichannel_says_what_it_needs(shard_stack: Stack) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{shard_stack.url}/v1", api_key="unused", timeout=300)
+    with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="diarized_json")
+    assert "needs multichannel=true" in caught.value.message

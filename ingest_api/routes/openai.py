@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
@@ -117,14 +117,6 @@ class TranscriptionForm(BaseModel):
         None, alias="known_speaker_names[]", description="With multichannel: the channels' speakers, in order."
     )
 
-    @model_validator(mode="after")
-    def _speakers_need_channels(self) -> TranscriptionForm:
-        if self.response_format == "diarized_json" and not self.multichannel:
-            raise ValueError(
-                "response_format=diarized_json needs multichannel=true: speakers are told apart by channel here"
-            )
-        return self
-
 
 class Transcription(BaseModel):
     text: str
@@ -205,7 +197,11 @@ VERBOSE_EXAMPLE = {
             "The request or its file is refused, or the job failed",
             ("model not served", "model: 'gpt-4o-transcribe' is not served here; choose one of whisper-1, small", None),
             ("not audio", "not an audio or video file: ffprobe found no media streams", "job_failed"),
-            ("bad field", "response_format: Input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'", None),
+            (
+                "bad field",
+                "response_format: Input should be 'json', 'text', 'srt', 'vtt', 'verbose_json' or 'diarized_json'",
+                None,
+            ),
         ),
         401: _error_doc(
             401,
@@ -284,9 +280,14 @@ def _form(fields: dict[str, str]) -> TranscriptionForm:
     if fields.get("stream", "false").lower() == "true":
         raise InvalidInput("stream: streaming transcriptions are not offered; leave stream out")
     try:
-        return TranscriptionForm.model_validate(values)
+        form = TranscriptionForm.model_validate(values)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
+    if form.response_format == "diarized_json" and not form.multichannel:
+        raise InvalidInput(
+            "response_format: diarized_json needs multichannel=true; speakers are told apart by channel here"
+        )
+    return form
 
 
 def _job_request(services: Services, form: TranscriptionForm) -> TranscribeRequest:
