@@ -74,27 +74,31 @@ return 'ok'
 """
 )
 
-# ARGV: attempt, index, seconds of it transcribed, now (ISO). Raises the job's progress, never lowers it.
-_PROGRESS = (
-    _CURRENT
-    + """
-local field = 'p' .. ARGV[2]
-local old = tonumber(redis.call('HGET', KEYS[1], field) or '0')
-local new = tonumber(ARGV[3])
-if new <= old then return 'ok' end
-redis.call('HSET', KEYS[1], field, ARGV[3])
-local heard = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'heard', new - old))
-local percent = math.floor(math.min(99, 100 * heard / tonumber(redis.call('HGET', KEYS[1], 'seconds'))) * 10) / 10
-if percent > tonumber(redis.call('HGET', KEYS[2], 'progress') or '0') then
-  redis.call('HSET', KEYS[2], 'progress', tostring(percent), 'updated_at', ARGV[4])
+# Shard ``index`` has ``seconds`` of it transcribed: its share rises, never falls, and so does
+# the job's progress (with ``updated_at`` when ``now`` is given). Shared by the scripts below.
+_HEAR = """
+local function hear(index, seconds, now)
+  local field = 'p' .. index
+  local old = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+  local new = tonumber(seconds)
+  if new <= old then return end
+  redis.call('HSET', KEYS[1], field, seconds)
+  local heard = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'heard', new - old))
+  local percent = math.floor(math.min(99, 100 * heard / tonumber(redis.call('HGET', KEYS[1], 'seconds'))) * 10) / 10
+  if percent > tonumber(redis.call('HGET', KEYS[2], 'progress') or '0') then
+    redis.call('HSET', KEYS[2], 'progress', tostring(percent))
+    if now then redis.call('HSET', KEYS[2], 'updated_at', now) end
+  end
 end
-return 'ok'
 """
-)
+
+# ARGV: attempt, index, seconds of it transcribed, now (ISO). Raises the job's progress, never lowers it.
+_PROGRESS = _CURRENT + _HEAR + "hear(ARGV[2], ARGV[3], ARGV[4])\nreturn 'ok'\n"
 
 # ARGV: attempt, index, the shard's seconds, this worker. 'last' when no shard is left to do.
 _DONE = (
     _CURRENT
+    + _HEAR
     + """
 local i = ARGV[2]
 if redis.call('HGET', KEYS[1], 'w' .. i) ~= ARGV[4] and redis.call('HEXISTS', KEYS[1], 'd' .. i) == 0 then
@@ -104,15 +108,7 @@ if redis.call('HEXISTS', KEYS[1], 'd' .. i) == 0 then
   redis.call('HSET', KEYS[1], 'd' .. i, 1)
   redis.call('HINCRBY', KEYS[1], 'left', -1)
   redis.call('HINCRBY', KEYS[2], 'shards_done', 1)
-  local old = tonumber(redis.call('HGET', KEYS[1], 'p' .. i) or '0')
-  if tonumber(ARGV[3]) > old then
-    redis.call('HSET', KEYS[1], 'p' .. i, ARGV[3])
-    local heard = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'heard', tonumber(ARGV[3]) - old))
-    local percent = math.floor(math.min(99, 100 * heard / tonumber(redis.call('HGET', KEYS[1], 'seconds'))) * 10) / 10
-    if percent > tonumber(redis.call('HGET', KEYS[2], 'progress') or '0') then
-      redis.call('HSET', KEYS[2], 'progress', tostring(percent))
-    end
-  end
+  hear(i, ARGV[3], nil)
 end
 if tonumber(redis.call('HGET', KEYS[1], 'left')) > 0 then return 'ok' end
 return 'last'
