@@ -289,11 +289,7 @@ class JobRun:
         self.detected(manifest, plan.language, plan.language_probability, plan.duration)
         speaking = [shard for shard in plan.shards if shard.speech]
         if not speaking:
-            transcript = sharding.joined(plan, {}, manifest.options, name)
-            transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
-                plan, manifest.options, {}
-            )
-            return transcript
+            return self.joined(manifest, plan, {}, name, model)
         for shard in speaking:
             self.retrying(self.put_shard, shard, channels[shard.channel])
         self.retrying(put_model, self.ctx.store, self.bucket, layout.shard_key(self.job_id, self.attempt, PLAN), plan)
@@ -316,6 +312,21 @@ class JobRun:
             self.job_id, plan.duration, len(plan.shards), len(speaking), plan.language,
         )  # fmt: skip
         return None
+
+    def joined(
+        self,
+        manifest: Manifest,
+        plan: sharding.ShardPlan,
+        parts: dict[int, Transcript],
+        name: str,
+        model: WhisperModel,
+    ) -> Transcript:
+        """The whole transcript from its shards' (none for a recording with no speech), with the findings."""
+        transcript = sharding.joined(plan, parts, manifest.options, name)
+        transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
+            plan, manifest.options, parts
+        )
+        return transcript
 
     def put_shard(self, shard: sharding.Shard, decoded: audio.Decoded) -> None:
         first, count = int(shard.start * audio.SAMPLE_RATE), int(shard.seconds * audio.SAMPLE_RATE)

@@ -14,11 +14,11 @@ import shutil
 import threading
 import time
 
-import numpy as np
 from rq.job import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from gpu_worker import metrics, sharding
+from gpu_worker.audio import Decoded
 from gpu_worker.job import PLAN, Cancelled, JobRun, Requeue, Superseded, WorkerContext, describe
 from gpu_worker.transcript import Transcript, transcribe
 from transcribe_common import jobqueue, keys, layout
@@ -28,7 +28,7 @@ from transcribe_common.logs import job_context
 from transcribe_common.models import JobStatus, Manifest, utcnow
 from transcribe_common.recovery import manifest_or_fail, worker_alive
 from transcribe_common.shardstate import ShardStates
-from transcribe_common.store.base import delete_prefix, get_bytes, get_json, put_model
+from transcribe_common.store.base import delete_prefix, download, get_json, put_model
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,9 @@ class ShardRun(JobRun):
         assert self.plan is not None
         name, model = self.model_for(manifest)
         key = layout.shard_key(self.job_id, self.attempt, f"{self.index}.s16le")
-        raw = self.retrying(get_bytes, self.ctx.store, self.bucket, key)
-        samples = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
-        del raw
+        pcm = self.scratch / "shard.s16le"
+        count = self.retrying(download, self.ctx.store, self.bucket, key, pcm) // 2
+        samples = Decoded(pcm, count, None).window(0, count)
         # Every shard in the language the plan found once, so that shards do not disagree.
         options = manifest.options.model_copy(update={"language": self.plan.language})
 
@@ -186,11 +186,7 @@ class ShardRun(JobRun):
                 parts[shard.index] = Transcript.model_validate(
                     self.retrying(get_json, self.ctx.store, self.bucket, key)
                 )
-        transcript = sharding.joined(plan, parts, manifest.options, name)
-        transcript.warnings = self.findings(transcript, plan.declared, model) + sharding.silent_channels(
-            plan, manifest.options, parts
-        )
-        self.succeed(manifest, transcript)
+        self.succeed(manifest, self.joined(manifest, plan, parts, name, model))
         self.forget_shards()
         log.info("job %s: %d shards joined", self.job_id, len(plan.shards))
         return JobStatus.FINISHED
