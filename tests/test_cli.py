@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -135,3 +137,103 @@ def test_a_missing_file_is_named() -> None:
     done = transcribe("http://127.0.0.1:9", "submit", "/no/such/talk.mp3")
     assert done.returncode == 2
     assert "/no/such/talk.mp3: no such file" in done.stderr
+
+
+def test_list_cancel_delete_and_models(stack: Stack) -> None:
+    queued = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "txt").stdout.strip()
+    done = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--wait", "--save", "-")
+    assert done.returncode == 0, done.stderr
+    newest = httpx.get(f"{stack.url}/v1/jobs", params={"limit": 1}).json()["jobs"][0]["job_id"]
+
+    listed = transcribe(stack.url, "list", "--limit", "5")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert rows[0][0] == newest  # newest first
+    assert rows[0][-1] == "upload.mp3"  # the file's own name
+    assert queued in [row[0] for row in rows]
+    as_json = [
+        json.loads(line) for line in transcribe(stack.url, "list", "--json", "--status", "finished").stdout.splitlines()
+    ]
+    assert as_json
+    assert {view["status"] for view in as_json} == {"finished"}
+
+    cancelled = transcribe(stack.url, "cancel", queued)
+    if cancelled.returncode == 0:  # it was still queued or running
+        assert cancelled.stdout.strip() == f"job {queued}: cancelled"
+    else:  # it had finished meanwhile: the server's reason, exit 4
+        assert cancelled.returncode == 4
+        assert "has already ended" in cancelled.stderr
+    deleted = transcribe(stack.url, "delete", newest)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.startswith(f"job {newest}: deleted")
+    assert httpx.get(f"{stack.url}/v1/jobs/{newest}/result").status_code == 410
+    again = transcribe(stack.url, "delete", newest)
+    assert again.returncode == 4
+    assert f"job {newest} was deleted" in again.stderr
+
+    served = transcribe(stack.url, "models")
+    assert served.returncode == 0
+    assert served.stdout.split() == httpx.get(f"{stack.url}/v1/models").json()["models"]
+
+
+def test_help_reads_as_plain_text() -> None:
+    for command in ([], ["submit"], ["list"], ["cancel"], ["delete"], ["models"]):
+        shown = subprocess.run([CLI, *command, "--help"], capture_output=True, text=True, check=False, timeout=60)
+        assert shown.returncode == 0
+        assert "``" not in shown.stdout
+        assert ":class:" not in shown.stdout
+    top = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=False, timeout=60).stdout
+    for command in ("list", "cancel", "delete", "models"):
+        assert re.search(rf"^\s+{command}\s", top, re.M), top
+
+
+class StreamlessProxy:
+    """The API behind a proxy that refuses event streams (502), as some proxies do."""
+
+    def __init__(self, upstream: str) -> None:
+        target = httpx.Client(base_url=upstream, timeout=60)
+
+        class Handler(BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                if self.path.split("?")[0].endswith("/events"):
+                    self.send_error(502, "no streams here")
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = target.request(self.command, self.path, content=body, headers=headers)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_DELETE = _relay
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_wait_follows_the_event_stream_and_polls_where_it_fails(stack: Stack) -> None:
+    streamed = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--wait", "--save", "-")
+    assert streamed.returncode == 0, streamed.stderr
+    assert "polling" not in streamed.stderr
+    assert "finished 100%" in streamed.stderr
+    proxy = StreamlessProxy(stack.url)
+    try:
+        polled = transcribe(proxy.url, "submit", str(SPEECH / "upload.mp3"), "--wait", "--save", "-")
+    finally:
+        proxy.close()
+    assert polled.returncode == 0, polled.stderr
+    assert "the event stream failed" in polled.stderr
+    assert "polling instead" in polled.stderr
+    assert "finished 100%" in polled.stderr
+    assert wer(speech_text("upload"), " ".join(cue.content for cue in srt.parse(polled.stdout))) < 0.2

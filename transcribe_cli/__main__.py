@@ -1,13 +1,17 @@
-"""``transcribe``: submit audio or video to the transcription service and get the transcript.
+"""transcribe: submit audio or video to the transcription service and get the transcript.
 
     transcribe submit talk.mp3 --output srt --wait     # progress bar, then talk.srt beside you
     transcribe submit https://example.com/talk.mp3 --wait --save talk.srt
+    transcribe list --status finished                  # your jobs, newest first
     transcribe status JOB_ID
     transcribe result JOB_ID --format vtt > talk.vtt
+    transcribe cancel JOB_ID                           # stop a queued or running job
+    transcribe delete JOB_ID                           # delete a job's input and results
+    transcribe models
     transcribe stats
 
-The server is ``--server`` or ``TRANSCRIBE_URL`` (default http://127.0.0.1:8000), the API key
-``--api-key`` or ``TRANSCRIBE_API_KEY``. Exit status: 0 done, 1 the job failed, was cancelled or deleted,
+The server is --server or TRANSCRIBE_URL (default http://127.0.0.1:8000), the API key
+--api-key or TRANSCRIBE_API_KEY. Exit status: 0 done, 1 the job failed, was cancelled or deleted,
 2 bad usage, 3 the server cannot be reached or failed, 4 the server refused the request,
 130 interrupted (the job goes on).
 """
@@ -15,13 +19,16 @@ The server is ``--server`` or ``TRANSCRIBE_URL`` (default http://127.0.0.1:8000)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+from httpx_sse import SSEError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,7 +40,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from transcribe_cli.client import Client, CliError
+from transcribe_cli.client import REFUSED, Client, CliError
 
 FORMATS = ("srt", "vtt", "txt", "tsv", "json")
 ENDED = {"finished", "failed", "cancelled", "deleted"}
@@ -69,7 +76,9 @@ def parser() -> argparse.ArgumentParser:
     submit_parser.add_argument("--callback-url", help="receives a signed POST when the job ends")
     submit_parser.add_argument("--wait", action="store_true", help="show the progress, then save the result")
     submit_parser.add_argument("--save", type=Path, help="where --wait saves the result; - for stdout")
-    submit_parser.add_argument("--poll", type=float, default=0.5, help="seconds between progress checks")
+    submit_parser.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between progress checks, if the event stream fails"
+    )
     submit_parser.set_defaults(command=submit)
 
     status_parser = commands.add_parser("status", help="status and progress of a job")
@@ -82,6 +91,28 @@ def parser() -> argparse.ArgumentParser:
     result_parser.add_argument("--format", choices=FORMATS, help="default: the job's first output format")
     result_parser.add_argument("--save", type=Path, help="write it to this file instead of stdout")
     result_parser.set_defaults(command=result)
+
+    list_parser = commands.add_parser("list", help="your jobs, newest first")
+    list_parser.add_argument("--status", choices=sorted(ENDED | {"queued", "started"}))
+    list_parser.add_argument("--source", choices=("upload", "url", "inbox"))
+    list_parser.add_argument("--model", help="only jobs for this model")
+    list_parser.add_argument("--db-id", help="only jobs with this db_id")
+    list_parser.add_argument("--since", help="only jobs made at or after this time, ISO 8601 (2026-12-01T09:00)")
+    list_parser.add_argument("--until", help="only jobs made at or before this time, ISO 8601")
+    list_parser.add_argument("--limit", type=int, default=20, help="how many to show (default 20); 0: all")
+    list_parser.add_argument("--json", action="store_true", help="one JSON object per line, as the API answers")
+    list_parser.set_defaults(command=list_jobs)
+
+    for name, help_text, command in (
+        ("cancel", "stop a queued or running job", cancel),
+        ("delete", "delete a job's input, status and results, cancelling it first if it runs", delete),
+    ):
+        job_parser = commands.add_parser(name, help=help_text)
+        job_parser.add_argument("job_id")
+        job_parser.set_defaults(command=command)
+
+    models_parser = commands.add_parser("models", help="the models live workers serve now")
+    models_parser.set_defaults(command=models)
 
     stats_parser = commands.add_parser("stats", help="jobs by status, and live workers")
     stats_parser.add_argument("--json", action="store_true", help="the API's answer as it is")
@@ -123,25 +154,42 @@ def upload(client: Client, path: Path, options: dict[str, str]) -> dict:
 
 
 def follow(client: Client, job_id: str, poll: float) -> dict:
-    """Poll the job until it ends, showing its real progress (the worker's share of the audio done)."""
+    """Follow the job until it ends, showing its real progress (the worker's share of the audio
+    done): from its event stream, or by polling every ``poll`` seconds where the stream fails."""
     lines = not err.is_terminal  # in a log or a pipe: a line per change instead of a redrawn bar
     last: tuple[str, float] | None = None
     with _progress(TaskProgressColumn(), TimeElapsedColumn(), disable=lines) as progress:
         task = progress.add_task("queued", total=100)
-        while True:
-            try:
-                view = client.job(job_id)
-            except KeyboardInterrupt:
-                err.print(f"\nstopped waiting; the job goes on: transcribe status {job_id}")
-                raise
+
+        def show(view: dict) -> bool:
+            nonlocal last
             state = (view["status"], float(view["progress"]))
             progress.update(task, description=view["status"], completed=state[1])
             if lines and state != last:
                 err.print(f"{state[0]} {state[1]:.0f}%")
             last = state
-            if view["status"] in ENDED:
-                return view
-            time.sleep(poll)
+            return view["status"] in ENDED
+
+        try:
+            for view in _streamed_or_polled(client, job_id, poll):
+                if show(view):
+                    return view
+        except KeyboardInterrupt:
+            err.print(f"\nstopped waiting; the job goes on: transcribe status {job_id}")
+            raise
+    raise AssertionError("unreachable: polling ends only with the job")
+
+
+def _streamed_or_polled(client: Client, job_id: str, poll: float) -> Iterator[dict]:
+    try:
+        yield from client.events(job_id)
+    except (CliError, SSEError) as exc:
+        if isinstance(exc, CliError) and exc.status == REFUSED:
+            raise  # an answer about the job (no such job, a wrong key): polling would hear the same
+        err.print(f"[dim]the event stream failed ({exc}); polling instead[/]")
+    while True:  # the stream ended before the job did, or failed
+        yield client.job(job_id)
+        time.sleep(poll)
 
 
 def status(client: Client, args: argparse.Namespace) -> int:
@@ -170,6 +218,53 @@ def warn(view: dict) -> None:
 
 def result(client: Client, args: argparse.Namespace) -> int:
     save(client.result(args.job_id, args.format), args.save or Path("-"))
+    return 0
+
+
+def list_jobs(client: Client, args: argparse.Namespace) -> int:
+    query = {
+        "status": args.status,
+        "source": args.source,
+        "model": args.model,
+        "db_id": args.db_id,
+        "since": args.since,
+        "until": args.until,
+        "limit": min(args.limit, 200) if args.limit > 0 else 200,
+    }
+    jobs = client.jobs(query)
+    shown = itertools.islice(jobs, args.limit) if args.limit > 0 else jobs
+    if args.json:
+        for view in shown:
+            print(json.dumps(view))
+        return 0
+    print(f"{'job':<32}  {'status':<14}  {'made':<19}  {'audio':>7}  file")
+    for view in shown:
+        made = (view.get("created_at") or "")[:19].replace("T", " ")
+        progress = f" {view['progress']:.0f}%" if view["status"] == "started" else ""
+        duration = f"{view['duration']:.0f} s" if view.get("duration") is not None else ""
+        state = view["status"] + progress
+        print(f"{view['job_id']:<32}  {state:<14}  {made:<19}  {duration:>7}  {view.get('filename') or ''}")
+    return 0
+
+
+def cancel(client: Client, args: argparse.Namespace) -> int:
+    view = client.cancel(args.job_id)
+    print(f"job {view['job_id']}: {view['status']}")
+    return 0
+
+
+def delete(client: Client, args: argparse.Namespace) -> int:
+    view = client.cancel(args.job_id, delete=True)
+    print(f"job {view['job_id']}: {view['status']}; its input and results are gone")
+    return 0
+
+
+def models(client: Client, args: argparse.Namespace) -> int:
+    served = client.models()
+    if not served:
+        err.print("no live worker serves any model now")
+        return 1
+    print("\n".join(served))
     return 0
 
 

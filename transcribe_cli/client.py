@@ -3,12 +3,15 @@ with a sentence a person can act on."""
 
 from __future__ import annotations
 
+import json
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from httpx_sse import connect_sse
 
 UNREACHABLE = 3  # exit status when the server cannot be reached or fails
 REFUSED = 4  # exit status when the server refuses the request (4xx)
@@ -27,8 +30,28 @@ class Client:
         self.http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
+        with self._talking():
             response = self.http.request(method, path, **kwargs)
+        return self._checked(response)
+
+    def events(self, job_id: str) -> Iterator[dict]:
+        """The job's status at each change, from its event stream, until the server ends it.
+        ``httpx_sse.SSEError`` if what comes is not a stream (a server from before streams)."""
+        # The server sends a comment at least every 15 s: a minute of silence is a broken stream.
+        timeout = httpx.Timeout(self.http.timeout.connect, read=60)
+        with self._talking(), connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events", timeout=timeout) as source:
+            if not source.response.is_success:
+                source.response.read()
+                self._checked(source.response)
+            for message in source.iter_sse():
+                if message.event == "job":
+                    yield json.loads(message.data)
+
+    @contextmanager
+    def _talking(self) -> Iterator[None]:
+        """httpx's errors, as sentences a person can act on."""
+        try:
+            yield
         except httpx.ConnectError as exc:
             raise CliError(
                 f"cannot reach the transcription service at {self.server} ({exc}). Is it running? "
@@ -41,6 +64,8 @@ class Client:
             ) from exc
         except httpx.HTTPError as exc:
             raise CliError(f"talking to {self.server} failed: {exc}", UNREACHABLE) from exc
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.is_success:
             return response
         detail = _detail(response)
@@ -71,6 +96,23 @@ class Client:
 
     def stats(self) -> dict:
         return self.request("GET", "/v1/stats").json()
+
+    def jobs(self, query: dict[str, Any]) -> Iterator[dict]:
+        """The caller's jobs, newest first, following the cursor page by page."""
+        params = {name: value for name, value in query.items() if value is not None}
+        while True:
+            page = self.request("GET", "/v1/jobs", params=params).json()
+            yield from page["jobs"]
+            if page.get("next_cursor") is None:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def cancel(self, job_id: str, delete: bool = False) -> dict:
+        params = {"delete_objects": "true"} if delete else {}
+        return self.request("DELETE", f"/v1/jobs/{job_id}", params=params).json()
+
+    def models(self) -> list[str]:
+        return list(self.request("GET", "/v1/models").json()["models"])
 
 
 class _Counted:
