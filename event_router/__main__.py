@@ -9,10 +9,11 @@ from event_router.settings import RouterSettings
 from transcribe_common import deadletters, keys
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import redis_and_store, register_redis_gauges, serve_ops
-from transcribe_common.runtime import connect_redis, open_store
+from transcribe_common.runtime import command_line, connect_redis, open_store
 
 
 def main() -> None:
+    command_line("transcribe-router", __doc__)
     settings = RouterSettings()
     setup_logging("router", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "router")

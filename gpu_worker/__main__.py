@@ -11,10 +11,11 @@ from gpu_worker.whisper import load_models, parse_models
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import redis_and_store, serve_ops
-from transcribe_common.runtime import connect_redis, open_store
+from transcribe_common.runtime import command_line, connect_redis, open_store
 
 
 def main() -> None:
+    command_line("transcribe-worker", __doc__)
     settings = WorkerSettings()
     setup_logging("worker", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "worker")

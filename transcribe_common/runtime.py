@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,22 @@ if TYPE_CHECKING:
     from transcribe_common.store.s3 import S3Store
 
 log = logging.getLogger(__name__)
+
+
+def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """A service's command line: ``--help`` says what it does in plain words (its docstring without
+    the markup), and where its settings come from; anything it does not know is an error (exit 2)."""
+    parser = parser or argparse.ArgumentParser()
+    parser.prog = prog
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = plain(doc or "")
+    parser.epilog = "Settings come from the environment (or a .env file); README.md, 'Configuration', lists them."
+    return parser.parse_args()
+
+
+def plain(text: str) -> str:
+    """A docstring as a person reads it in a terminal: no reStructuredText literals."""
+    return text.replace("``", "")
 
 
 def connect_redis(settings: CommonSettings, service: str) -> redis.Redis:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from transcribe_common.logs import setup_logging
-from transcribe_common.runtime import open_s3_store
+from transcribe_common.runtime import command_line, open_s3_store
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.s3 import load_notify_file
 
@@ -40,9 +40,9 @@ def run(settings: SetupSettings, *, notifications: bool = True) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser()
     parser.add_argument("--no-notifications", action="store_true", help="only create the buckets")
-    args = parser.parse_args()
+    args = command_line("transcribe-setup", __doc__, parser)
     settings = SetupSettings()
     setup_logging("setup", settings.log_level, settings.log_format)
     run(settings, notifications=not args.no_notifications)

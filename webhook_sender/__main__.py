@@ -19,7 +19,7 @@ import webhook_sender.delivery  # noqa: F401  imported before the workers fork, 
 from transcribe_common import jobqueue, keys, transient
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import RedisGauge, register_redis_gauges, serve_ops
-from transcribe_common.runtime import connect_redis
+from transcribe_common.runtime import command_line, connect_redis
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger("webhook_sender")
@@ -96,6 +96,7 @@ def liveness(pool: WorkerPool, keeper: Keeper) -> str | None:
 
 
 def main() -> None:
+    command_line("transcribe-webhooks", __doc__)
     settings = WebhookSettings()
     setup_logging("webhooks", settings.log_level, settings.log_format)
     if not settings.webhook_secret:
