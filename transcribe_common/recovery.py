@@ -138,32 +138,45 @@ def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Qu
             continue
         queue = Queue(name, connection=conn)
         for job_id in queue.get_job_ids():
-            record = ending.states.read(job_id)
+            shard = keys.shard_of(job_id)
+            record = ending.states.read(shard[0] if shard is not None else job_id)
+            if shard is not None:  # a running job's shard: nothing has served its model since it was cut
+                if record is not None and record.status == JobStatus.STARTED and record.attempts == shard[1]:
+                    yield job_id, queue, f"its shards wait for model {model!r}: " + _no_worker(model, wait, listed)
+                continue
             if record is None or record.status != JobStatus.QUEUED:
                 continue
             if now - record.updated_at.timestamp() < wait:
                 break  # a queue is first in, first out: the jobs behind this one are younger still
-            yield (
-                job_id,
-                queue,
-                (
-                    f"no live worker served model {model!r} for {wait:g} s (MODEL_WAIT); submit the job again "
-                    f"with a served model ({listed}) or none, or start a worker "
-                    f"that serves {model!r} (MODELS)"
-                ),
-            )
+            yield job_id, queue, _no_worker(model, wait, listed)
+
+
+def _no_worker(model: str, wait: float, listed: str) -> str:
+    return (
+        f"no live worker served model {model!r} for {wait:g} s (MODEL_WAIT); submit the job again "
+        f"with a served model ({listed}) or none, or start a worker that serves {model!r} (MODELS)"
+    )
 
 
 def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
-    """Fail the ``unserved`` jobs, with their webhooks, and take them off their queues. Only from
-    ``queued``: one that a newly come worker has just started runs on."""
+    """Fail the ``unserved`` jobs, with their webhooks, and take them off their queues: a whole job
+    only from ``queued`` (one that a newly come worker has just started runs on); a shard's job
+    only while it runs the attempt that cut the shard, whose other queued shards go with it."""
     failed = []
-    for job_id, queue, error in list(unserved(ending, now)):
+    for rq_id, queue, error in list(unserved(ending, now)):
+        shard = keys.shard_of(rq_id)
+        job_id, attempt = (shard[0], shard[1]) if shard is not None else (rq_id, None)
+        if job_id in failed:  # a sibling of a shard that has failed its job already
+            queue.remove(rq_id)
+            continue
         manifest = manifest_or_fail(ending, job_id)
-        if manifest is not None and ending.fail(job_id, manifest, error, only_from=JobStatus.QUEUED):
+        state = JobStatus.QUEUED if shard is None else JobStatus.STARTED
+        if manifest is not None and ending.fail(job_id, manifest, error, only_from=state, attempt=attempt):
             log.error("job %s: %s", job_id, error)
             failed.append(job_id)
-        queue.remove(job_id)
+            if shard is not None and (record := ending.states.read(job_id)) and record.shards is not None:
+                jobqueue.drop_shards(ending.conn, job_id, shard[1], record.shards.total)
+        queue.remove(rq_id)
     return failed
 
 

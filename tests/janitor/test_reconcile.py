@@ -341,6 +341,37 @@ def test_a_job_waiting_for_a_model_no_worker_serves_fails_after_model_wait(  # t
     assert read_webhook(redis_conn, job_id) is not None  # its failure webhook is queued
 
 
+def test_a_split_job_whose_model_lost_every_worker_fails_after_model_wait(  # type: ignore[no-untyped-def]
+    reconcile, local_store, states, redis_conn
+) -> None:
+    """Issue 17's review: a long job was cut into shards on large-v3's queue, then every worker of
+    large-v3 went. Its shards would wait for ever; after MODEL_WAIT the job fails, saying why, and
+    its queued shards go."""
+    from transcribe_common import fleet, jobqueue
+    from transcribe_common.shardstate import ShardStates
+
+    job_id = _queued_job(local_store.store, states)
+    attempt = states.advance(job_id, JobStatus.STARTED).attempts  # type: ignore[union-attr]
+    assert ShardStates(redis_conn, job_id, attempt).begin(3, 900.0, {})
+    for index in range(3):
+        jobqueue.enqueue_shard(redis_conn, job_id, attempt, index, "large-v3", SETTINGS)
+    went = time.time() + LATER - 60
+    record = fleet.WorkerRecord(
+        name="w", host="h", pid=1, slots=1, models={"large-v3": fleet.ServedModel()}, until=went
+    )
+    fleet.advertise(redis_conn, record)
+    assert reconcile().counts["unserved_failed"] == 0  # served a minute ago: the shards may still be taken
+    report = reconcile(after=LATER + SETTINGS.model_wait)
+    assert report.counts["unserved_failed"] == 1, report.counts
+    failed = states.read(job_id)
+    assert failed is not None
+    assert failed.status == JobStatus.FAILED
+    assert failed.error.startswith("its shards wait for model 'large-v3': no live worker served model")  # type: ignore[union-attr]
+    assert Queue("transcribe:large-v3", connection=redis_conn).get_job_ids() == []
+    assert read_webhook(redis_conn, job_id) is not None
+    assert Queue(keys.WEBHOOK_QUEUE, connection=redis_conn).count == 1  # one failure, one webhook
+
+
 def test_an_ended_job_whose_status_json_was_never_written_gets_it_and_its_webhook(  # type: ignore[no-untyped-def]
     reconcile, local_store, redis_conn: redis.Redis, states: JobStates
 ) -> None:
