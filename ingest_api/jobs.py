@@ -7,7 +7,7 @@ import base64
 import itertools
 import math
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -142,7 +142,7 @@ def list_jobs(services: Services, query: JobQuery, caller: Identity) -> JobPage:
     last: Made | None = None
     walk = itertools.islice(services.states.newest(owners, below, oldest), SCAN_MOST)
     for batch in iter(lambda: list(itertools.islice(walk, READ_TOGETHER)), []):
-        views = _views(services, [job_id for _, job_id in batch], caller)
+        views = _views(services, [job_id for _, job_id in batch], caller, owners or ())
         for made, view in zip(batch, views, strict=True):
             last = made
             if view is not None and query.matches(view):
@@ -156,7 +156,9 @@ def list_jobs(services: Services, query: JobQuery, caller: Identity) -> JobPage:
     return JobPage(jobs=found, next_cursor=_cursor_of(last) if more and last is not None else None)
 
 
-def _views(services: Services, job_ids: list[str], caller: Identity) -> list[JobView | None]:
+def _views(
+    services: Services, job_ids: list[str], caller: Identity, owners: Sequence[str | None]
+) -> list[JobView | None]:
     """Each job's view, or None if the caller may not see it; jobs gone for good leave the indexes."""
     views: list[JobView | None] = []
     gone = []
@@ -169,7 +171,7 @@ def _views(services: Services, job_ids: list[str], caller: Identity) -> list[Job
             views.append(None)
         else:
             views.append(view_of(record, services.manifests.get(job_id)))
-    services.states.forget(gone)
+    services.states.unindex(gone, owners)
     return views
 
 

@@ -324,7 +324,9 @@ class Janitor:
         for info in folder:
             self.store.delete(self.bucket, info.key)
         if forget:
+            owner = self.redis.hget(keys.job(job_id), "owner")
             self.redis.delete(keys.job(job_id))
+            self.states.unindex([job_id], [keys.text(owner) if owner is not None else None])
 
     def _act(self, report: Report, action: str, what: str, message: str) -> None:
         report.count(action)

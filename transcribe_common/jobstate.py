@@ -357,14 +357,15 @@ class JobStates:
         walks = [_descending(self._redis, index, below, oldest) for index in indexes]
         return heapq.merge(*walks, reverse=True)
 
-    def forget(self, job_ids: Sequence[str]) -> None:
-        """Take jobs that are gone for good (no live state, status or manifest) out of the indexes."""
+    def unindex(self, job_ids: Sequence[str], owners: Sequence[str | None] = ()) -> None:
+        """Take jobs gone for good (no live state, status or manifest) out of the list of every
+        job, and of the ``owners`` named (None among them: the jobs with none). An owner's list
+        that still names one drops it when it next meets it (``GET /v1/jobs``)."""
         if not job_ids:
             return
         with self._redis.pipeline(transaction=False) as pipe:
-            for index in self._redis.scan_iter(f"{keys.JOBS_CREATED}:*", count=1000):
+            for index in (keys.JOBS_CREATED, *(keys.jobs_of(owner) for owner in owners)):
                 pipe.zrem(index, *job_ids)
-            pipe.zrem(keys.JOBS_CREATED, *job_ids)
             pipe.execute()
 
     def read_or_stored(self, job_id: str) -> StatusRecord | None:

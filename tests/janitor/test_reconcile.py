@@ -203,12 +203,16 @@ def test_ended_jobs_go_after_the_retention(reconcile, local_store, states: JobSt
     _upload_job(local_store.store, ended)
     states.advance(ended, JobStatus.FAILED, error="bad")
     _webhook_went(redis_conn, ended)
+    assert redis_conn.zscore(keys.JOBS_CREATED, ended) is not None  # GET /v1/jobs lists it
+    assert redis_conn.zscore(keys.jobs_of(None), ended) is not None
     assert reconcile().counts == {}  # within 7 days
     assert reconcile(Limits(3600, 300, retention_days=0), after=400 * DAY).counts == {}  # 0 keeps forever
     report = reconcile(after=8 * DAY)
     assert report.counts == {"expired_removed": 1}
     assert not list(local_store.store.list(JOBS_BUCKET, f"{ended}/"))
     assert not redis_conn.exists(keys.job(ended))
+    assert redis_conn.zscore(keys.JOBS_CREATED, ended) is None  # nor in any list
+    assert redis_conn.zscore(keys.jobs_of(None), ended) is None
 
 
 def test_a_dry_run_reports_the_same_and_changes_nothing(reconcile, local_store, redis_conn: redis.Redis) -> None:  # type: ignore[no-untyped-def]
