@@ -45,6 +45,10 @@ def test_a_jobs_stream_tells_each_change_and_ends_with_the_job(stack: Stack) -> 
     result = httpx.get(f"{stack.url}/v1/jobs/{job_id}/result", params={"format": "vtt"}, timeout=10)
     assert result.headers["content-disposition"] == 'inline; filename="meeting.vtt"'
 
+    newest = httpx.get(f"{stack.url}/v1/jobs", params={"limit": 1, "source": "upload"}, timeout=10).json()
+    assert [job["job_id"] for job in newest["jobs"]] == [job_id]  # the list finds it, first
+    assert newest["jobs"][0]["status"] == "finished"
+
     again = events(stack, job_id)  # a job that has ended: its state, once, and the stream ends
     assert [event["status"] for event in again] == ["finished"]
 
