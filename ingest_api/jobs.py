@@ -66,6 +66,7 @@ def job_view(services: Services, job_id: str, caller: Identity) -> JobView:
 
 def view_of(record: StatusRecord, manifest: Manifest | None) -> JobView:
     """What a caller reads of a job: its live state, and what its manifest asked for."""
+    source, filename = described(manifest) if manifest is not None else (None, None)
     asked = manifest.options if manifest is not None else None
     return JobView(
         job_id=record.job_id,
@@ -75,8 +76,8 @@ def view_of(record: StatusRecord, manifest: Manifest | None) -> JobView:
         duration=record.duration,
         error=record.error,
         warnings=record.warnings,
-        filename=described(manifest)[1] if manifest is not None else None,
-        source=described(manifest)[0] if manifest is not None else None,
+        filename=filename,
+        source=source,
         created_at=manifest.created_at if manifest is not None else None,
         started_at=record.started_at,
         finished_at=record.finished_at,
