@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AnyHttpUrl, Field
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -31,14 +32,14 @@ def stack_env_file() -> Path:
 def running_stack_env() -> Path | None:
     """``stack.env``, if the stack that wrote it still runs."""
     path = stack_env_file()
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
+    if not path.is_file():
         return None
-    pid = next((line.split("=", 1)[1] for line in lines if line.startswith(f"{STACK_PID}=")), "")
+    pid = dotenv_values(path).get(STACK_PID) or ""
+    if not pid.isdigit() or int(pid) <= 0:
+        return None
     try:
         os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
+    except ProcessLookupError:
         return None
     except PermissionError:  # alive, and someone else's
         pass
