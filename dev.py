@@ -8,7 +8,10 @@ and, for the benchmarks in bench/, ``python3 dev.py bench NAME`` (router, ingest
 load, accuracy).
 
 Each makes ``.venv`` on first use and installs the project into it, again whenever
-``pyproject.toml`` changes. Further arguments go to the command (``python3 dev.py test -k upload``).
+``pyproject.toml`` changes. ``stack`` installs the runtime only (the extras in ``SETS["stack"]``);
+``test`` and ``bench`` add the test tools (Playwright, moto, schemathesis, mypy, ...) to the same
+``.venv``. A stamp per set (``.venv/.installed-<set>``) says what is in it. Further arguments go
+to the command (``python3 dev.py test -k upload``).
 """
 
 from __future__ import annotations
@@ -24,22 +27,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = "worker,models,test"
+# What each command needs installed: the runtime (the worker, the offline models, rq-dashboard for
+# operators), and for the tests and benchmarks the test tools on top.
+SETS = {"stack": "worker,models,dashboard", "test": "worker,models,dashboard,test"}
 
 
-def ensure_venv() -> Path:
+def _stamp(name: str) -> tuple[Path, str]:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + SETS[name].encode()).hexdigest()
+    return VENV / f".installed-{name}", digest
+
+
+def _installed(name: str) -> bool:
+    """This set, or one that holds it, was installed from this very pyproject.toml."""
+    wanted = set(SETS[name].split(","))
+    for other, extras in SETS.items():
+        stamp, digest = _stamp(other)
+        if wanted <= set(extras.split(",")) and stamp.exists() and stamp.read_text() == digest:
+            return True
+    return False
+
+
+def ensure_venv(name: str) -> Path:
     python = BIN / "python"
     if not python.exists():
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    stamp = VENV / ".installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
-    if not stamp.exists() or stamp.read_text() != wanted:
-        print("installing the project and its pinned dependencies into .venv", flush=True)
+    if not _installed(name):
+        print(f"installing the project and its pinned dependencies ({SETS[name]}) into .venv", flush=True)
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True, cwd=ROOT)
-        stamp.write_text(wanted)
+        subprocess.run([*pip, "-e", f"{ROOT}[{SETS[name]}]"], check=True, cwd=ROOT)
+        stamp, digest = _stamp(name)
+        stamp.write_text(digest)
     return python
 
 
@@ -65,7 +84,7 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
-    python = ensure_venv()
+    python = ensure_venv("stack" if sys.argv[1] == "stack" else "test")
     if sys.argv[1] == "test":
         ensure_chromium()
     os.chdir(ROOT)

@@ -8,6 +8,12 @@ A service that dies is started again. "ready" is printed once every service answ
 get the worker's ``DRAIN_TIMEOUT`` to finish, and a second Ctrl-C puts them back in the queue at
 once. Everything lives under ``DATA_DIR`` (default ``./data``), so a second start carries on where
 the first stopped.
+
+Redis listens on ``EMBEDDED_REDIS_PORT`` (6379) when that port is free, on another free port (and
+a line says so) when it is not. While the stack runs, ``DATA_DIR/stack.env`` says where its Redis,
+folders and ports are, so that a service command run by hand from the same folder
+(``.venv/bin/transcribe-janitor --once --dry-run``) acts on this stack
+(``transcribe_common.settings``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from typing import Literal
 
 import httpx
 from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from embedded.redis_server import start_redis, stop_redis
+from embedded.redis_server import choose_port, start_redis, stop_redis
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import OPS_PORTS
-from transcribe_common.settings import CommonSettings
+from transcribe_common.settings import STACK_PID, CommonSettings, stack_env_file
 
 log = logging.getLogger("stack")
 
@@ -49,6 +56,9 @@ STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted 
 class StackSettings(CommonSettings):
     data_dir: Path = Field(Path("data"), description="Everything the embedded stack keeps.")
     redis_url: str = Field("", description="Use this Redis instead of starting one.")
+    embedded_redis_port: int = Field(
+        6379, ge=0, le=65535, description="The port of the Redis the stack starts, when free (else any; 0: any)."
+    )
     model_size: str = Field("base", description="Offline multilingual base model by default.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -66,6 +76,18 @@ class StackSettings(CommonSettings):
     worker_metrics_port: int = OPS_PORTS["WORKER"]
     janitor_metrics_port: int = OPS_PORTS["JANITOR"]
     webhook_metrics_port: int = OPS_PORTS["WEBHOOK"]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Not the ``stack.env`` of a stack: the stack writes it."""
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
 
 Service = tuple[str, dict[str, str]]  # its module, and what its environment has of its own
@@ -212,13 +234,15 @@ def main() -> None:
     redis_process = None
     redis_url = settings.redis_url
     if not redis_url:
-        redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis")
+        port = choose_port(settings.embedded_redis_port)
+        redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis", port=port)
         log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
     env = child_env(settings, redis_url)
     planned = services(settings)
     supervisor = Supervisor(env, settings.drain_timeout, planned)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.signal())
+    written = write_stack_env(settings, env)
     for name in planned:
         supervisor.start(name)
     threading.Thread(target=_announce, args=(settings, env, supervisor), daemon=True).start()
@@ -227,9 +251,56 @@ def main() -> None:
     finally:
         log.info("stopping")
         supervisor.stop()
+        written.unlink(missing_ok=True)
         if redis_process is not None:
             stop_redis(redis_process)
         log.info("stopped")
+
+
+def stack_env(settings: StackSettings, env: dict[str, str]) -> dict[str, str]:
+    """Where this stack put things: what a service started by hand needs to act on it. Each is in
+    every service's environment too, so the stack's own services never depend on the file."""
+    names = ("REDIS_URL", "STORE_BACKEND", "STORE_DIR", "SCRATCH_DIR", "MODEL_CACHE_DIR", "METRICS_HOST")
+    ports = {f"{name}_METRICS_PORT": str(getattr(settings, f"{name.lower()}_metrics_port")) for name in OPS_PORTS}
+    return {
+        **{name: env[name] for name in (*names, "LOG_FORMAT", "MODEL_SIZE", "PUBLIC_API_URL")},
+        "MINIO_BUCKET": settings.minio_bucket,
+        "MINIO_INBOX_BUCKET": settings.minio_inbox_bucket,
+        **ports,
+        STACK_PID: str(os.getpid()),
+    }
+
+
+def write_stack_env(settings: StackSettings, env: dict[str, str]) -> Path:
+    """``DATA_DIR/stack.env``, readable by its owner only (a Redis URL may hold a password)."""
+    path = settings.data_dir / stack_env_file().name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by the running embedded stack; removed when it stops (transcribe_common.settings)."]
+    for name, value in stack_env(settings, env).items():
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{name}="{escaped}"')
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return path
+
+
+def rq_commands(redis_url: str) -> list[str]:
+    """RQ's own tools, as they run from this folder, for this stack's Redis."""
+    rq, dashboard = _tool("rq"), _tool("rq-dashboard")
+    web = f"RQ's web view: {dashboard} --redis-url {redis_url} -b 127.0.0.1 -p 9181 (then http://127.0.0.1:9181)"
+    if not Path(dashboard).exists():
+        web += "; rq-dashboard is in the dashboard extra: pip install -e '.[dashboard]'"
+    return [f"RQ's queues and workers: {rq} info --url {redis_url}", web]
+
+
+def _tool(name: str) -> str:
+    """A command of this virtual environment, by a path that works from the current folder."""
+    path = Path(sys.executable).parent / name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
@@ -237,6 +308,8 @@ def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervis
     if wait_until_ready(readiness_urls(settings, env, supervisor.services), supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
+        for line in rq_commands(env["REDIS_URL"]):
+            log.info("%s", line)
 
 
 if __name__ == "__main__":

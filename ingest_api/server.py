@@ -6,11 +6,17 @@ headers have not all come within ``HEADER_TIMEOUT`` seconds. uvicorn has no publ
 so it subclasses uvicorn's h11 protocol and reads its ``cycle`` (set once a request's headers are
 in) and ``transport``; ``tests/ingest_api/test_server.py`` pins that behaviour. The body's own
 deadline is the app's (``ingest_api.upload.timed``).
+
+``QuietReads`` keeps uvicorn's access lines of status reads (a job's status, the job list, a job's
+event stream, ``/healthz``, ``/readyz``, ``/metrics``) at DEBUG: pages, clients and probes poll
+them, and at INFO they buried everything else. Every other request keeps its INFO line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
 import uvicorn
@@ -35,6 +41,38 @@ class HeaderDeadline(H11Protocol):
         super().connection_lost(exc)
 
 
+# GET (and the brief's POST) of a job's status; GET of the job list and of a job's events; probes.
+READS = {"GET", "HEAD"}
+STATUS_READS = [
+    (READS, re.compile(r"/v1/jobs(/[^/]+(/events)?)?/?")),
+    ({"POST"}, re.compile(r"/v1/jobs/[^/]+")),
+    (READS, re.compile(r"/(healthz|readyz|metrics)")),
+]
+
+
+def is_status_read(method: str, path: str) -> bool:
+    path = path.split("?", 1)[0]
+    return any(method in methods and pattern.fullmatch(path) for methods, pattern in STATUS_READS)
+
+
+class QuietReads(logging.Filter):
+    """On ``uvicorn.access``: a status read's line becomes a DEBUG line, kept only where the logger
+    is enabled for DEBUG (``LOG_LEVEL=DEBUG``). A status read that failed (5xx) keeps its INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 5):  # '%s - "%s %s HTTP/%s" %d'
+            return True
+        _, method, path, _, status = args
+        if not is_status_read(str(method), str(path)) or int(str(status)) >= 500:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def serve(app: Any, settings: ApiSettings) -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, QuietReads) for existing in access.filters):
+        access.addFilter(QuietReads())
     protocol = type("Protocol", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, http=protocol)

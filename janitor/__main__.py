@@ -1,18 +1,27 @@
 """``transcribe-janitor``: run now, then every ``JANITOR_INTERVAL`` seconds; ``--once`` runs once and
-``--dry-run`` reports without changing anything (also ``JANITOR_DRY_RUN=true``)."""
+``--dry-run`` reports without changing anything (also ``JANITOR_DRY_RUN=true``).
+
+Started by hand from the folder a running embedded stack runs in, it acts on that stack (its
+``data/stack.env``, ``transcribe_common.settings``). A command that cannot do its work (Redis or
+the store away for ``--once`` or ``--replay-dead``, a setting that does not validate) says why in
+one line and exits 1; a ``--once`` run that counted errors exits 1 too.
+"""
 
 import argparse
 import logging
 import signal
+import sys
 import threading
 
 import redis
+from pydantic import ValidationError
 
 from janitor.reconcile import Janitor, Limits
 from janitor.report import Report
 from janitor.settings import JanitorSettings
 from transcribe_common import deadletters
 from transcribe_common.ending import Ending
+from transcribe_common.errors import PipelineError
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
@@ -21,23 +30,44 @@ from transcribe_common.runtime import connect_redis, open_store
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger("janitor")
+FAILURES = (redis.RedisError, PipelineError, OSError)  # what a run meets when a service is away
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="transcribe-janitor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="transcribe-janitor", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--once", action="store_true", help="one run, then exit")
     parser.add_argument("--dry-run", action="store_true", help="report only; remove and announce nothing")
     parser.add_argument(
         "--replay-dead", action="store_true", help="put every dead letter back on the events list, then exit"
     )
     args = parser.parse_args()
-    settings = JanitorSettings()
+    try:
+        settings = JanitorSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        parser.exit(1, f"transcribe-janitor: {'_'.join(map(str, first['loc'])).upper()}: {first['msg']}\n")
     setup_logging("janitor", settings.log_level, settings.log_format)
+    try:
+        sys.exit(serve(args, settings))
+    except FAILURES as exc:
+        log.debug("the janitor stopped", exc_info=True)
+        parser.exit(1, f"transcribe-janitor: {describe(exc, settings)}\n")
+
+
+def describe(exc: BaseException, settings: JanitorSettings) -> str:
+    if isinstance(exc, redis.ConnectionError):
+        return f"cannot reach Redis at {settings.redis_url} (REDIS_URL; is the stack running?): {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def serve(args: argparse.Namespace, settings: JanitorSettings) -> int:
     dry_run = args.dry_run or settings.janitor_dry_run
     conn = connect_redis(settings, "janitor")
     if args.replay_dead:
         print(f"{deadletters.replay(conn, everything=True)} dead letters replayed")
-        return
+        return 0
+    if args.once:
+        conn.ping()  # a one-off run with no Redis can do nothing: say so, rather than count an error
     store = open_store(settings, conn)
     states = JobStates.for_settings(conn, store, settings)
     janitor = Janitor(Ending(conn, states, store, settings), Limits.from_settings(settings, dry_run))
@@ -53,20 +83,32 @@ def main() -> None:
              settings.scratch_dir, settings.minio_bucket, settings.minio_inbox_bucket, settings.inbox_after,
              " (dry run)" if dry_run else "")  # fmt: skip
     while not stopping.is_set():
-        try:
-            report = janitor.run()
-        except Exception:  # Redis or the store away for the whole run: the next one tries again
-            log.exception("janitor run failed; trying again next round")
-            report = Report()
-            report.count("errors")
+        report = one_run(janitor, once=args.once)
         if not dry_run:
             sweep_scratch_into(report, settings, states, conn)
         log.info("run%s: %s", " (dry run)" if dry_run else "", report.summary())
         report.export(dry_run)
         heartbeat.beat()
         if args.once:
-            return
+            return 1 if report.counts["errors"] else 0
         stopping.wait(settings.janitor_interval)
+    return 0
+
+
+def one_run(janitor: Janitor, *, once: bool) -> Report:
+    try:
+        return janitor.run()
+    except FAILURES as exc:  # Redis or the store away for the whole run: the next one tries again
+        if once:
+            raise
+        log.error("janitor run failed (%s); trying again next round", exc)
+    except Exception:
+        if once:
+            raise
+        log.exception("janitor run failed; trying again next round")
+    report = Report()
+    report.count("errors")
+    return report
 
 
 def sweep_scratch_into(report: Report, settings: JanitorSettings, states: JobStates, conn: redis.Redis) -> None:

@@ -46,6 +46,19 @@ def errors_tell_no_secrets() -> Iterator[None]:
     httpx.Client.send = send  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stack_of_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A service a test starts reads no ``data/stack.env`` of an embedded stack running in the
+    checkout (``transcribe_common.settings``): DATA_DIR names an empty folder unless a test sets it."""
+    before = os.environ.get("DATA_DIR")
+    os.environ["DATA_DIR"] = str(tmp_path_factory.mktemp("no-stack"))
+    yield
+    if before is None:
+        os.environ.pop("DATA_DIR", None)
+    else:
+        os.environ["DATA_DIR"] = before
+
+
 def _job_messages(response: httpx.Response) -> str:
     if "/v1/jobs/" not in response.request.url.path or "json" not in response.headers.get("content-type", ""):
         return ""

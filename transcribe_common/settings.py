@@ -1,19 +1,66 @@
 """Settings every service shares. Each service subclasses this with its own; all are read from the
-environment or a ``.env`` file, with the names of the product brief."""
+environment or a ``.env`` file, with the names of the product brief.
+
+A running embedded stack writes where it put things (its Redis, folders and ports) to
+``stack.env`` in its data folder (``DATA_DIR``, ``./data`` by default). A service started by hand
+from the same folder (``.venv/bin/transcribe-janitor --once --dry-run``) reads it, between the
+environment and ``.env``, so that it acts on that stack. The file names the stack's process; once
+that process is gone (a stack killed before it could remove the file) the file is not read.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AnyHttpUrl, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from transcribe_common.netsafe import UrlPolicy
+
+STACK_ENV = "stack.env"
+STACK_PID = "STACK_PID"  # in stack.env: the embedded stack that wrote it
+
+
+def stack_env_file() -> Path:
+    """Where the embedded stack of this ``DATA_DIR`` writes its settings."""
+    return Path(os.environ.get("DATA_DIR") or "data") / STACK_ENV
+
+
+def running_stack_env() -> Path | None:
+    """``stack.env``, if the stack that wrote it still runs."""
+    path = stack_env_file()
+    if not path.is_file():
+        return None
+    pid = dotenv_values(path).get(STACK_PID) or ""
+    if not pid.isdigit() or int(pid) <= 0:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, and someone else's
+        pass
+    return path
 
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then a running embedded stack's ``stack.env``, then ``.env``."""
+        stack = DotEnvSettingsSource(settings_cls, env_file=running_stack_env())
+        return init_settings, env_settings, stack, dotenv_settings, file_secret_settings
 
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for events, queues and live status.")
     store_backend: Literal["local", "s3"] = Field("local", description="local: a folder; s3: MinIO or S3.")
