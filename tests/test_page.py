@@ -285,7 +285,8 @@ def test_the_list_comes_back_after_a_reload_with_the_open_transcript(
     assert listed.locator(".created").get_attribute("datetime") == view["created_at"]
     assert listed.locator(".created").text_content().strip()
     assert "of audio" in listed.locator(".length").text_content()
-    assert listed.locator(".delete").is_visible() and listed.locator(".cancel").is_hidden()
+    assert listed.locator(".delete").is_visible()
+    assert listed.locator(".cancel").is_hidden()
     # Newest first, as the API lists them.
     shown = page.locator(".job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
     listed = httpx.get(f"{stack.url}/v1/jobs", params={"limit": 20}).json()["jobs"]
@@ -522,7 +523,8 @@ def test_with_an_api_key(browser, key_stack: Stack, tmp_path: Path) -> None:  # 
         drop(page, (SPEECH / "upload.mp3", "keyed.mp3", "audio/mpeg"))
         page.wait_for_selector(newest(page, "finished"), timeout=JOB_TIMEOUT)
         job_id = page.locator(newest(page)).get_attribute("data-job-id")
-        assert f"/v1/jobs/{job_id}/events" in asked and f"/v1/jobs/{job_id}" not in asked
+        assert f"/v1/jobs/{job_id}/events" in asked
+        assert f"/v1/jobs/{job_id}" not in asked
         page.wait_for_selector("#viewer[data-state=ready]")
         assert page.locator("#cues .cue").count() == len(transcript(key_stack, job_id, KEY)["segments"])
         media_loaded(page)

@@ -148,7 +148,7 @@ function when(iso) {
 }
 
 function displayName(view) {
-  return view.filename || view.job_id;
+  return view.filename || rows.get(view.job_id)?.fileName || view.job_id;
 }
 
 // The input's name without its folder, query or extension: "meeting" for ".../meeting.mp3?x=1".
