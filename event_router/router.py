@@ -141,7 +141,9 @@ class Router:
             else:
                 plain.append((raw, *found))
         try:
-            claims = [(job_id, {"owner": event.metadata.get("owner")}) for _, job_id, event in plain]
+            claims = [
+                (job_id, {"owner": event.metadata.get("owner"), "made": made(event)}) for _, job_id, event in plain
+            ]
             claimed = self.states.claim_many(claims, JobStatus.QUEUED)
             with self.redis.pipeline() as pipe:
                 done = []
@@ -231,7 +233,8 @@ class Router:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
                 with job_context(job_id):
-                    return self.enqueue(job_id, event.metadata.get("model"), pipe, owner=event.metadata.get("owner"))
+                    owner = event.metadata.get("owner")
+                    return self.enqueue(job_id, event.metadata.get("model"), pipe, owner=owner, made=made(event))
         elif event.bucket == self.settings.minio_inbox_bucket:
             if layout.OUTPUT_MARKER not in event.metadata and not layout.is_options_file(event.key):
                 job_id = layout.inbox_job_id(event.bucket, event.key, event.version)
@@ -250,7 +253,7 @@ class Router:
         if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
             put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        return self.enqueue(job_id, manifest.options.model, pipe)
+        return self.enqueue(job_id, manifest.options.model, pipe, made=made(event))
 
     def folder_options(self, event: ObjectCreated) -> FolderOptions:
         """The nearest folder options file above a drop (``layout.OPTIONS_FILE``); one that is not a
@@ -267,13 +270,15 @@ class Router:
             return FolderOptions(found)
         return FolderOptions()
 
-    def enqueue(self, job_id: str, model: str | None, pipe: Pipeline, owner: str | None = None) -> str:
+    def enqueue(
+        self, job_id: str, model: str | None, pipe: Pipeline, owner: str | None = None, made: str | None = None
+    ) -> str:
         """The gate (``queued`` in Redis, once per job), then the RQ job, written with ``pipe``. If
         the transaction is lost, the retried event finds the job queued with no RQ job, and
         enqueues it then."""
         # The owner comes from the manifest's metadata, which only the API writes: never from an
         # inbox drop's, which anyone who may drop a file sets.
-        if not self.states.claim(job_id, JobStatus.QUEUED, owner=owner):
+        if not self.states.claim(job_id, JobStatus.QUEUED, owner=owner, made=made):
             current = self.states.read(job_id)
             # A job still "queued" that RQ will not run means a router died between the two steps,
             # or RQ gave up on it (its manifest could not be read, a few times).
@@ -282,6 +287,14 @@ class Router:
         jobqueue.enqueue(self.redis, job_id, model, self.settings, pipeline=pipe)
         log.info("job %s enqueued", job_id)
         return "enqueued"
+
+
+def made(event: ObjectCreated) -> str | None:
+    """When the job was made, in Unix seconds: its manifest's ``created_at``, which the API puts in
+    the manifest's metadata, else when the store made the object (an inbox drop)."""
+    if created := event.metadata.get("created"):
+        return created
+    return f"{event.event_time.timestamp():.6f}" if event.event_time is not None else None
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,7 @@ class JobRun:
         if manifest.error:
             raise PipelineError(manifest.error)
         name, model = self.model_for(manifest)
+        self.ctx.states.note(self.job_id, self.attempt, model=name)
         limits = FetchLimits(
             policy=self.settings.url_policy,
             idle_timeout=self.settings.download_timeout,

@@ -57,9 +57,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = Services.open(settings)
+        services = app.state.services = Services.open(settings)
+        services.changes.start()
         yield
-        app.state.services.redis.close()
+        services.changes.stop()
+        services.redis.close()
 
     app = FastAPI(
         title="Transcription service",
@@ -85,7 +87,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes, tags=TAGS)
-        app.openapi_schema = docs.without_impossible_422(schema)
+        app.openapi_schema = docs.event_streams_as_openapi_31(docs.without_impossible_422(schema))
     return app.openapi_schema
 
 

@@ -231,3 +231,24 @@ def without_impossible_422(schema: dict[str, Any]) -> dict[str, Any]:
         if name not in str(schema.get("paths")):
             components.pop(name, None)
     return schema
+
+
+EVENT_STREAM_EXAMPLE = f'event: job\ndata: {{"job_id": "{JOB_ID}", "status": "started", "progress": 42.0, ...}}\n\n'
+
+
+def event_streams_as_openapi_31(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI describes an event stream's messages with OpenAPI 3.2's ``itemSchema``; this
+    document is 3.1, where the stream is a string (each message's ``data`` is described in words)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                stream = content.get("text/event-stream")
+                if stream is None:
+                    continue
+                if not code.startswith("2"):  # an error is JSON, before any stream begins
+                    content.get("application/json", {}).setdefault("schema", content.pop("text/event-stream")["schema"])
+                elif "itemSchema" in stream:
+                    del stream["itemSchema"]
+                    stream.update(schema={"type": "string"}, example=EVENT_STREAM_EXAMPLE)
+    return schema

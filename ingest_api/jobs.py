@@ -3,15 +3,31 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
+import math
+import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
 
 from ingest_api.auth import Identity, may_see
-from ingest_api.schemas import JobView, Stats, links
+from ingest_api.schemas import JobPage, JobView, Source, Stats, links
 from ingest_api.services import Services
 from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.errors import InvalidInput, NotFound
-from transcribe_common.models import CONTENT_TYPES, OUTPUT_FORMATS, JobStatus, Manifest, StatusRecord
-from transcribe_common.store.base import delete_prefix, get_json
+from transcribe_common.jobstate import Made
+from transcribe_common.models import (
+    CONTENT_TYPES,
+    OUTPUT_FORMATS,
+    JobStatus,
+    Manifest,
+    ObjectSource,
+    StatusRecord,
+    UrlSource,
+)
+from transcribe_common.store.base import ObjectInfo, delete_prefix
 
 
 class Conflict(InvalidInput):
@@ -27,42 +43,151 @@ def read_status(services: Services, job_id: str, caller: Identity) -> StatusReco
     does not exist (404), whatever it is."""
     if not layout.is_job_id(job_id):
         raise NotFound(f"no job {job_id!r}")
-    record = services.states.read_or_stored(job_id)
-    if record is None or (record.owner is None and not caller.sees_all):
-        # No status yet (the manifest still says whether the job exists), or none naming an owner
-        # while it matters whose it is: the manifest says. Not read on every poll without keys.
-        manifest = stored_manifest(services, job_id)
-        if manifest is not None:
-            record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
-            record.owner = manifest.owner
+    record = _with_owner(services, job_id, services.states.read_or_stored(job_id), caller)
     if record is None or not may_see(caller, record.owner, services.inbox_owner):
         raise NotFound(f"no job {job_id!r}")
     return record
 
 
-def stored_manifest(services: Services, job_id: str) -> Manifest | None:
-    try:
-        raw = get_json(services.store, services.settings.minio_bucket, layout.manifest_key(job_id))
-    except NotFound:
-        return None
-    return Manifest.model_validate(raw)
+def _with_owner(services: Services, job_id: str, record: StatusRecord | None, caller: Identity) -> StatusRecord | None:
+    """No status yet (the manifest still says whether the job exists), or none naming an owner
+    while it matters whose it is: the manifest says."""
+    if record is None or (record.owner is None and not caller.sees_all):
+        manifest = services.manifests.get(job_id)
+        if manifest is not None:
+            record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
+            record.owner = manifest.owner
+    return record
 
 
 def job_view(services: Services, job_id: str, caller: Identity) -> JobView:
-    record = read_status(services, job_id, caller)
+    return view_of(read_status(services, job_id, caller), services.manifests.get(job_id))
+
+
+def view_of(record: StatusRecord, manifest: Manifest | None) -> JobView:
+    """What a caller reads of a job: its live state, and what its manifest asked for."""
+    asked = manifest.options if manifest is not None else None
     return JobView(
-        job_id=job_id,
+        job_id=record.job_id,
         status=record.status,
         progress=record.progress,
         language=record.language,
         duration=record.duration,
         error=record.error,
         warnings=record.warnings,
+        filename=described(manifest)[1] if manifest is not None else None,
+        source=described(manifest)[0] if manifest is not None else None,
+        created_at=manifest.created_at if manifest is not None else None,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        model=record.model or (asked.model if asked is not None else None),
+        options=asked,
+        db_id=manifest.db_id if manifest is not None else None,
         updated_at=record.updated_at,
         webhook=record.webhook,
         shards=record.shards,
-        links=links(job_id, record.status),
+        links=links(record.job_id, record.status),
     )
+
+
+def described(manifest: Manifest) -> tuple[Source, str | None]:
+    """Where a job's input came from, and the name a person knows it by: the upload's file name,
+    the URL, or the dropped object's key."""
+    if manifest.origin == "inbox" and isinstance(manifest.source, ObjectSource):
+        return "inbox", manifest.source.key
+    if isinstance(manifest.source, UrlSource):
+        return "url", str(manifest.source.url)
+    return "upload", manifest.filename
+
+
+SCAN_MOST = 2000  # jobs looked at for one page of a filtered list
+READ_TOGETHER = 100  # jobs whose state is read in one round trip
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """``GET /v1/jobs``: which jobs, and from where in the newest-first order."""
+
+    limit: int = 50
+    cursor: str | None = None
+    status: JobStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    db_id: str | None = None
+    model: str | None = None
+    source: Source | None = None
+
+    def matches(self, view: JobView) -> bool:
+        return (
+            (self.status is None or view.status == self.status)
+            and (self.model is None or view.model == self.model)
+            and (self.source is None or view.source == self.source)
+            and (self.db_id is None or (view.db_id is not None and str(view.db_id) == self.db_id))
+        )
+
+
+def list_jobs(services: Services, query: JobQuery, caller: Identity) -> JobPage:
+    """The caller's jobs, newest first, a page at a time. The indexes say which jobs and when each
+    was made; each job's status and manifest say whether it matches. At most ``SCAN_MOST`` jobs are
+    looked at per page, so a filter that matches few ends a page early: ``next_cursor`` goes on."""
+    if caller.sees_all:
+        owners: list[str | None] | None = None
+    else:
+        owners = [caller.id] + ([None] if caller.id == services.inbox_owner else [])
+    oldest = query.since.timestamp() if query.since is not None else -math.inf
+    below = _cursor(query.cursor)
+    if query.until is not None and (below is None or query.until.timestamp() < below[0]):
+        below = (query.until.timestamp(), "~")  # "~" sorts after every id: jobs made at ``until`` are in
+    found: list[JobView] = []
+    last: Made | None = None
+    walk = itertools.islice(services.states.newest(owners, below, oldest), SCAN_MOST)
+    for batch in iter(lambda: list(itertools.islice(walk, READ_TOGETHER)), []):
+        views = _views(services, [job_id for _, job_id in batch], caller)
+        for made, view in zip(batch, views, strict=True):
+            last = made
+            if view is not None and query.matches(view):
+                found.append(view)
+                if len(found) == query.limit:
+                    return JobPage(jobs=found, next_cursor=_cursor_of(made))
+        if len(batch) < READ_TOGETHER:
+            return JobPage(jobs=found, next_cursor=None)
+    # Scanned as far as a page may: the next one carries on from there (none if nothing was left).
+    more = last is not None and next(services.states.newest(owners, last, oldest), None) is not None
+    return JobPage(jobs=found, next_cursor=_cursor_of(last) if more and last is not None else None)
+
+
+def _views(services: Services, job_ids: list[str], caller: Identity) -> list[JobView | None]:
+    """Each job's view, or None if the caller may not see it; jobs gone for good leave the indexes."""
+    views: list[JobView | None] = []
+    gone = []
+    for job_id, live in zip(job_ids, services.states.read_many(job_ids), strict=True):
+        record = _with_owner(services, job_id, live or services.states.read_stored(job_id), caller)
+        if record is None:
+            gone.append(job_id)
+            views.append(None)
+        elif not may_see(caller, record.owner, services.inbox_owner):
+            views.append(None)
+        else:
+            views.append(view_of(record, services.manifests.get(job_id)))
+    services.states.forget(gone)
+    return views
+
+
+def _cursor_of(made: Made) -> str:
+    return base64.urlsafe_b64encode(f"{made[0]!r}:{made[1]}".encode()).decode().rstrip("=")
+
+
+def _cursor(text: str | None) -> Made | None:
+    if text is None:
+        return None
+    try:
+        score, _, job_id = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().partition(":")
+        made = (float(score), job_id)
+    except ValueError:
+        made = None
+    if made is None or not layout.is_job_id(made[1]) or not math.isfinite(made[0]):
+        raise InvalidInput("cursor is not one this API gave: pass a page's next_cursor as it is")
+    return made
 
 
 def cancel(services: Services, job_id: str, delete_objects: bool, caller: Identity) -> JobView:
@@ -110,7 +235,7 @@ def result_stream(
     if record.status != JobStatus.FINISHED:
         raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
-        if (manifest := stored_manifest(services, job_id)) is None:
+        if (manifest := services.manifests.get(job_id)) is None:
             raise NotFound(f"job {job_id} has no result")
         fmt = manifest.options.main_output
     if fmt not in OUTPUT_FORMATS:
@@ -119,7 +244,31 @@ def result_stream(
     if services.store.stat(services.settings.minio_bucket, key) is None:  # before any byte is sent
         raise NotFound(f"job {job_id} has no {fmt} result")
     stream = services.store.iter_bytes(services.settings.minio_bucket, key)
-    return f"{job_id}.{fmt}", CONTENT_TYPES[fmt], stream
+    return f"{result_stem(job_id, services.manifests.get(job_id))}.{fmt}", CONTENT_TYPES[fmt], stream
+
+
+def result_stem(job_id: str, manifest: Manifest | None) -> str:
+    """A result's file name without its suffix: the input's (``meeting`` for ``meeting.mp3``, the
+    last part of a URL's path or of a dropped object's key), else the job's id."""
+    name = described(manifest)[1] if manifest is not None else None
+    if name is not None and "://" in name:
+        name = urllib.parse.unquote(urllib.parse.urlsplit(name).path)
+    stem = PurePosixPath(name or "").stem.strip()
+    return stem or job_id
+
+
+def input_object(services: Services, job_id: str, caller: Identity) -> ObjectInfo:
+    """The job's own input (an upload, or an inbox drop), to be played beside its transcript."""
+    record = read_status(services, job_id, caller)
+    if record.status == JobStatus.DELETED:
+        raise Gone(f"job {job_id} was deleted, and its input with it")
+    manifest = services.manifests.get(job_id)
+    if manifest is None or not isinstance(manifest.source, ObjectSource):
+        raise NotFound(f"job {job_id} keeps no input of its own: it was fetched from its URL")
+    info = services.store.stat(manifest.source.bucket, manifest.source.key)
+    if info is None:
+        raise NotFound(f"job {job_id}'s input is no longer kept")
+    return info
 
 
 def stats(services: Services) -> Stats:

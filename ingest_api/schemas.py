@@ -30,6 +30,9 @@ class TranscribeRequest(JobOptions):
         return JobOptions.model_validate(self.model_dump(include=set(JobOptions.model_fields)))
 
 
+Source = Literal["upload", "url", "inbox"]
+
+
 class JobLinks(BaseModel):
     self: str
     result: str | None = Field(None, description="Where the result is, or will be; none once it cannot be.")
@@ -51,12 +54,27 @@ class JobView(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Findings about the transcript (a weak language detection, no speech, ...)."
     )
+    filename: str | None = Field(
+        None, description="The name a person knows the input by: the upload's file name, the URL, or the inbox key."
+    )
+    source: Source | None = Field(None, description="Where the input came from.")
+    created_at: datetime | None = Field(None, description="When the job was submitted (or the file dropped).")
+    started_at: datetime | None = Field(None, description="When a worker started it (its latest attempt).")
+    finished_at: datetime | None = Field(None, description="When it ended: finished, failed or cancelled.")
+    model: str | None = Field(None, description="The model asked for, or the one the worker runs it with.")
+    options: JobOptions | None = Field(None, description="How it is transcribed, as submitted.")
+    db_id: DbId | None = Field(None, description="Your own reference, as submitted.")
     updated_at: datetime | None = None
     webhook: WebhookDelivery | None = Field(None, description="The job's webhook and each attempt to deliver it.")
     shards: ShardCount | None = Field(
         None, description="A long or multichannel job, split into shards that run in parallel: how many, and done."
     )
     links: JobLinks
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView] = Field(description="Newest first.")
+    next_cursor: str | None = Field(None, description="Pass as 'cursor' for the next page; none after the last.")
 
 
 class Stats(BaseModel):

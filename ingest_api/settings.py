@@ -24,6 +24,12 @@ class ApiSettings(CommonSettings):
     auth_failures_max: int = Field(
         20, ge=1, description="Wrong API keys from one address in a minute before it is refused for that minute."
     )
+    events_recheck: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds an event stream (GET /v1/jobs/{id}/events) waits for news of its job before it reads "
+        "the job anyway, in case a change's message was lost while Redis was away.",
+    )
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
     openai_wait_timeout: float = Field(
         1800.0,

@@ -44,8 +44,13 @@ def check_quota(services: Services, owner: str | None) -> None:
 
 def write_manifest(services: Services, manifest: Manifest) -> None:
     """The manifest's creation event starts the job; its metadata names the model for routing."""
-    # The router reads these from the creation event: the queue to put the job on, and its owner.
-    found = {"model": manifest.options.model, "owner": manifest.owner}
+    # The router reads these from the creation event: the queue to put the job on, its owner, and
+    # when it was made (its place in GET /v1/jobs).
+    found = {
+        "model": manifest.options.model,
+        "owner": manifest.owner,
+        "created": f"{manifest.created_at.timestamp():.6f}",
+    }
     metadata = {name: value for name, value in found.items() if value} or None
     key = layout.manifest_key(manifest.job_id)
     put_model(services.store, services.settings.minio_bucket, key, manifest, metadata=metadata)

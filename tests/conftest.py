@@ -219,6 +219,8 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool
         "WEBHOOK_BACKOFF": "0.5",
         "SETTLE_SECONDS": "0.5",
         "WHISPER_CPU_THREADS": "2",
+        # Event streams hear of changes only by pub/sub here: one that is not published hangs its test.
+        "EVENTS_RECHECK": "3600",
         **{f"{service}_METRICS_PORT": str(free_port()) for service in OPS_SERVICES},
         **env,
     }

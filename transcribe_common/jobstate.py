@@ -18,9 +18,12 @@ and readers fall back to it (``read_or_stored``). The counters keep counting the
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
 import redis
 from pydantic import ValidationError
@@ -54,11 +57,15 @@ ALLOWED: dict[JobStatus, tuple[str, ...]] = {
 }
 PERSISTED = frozenset({JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-# KEYS: the job's hash, the counters, the open jobs by owner, the janitor's open and ended indexes.
+# KEYS: the job's hash, the counters, the open jobs by owner, the janitor's open and ended indexes,
+# every job by when it was made (and, beside it, ``keys.jobs_of`` its owner: named here, from the
+# owner the first move records, so that no caller has to know it). When it was made is the field
+# ``made`` the first move records (Unix seconds), else now.
 # ARGV: status, the statuses it may come from (",a,b,"), the attempt that moves it ("" for none:
 # the router, the API, a reaper), seconds the hash lives once ended (0: for ever), now (Unix
 # seconds), then fields.
-_ADVANCE = """
+_ADVANCE = (
+    """
 local prev = redis.call('HGET', KEYS[1], 'status') or 'new'
 local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
 local by = ARGV[3]
@@ -78,6 +85,11 @@ local was_open = prev == 'queued' or prev == 'started'
 local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
 if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
 local job_id = string.sub(KEYS[1], -32)
+if prev == 'new' then
+  local made = tonumber(redis.call('HGET', KEYS[1], 'made') or '') or tonumber(ARGV[5])
+  redis.call('ZADD', KEYS[6], made, job_id)
+  redis.call('ZADD', KEYS[6] .. ':' .. (owner or '-'), made, job_id)
+end
 if is_open then
   redis.call('ZADD', KEYS[4], ARGV[5], job_id)
 else
@@ -85,33 +97,48 @@ else
   redis.call('ZADD', KEYS[5], ARGV[5], job_id)
 end
 if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
-return 'ok:' .. attempts
 """
+    + keys.lua_publish_change("KEYS[1]")
+    + """return 'ok:' .. attempts
+"""
+)
 
 # ARGV: percent, now, the attempt reporting. 1: raised; 0: not higher, or the job is not running;
 # -1: the job has been started again since (this attempt is stale).
-_PROGRESS = """
+_PROGRESS = (
+    """
 if (redis.call('HGET', KEYS[1], 'attempts') or '0') ~= ARGV[3] then return -1 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
-return 1
 """
+    + keys.lua_publish_change("KEYS[1]")
+    + """return 1
+"""
+)
 
 # Facts (ARGV: the attempt, then fields) recorded only by the job's current attempt, while it runs.
-_NOTE = """
+_NOTE = (
+    """
 if (redis.call('HGET', KEYS[1], 'attempts') or '0') ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
 """
+    + keys.lua_publish_change("KEYS[1]")
+    + """return 1
+"""
+)
 
 # A webhook's delivery log, only on a job that still has live state (not one that has expired).
-_RECORD_WEBHOOK = """
+_RECORD_WEBHOOK = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'webhook', ARGV[1])
-return 1
 """
+    + keys.lua_publish_change("KEYS[1]")
+    + """return 1
+"""
+)
 
 # A queued job whose live state had expired, started again by a late duplicate event: it ended
 # long ago (its status.json says so), so it is taken back out of the counts and forgotten.
@@ -133,8 +160,14 @@ class Stale(Exception):
 def _advance_args(
     status: JobStatus, sources: tuple[str, ...], fields: Mapping[str, object], attempt: int | None, ttl: int
 ) -> list[str]:
-    """The arguments of the ``_ADVANCE`` script (``updated_at`` is always among the fields)."""
-    values = {"updated_at": utcnow().isoformat(), **fields}
+    """The arguments of the ``_ADVANCE`` script (``updated_at`` is always among the fields, and
+    ``started_at`` or ``finished_at`` with a start or an end)."""
+    now = utcnow().isoformat()
+    values: dict[str, object] = {"updated_at": now, **fields}
+    if status == JobStatus.STARTED:
+        values["started_at"] = now
+    elif status.is_final and status != JobStatus.DELETED:
+        values["finished_at"] = now
     return [
         status.value,
         "," + ",".join(sources) + ",",
@@ -254,7 +287,7 @@ class JobStates:
 
     @staticmethod
     def _keys(job_id: str) -> list[str]:
-        return [keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER, keys.JOBS_OPEN, keys.JOBS_ENDED]
+        return [keys.job(job_id), keys.STATS, keys.OPEN_BY_OWNER, keys.JOBS_OPEN, keys.JOBS_ENDED, keys.JOBS_CREATED]
 
     def progress(self, job_id: str, percent: float, attempt: int) -> None:
         """Raise the live progress of a started job; it never goes backwards. Best effort: a
@@ -307,13 +340,32 @@ class JobStates:
             return [(keys.text(s) if s is not None else None, int(a or 0)) for s, a in pipe.execute()]
 
     def read(self, job_id: str) -> StatusRecord | None:
-        raw = self._redis.hgetall(keys.job(job_id))
-        if not raw:
-            return None
-        fields: dict[str, object] = {keys.text(k): keys.text(v) for k, v in raw.items()}
-        if "shards_total" in fields:  # kept as two counters, so that each shard's end moves one
-            fields["shards"] = {"total": fields.pop("shards_total"), "done": fields.pop("shards_done", 0)}
-        return StatusRecord.model_validate({"job_id": job_id, **fields})
+        return _record(job_id, self._redis.hgetall(keys.job(job_id)))
+
+    def read_many(self, job_ids: Sequence[str]) -> list[StatusRecord | None]:
+        """``read`` for several jobs, in one round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(keys.job(job_id))
+            return [_record(job_id, raw) for job_id, raw in zip(job_ids, pipe.execute(), strict=True)]
+
+    def newest(self, owners: Sequence[str | None] | None, below: Made | None, oldest: float) -> Iterator[Made]:
+        """Jobs by when they were made, newest first: every job (``owners`` None), or those of the
+        owners named (None among them: the jobs with none); only those made before ``below`` and
+        no earlier than ``oldest`` (Unix seconds). Read from Redis a page at a time, as consumed."""
+        indexes = [keys.JOBS_CREATED] if owners is None else [keys.jobs_of(owner) for owner in owners]
+        walks = [_descending(self._redis, index, below, oldest) for index in indexes]
+        return heapq.merge(*walks, reverse=True)
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Take jobs that are gone for good (no live state, status or manifest) out of the indexes."""
+        if not job_ids:
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            for index in self._redis.scan_iter(f"{keys.JOBS_CREATED}:*", count=1000):
+                pipe.zrem(index, *job_ids)
+            pipe.zrem(keys.JOBS_CREATED, *job_ids)
+            pipe.execute()
 
     def read_or_stored(self, job_id: str) -> StatusRecord | None:
         """The live state, else the durable ``status.json`` (Redis may have lost or expired it)."""
@@ -342,6 +394,37 @@ class JobStates:
     def counts(self) -> dict[str, int]:
         raw = self._redis.hgetall(keys.STATS)
         return {s.value: max(0, int(raw.get(s.value.encode(), 0))) for s in JobStatus}
+
+
+Made = tuple[float, str]  # (Unix seconds it was made, job id): a job's place in the newest-first order
+_PAGE = 200
+
+
+def _record(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> StatusRecord | None:
+    if not raw:
+        return None
+    fields: dict[str, object] = {keys.text(k): keys.text(v) for k, v in raw.items()}
+    if "shards_total" in fields:  # kept as two counters, so that each shard's end moves one
+        fields["shards"] = {"total": fields.pop("shards_total"), "done": fields.pop("shards_done", 0)}
+    return StatusRecord.model_validate({"job_id": job_id, **fields})
+
+
+def _descending(conn: redis.Redis, index: str, below: Made | None, oldest: float) -> Iterator[Made]:
+    """One index's jobs, newest first, strictly before ``below``. Among jobs made in the same
+    instant Redis orders by id, descending, as tuples compare; ``skip`` steps over those of them
+    already read, so that any number of equal scores pages through."""
+    top = below[0] if below is not None else math.inf
+    skip = 0
+    while True:
+        raw = conn.zrevrangebyscore(index, top, oldest, start=skip, num=_PAGE, withscores=True)
+        page = [(float(score), keys.text(member)) for member, score in cast(list[tuple[bytes, float]], raw)]
+        yield from (made for made in page if below is None or made < below)
+        if len(page) < _PAGE:
+            return
+        last = page[-1][0]
+        same = sum(1 for score, _ in page if score == last)
+        skip = skip + same if last == top else same
+        top = last
 
 
 def read_webhook(conn: redis.Redis, job_id: str) -> WebhookDelivery | None:

@@ -25,6 +25,12 @@ OPEN_BY_OWNER = f"{PREFIX}:open-by-owner"
 # jobs that ended (scored by their end; the janitor trims what is older than it looks back).
 JOBS_OPEN = f"{PREFIX}:jobs:open"
 JOBS_ENDED = f"{PREFIX}:jobs:ended"
+# Every job, scored by when it was made (its first move), for ``GET /v1/jobs``; and the same per
+# owner, ``jobs_of(owner)`` (the key's digest; "-" for jobs with none: inbox drops, and every job
+# while keys are off). Kept by the status script; entries of jobs gone for good are dropped by readers.
+JOBS_CREATED = f"{PREFIX}:jobs:created"
+# Pub/sub: each change of a job's live state publishes its id here (``GET /v1/jobs/{id}/events``).
+JOB_CHANGES = f"{PREFIX}:job-changes"
 # Unix seconds: every job made before it that still needs the janitor is in those indexes, so a
 # run lists the jobs bucket only from there. Gone with Redis's data: the next run lists it all.
 JANITOR_WATERMARK = f"{PREFIX}:janitor:watermark"
@@ -90,6 +96,17 @@ def shard_of(rq_job_id: str) -> tuple[str, int, int] | None:
     if len(job_id) != 32 or not attempt.isdigit() or not index.isdigit():
         return None
     return job_id, int(attempt), int(index)
+
+
+def lua_publish_change(job_key: str) -> str:
+    """A Lua statement that tells ``JOB_CHANGES`` the job whose hash is the key ``job_key``
+    (``KEYS[n]``) has changed: the scripts that change a job's hash end with it."""
+    return f"redis.call('PUBLISH', '{JOB_CHANGES}', string.sub({job_key}, -32))\n"
+
+
+def jobs_of(owner: str | None) -> str:
+    """The jobs of one owner, scored by when each was made (see ``JOBS_CREATED``)."""
+    return f"{JOBS_CREATED}:{owner or '-'}"
 
 
 def job(job_id: str) -> str:

@@ -207,6 +207,9 @@ class StatusRecord(BaseModel):
     webhook: WebhookDelivery | None = None
     warnings: list[str] = Field(default_factory=list, description="What the worker found worth telling; see README.")
     shards: ShardCount | None = Field(None, description="A long or multichannel job's shards: how many, how many done.")
+    model: str | None = Field(None, description="The model the worker runs it with, once it has chosen.")
+    started_at: datetime | None = Field(None, description="When its latest attempt started.")
+    finished_at: datetime | None = Field(None, description="When it ended (finished, failed or cancelled).")
     updated_at: datetime = Field(default_factory=utcnow)
 
     @field_validator("outputs", "webhook", "warnings", mode="before")

@@ -76,7 +76,8 @@ return 'ok'
 
 # Shard ``index`` has ``seconds`` of it transcribed: its share rises, never falls, and so does
 # the job's progress (with ``updated_at`` when ``now`` is given). Shared by the scripts below.
-_HEAR = """
+_HEAR = (
+    """
 local function hear(index, seconds, now)
   local field = 'p' .. index
   local old = tonumber(redis.call('HGET', KEYS[1], field) or '0')
@@ -88,9 +89,12 @@ local function hear(index, seconds, now)
   if percent > tonumber(redis.call('HGET', KEYS[2], 'progress') or '0') then
     redis.call('HSET', KEYS[2], 'progress', tostring(percent))
     if now then redis.call('HSET', KEYS[2], 'updated_at', now) end
-  end
+    """
+    + keys.lua_publish_change("KEYS[2]")
+    + """  end
 end
 """
+)
 
 # ARGV: attempt, index, seconds of it transcribed, now (ISO). Raises the job's progress, never lowers it.
 _PROGRESS = _CURRENT + _HEAR + "hear(ARGV[2], ARGV[3], ARGV[4])\nreturn 'ok'\n"
@@ -109,7 +113,9 @@ if redis.call('HEXISTS', KEYS[1], 'd' .. i) == 0 then
   redis.call('HINCRBY', KEYS[1], 'left', -1)
   redis.call('HINCRBY', KEYS[2], 'shards_done', 1)
   hear(i, ARGV[3], nil)
-end
+  """
+    + keys.lua_publish_change("KEYS[2]")
+    + """end
 if tonumber(redis.call('HGET', KEYS[1], 'left')) > 0 then return 'ok' end
 return 'last'
 """

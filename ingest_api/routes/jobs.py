@@ -1,17 +1,51 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import mimetypes
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response, StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
 from ingest_api.auth import Caller
-from ingest_api.schemas import JobView, Stats
+from ingest_api.schemas import JobPage, JobView, Source, Stats
 from ingest_api.services import ServicesDep
+from transcribe_common.models import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+@router.get(
+    "/jobs",
+    response_model=JobPage,
+    summary="Your jobs, newest first, a page at a time",
+    responses={
+        200: docs.ok({"jobs": [docs.JOB_VIEWS["finished"]], "next_cursor": "MTc2NDY4..."}),
+        **docs.errors(*docs.AUTH, 503),
+    },
+)
+async def list_jobs(
+    services: ServicesDep,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page.")] = 50,
+    cursor: Annotated[str | None, Query(description="The previous page's next_cursor.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
+    since: Annotated[datetime | None, Query(description="Only jobs made at or after this time (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Query(description="Only jobs made at or before this time (ISO 8601).")] = None,
+    db_id: Annotated[str | None, Query(description="Only jobs with this db_id.")] = None,
+    model: Annotated[str | None, Query(description="Only jobs for this model.")] = None,
+    source: Annotated[Source | None, Query(description="Only uploads, URL jobs or inbox drops.")] = None,
+) -> JobPage:
+    query = jobs.JobQuery(limit, cursor, status, since, until, db_id, model, source)
+    return await run_in_threadpool(jobs.list_jobs, services, query, caller)
 
 
 @router.get(
@@ -83,8 +117,94 @@ async def get_result(
     fmt: Annotated[str | None, Query(alias="format", description="srt, vtt, txt or json")] = None,
 ) -> StreamingResponse:
     name, content_type, stream = await run_in_threadpool(jobs.result_stream, services, job_id, fmt, caller)
-    headers = {"Content-Disposition": f'inline; filename="{name}"'}
+    headers = {"Content-Disposition": disposition(name)}
     return StreamingResponse(stream, media_type=content_type, headers=headers)
+
+
+async def _visible(job_id: str, services: ServicesDep, caller: Caller) -> JobView:
+    """The job as the caller sees it, before a stream starts: a 404 is an answer, not an event."""
+    return await run_in_threadpool(jobs.job_view, services, job_id, caller)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    summary="The job's changes as they happen (Server-Sent Events)",
+    description="Each message is `event: job` with the job's status as `data` (as GET /v1/jobs/{id} answers): "
+    "the first at once, then one per change (status, progress, warnings, shards); the stream ends after the "
+    "message whose status is final. Comment lines keep it alive.",
+    responses={**docs.errors(*docs.AUTH, 404, 503)},
+)
+async def job_events(
+    job_id: str, services: ServicesDep, caller: Caller, first: Annotated[JobView, Depends(_visible)]
+) -> AsyncIterator[ServerSentEvent]:
+    view, sent = first, None
+    with services.changes.follow(job_id) as changed:
+        while True:
+            if view != sent:
+                yield ServerSentEvent(data=view, event="job")
+                sent = view
+            if view.status.is_final:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), services.settings.events_recheck)
+            changed.clear()
+            view = await run_in_threadpool(jobs.job_view, services, job_id, caller)
+
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@router.get(
+    "/jobs/{job_id}/input",
+    summary="The job's own input (an upload or an inbox drop), to play beside its transcript",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The input's bytes, as uploaded or dropped; a Range header gets 206 and just those bytes.",
+            "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}, "example": "ID3..."}},
+        },
+        **docs.errors(*docs.AUTH, 404, 503),
+        410: docs.error(410, example={"detail": f"job {docs.JOB_ID} was deleted, and its input with it"}),
+    },
+)
+async def get_input(
+    job_id: str,
+    services: ServicesDep,
+    caller: Caller,
+    range_: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+) -> Response:
+    info = await run_in_threadpool(jobs.input_object, services, job_id, caller)
+    media = info.content_type or mimetypes.guess_type(info.key)[0] or "application/octet-stream"
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    try:
+        span = _span(range_, info.size)
+    except ValueError:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{info.size}"})
+    if span is None:
+        stream = services.store.iter_bytes(info.bucket, info.key)
+        return StreamingResponse(stream, media_type=media, headers={**headers, "Content-Length": str(info.size)})
+    start, end = span
+    stream = services.store.iter_bytes(info.bucket, info.key, start, end - start + 1)
+    headers |= {"Content-Range": f"bytes {start}-{end}/{info.size}", "Content-Length": str(end - start + 1)}
+    return StreamingResponse(stream, status_code=206, media_type=media, headers=headers)
+
+
+def _span(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first and last byte a ``Range: bytes=a-b`` header asks for; None for the whole object
+    (no header, or one this route does not serve ranges for, such as several ranges); ValueError
+    for a range past the end."""
+    match = RANGE.match(header.strip()) if header else None
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(size - 1, int(last)) if last else size - 1
+    if start >= size or start > end:
+        raise ValueError(f"bytes {start}-{end} of {size}")
+    return start, end
 
 
 @router.get(
@@ -109,3 +229,12 @@ async def get_models(services: ServicesDep) -> dict[str, list[str]]:
 )
 async def get_stats(services: ServicesDep) -> Stats:
     return await run_in_threadpool(jobs.stats, services)
+
+
+def disposition(name: str) -> str:
+    """``inline`` with the file's name: plain ASCII in ``filename``, the name itself in
+    ``filename*`` (RFC 6266) when it is not ASCII."""
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    if plain == name:
+        return f'inline; filename="{name}"'
+    return f"inline; filename=\"{plain}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, idempotency, submit
 from ingest_api.auth import Caller, Identity
-from ingest_api.jobs import read_status, stored_manifest
+from ingest_api.jobs import read_status
 from ingest_api.schemas import JobAccepted, TranscribeRequest, links
 from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge, timed
@@ -181,7 +181,7 @@ async def _claim(
         return claimed
     if claimed.fingerprint is not None and fingerprint is not None:
         idempotency.check(claimed.fingerprint, fingerprint)  # a JSON body differs: 422 before any read
-    first = await run_in_threadpool(stored_manifest, services, claimed.job_id)
+    first = await run_in_threadpool(services.manifests.get, claimed.job_id)
     if first is None and await run_in_threadpool(services.states.read, claimed.job_id) is None:
         # No job: its request is still at it (409), or ended without one.
         return await run_in_threadpool(idempotency.take_over, services.redis, claimed, caller, key, fingerprint, ttl)

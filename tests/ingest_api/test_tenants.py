@@ -66,12 +66,14 @@ def answers(client: TestClient, job_id: str, key: str) -> dict[str, int]:
         "get": client.get(f"/v1/jobs/{job_id}", headers=bearer(key)).status_code,
         "post": client.post(f"/v1/jobs/{job_id}", headers=bearer(key)).status_code,
         "result": client.get(f"/v1/jobs/{job_id}/result", headers=bearer(key)).status_code,
+        "events": client.get(f"/v1/jobs/{job_id}/events", headers=bearer(key)).status_code,
+        "input": client.get(f"/v1/jobs/{job_id}/input", headers=bearer(key)).status_code,
         "cancel": client.delete(f"/v1/jobs/{job_id}", headers=bearer(key)).status_code,
         "delete": client.delete(f"/v1/jobs/{job_id}?delete_objects=true", headers=bearer(key)).status_code,
     }
 
 
-NOT_FOUND = {"get": 404, "post": 404, "result": 404, "cancel": 404, "delete": 404}
+NOT_FOUND = {"get": 404, "post": 404, "result": 404, "events": 404, "input": 404, "cancel": 404, "delete": 404}
 
 
 @pytest.mark.parametrize("routed", [False, True], ids=["before-routing", "routed"])

@@ -59,7 +59,9 @@ class ObjectStore(Protocol):
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
 
-    def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]: ...
+    def iter_bytes(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The object's bytes, or ``length`` of them (None: to its end) from ``offset``."""
+        ...
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` after the key ``start_after``: top-level folders in key order, and

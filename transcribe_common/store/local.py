@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import mimetypes
 import os
 import stat
@@ -96,15 +97,18 @@ class LocalStore:
             return None
         return ObjectInfo(bucket, key, st.st_size, etag, _guess_type(key), {}, st.st_mtime)
 
-    def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
+    def iter_bytes(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         if self.regular(bucket, key) is None:
             raise ObjectMissing(f"no object {bucket}/{key}")
         try:
             handle = _open_regular(self.data_path(bucket, key))
         except OSError as exc:  # gone, or swapped for something else since
             raise ObjectMissing(f"no object {bucket}/{key}") from exc
+        left = math.inf if length is None else length
         with handle:
-            while chunk := handle.read(CHUNK):
+            handle.seek(offset)
+            while left > 0 and (chunk := handle.read(int(min(CHUNK, left)))):
+                left -= len(chunk)
                 yield chunk
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:

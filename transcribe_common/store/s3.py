@@ -97,9 +97,9 @@ class S3Store:
         etag = (obj.etag or "").strip('"')
         return ObjectInfo(bucket, key, obj.size or 0, etag, obj.content_type or "", metadata, _epoch(obj.last_modified))
 
-    def iter_bytes(self, bucket: str, key: str) -> Iterator[bytes]:
+    def iter_bytes(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         with _translated(f"{bucket}/{key}"):
-            response = self.client.get_object(bucket, key)
+            response = self.client.get_object(bucket, key, offset=offset, length=length or 0)
         try:
             yield from response.stream(CHUNK)
         finally:
