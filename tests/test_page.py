@@ -139,13 +139,13 @@ def open_job(page, stack: Stack, job_id: str) -> None:  # type: ignore[no-untype
 
 
 def media_loaded(page) -> None:  # type: ignore[no-untyped-def]
-    page.wait_for_function("document.querySelector('#player').readyState >= 1", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1", timeout=30_000)
 
 
 @pytest.fixture(scope="module")
 def meeting(stack: Stack) -> str:
-    """A finished job of upload.mp3, uploaded as meeting.mp3."""
-    job_id = submit(stack, SPEECH / "upload.mp3", "meeting.mp3")
+    """A finished job with several cues (the stereo call, as one channel), uploaded as meeting.mp3."""
+    job_id = submit(stack, SPEECH / "call.mp3", "meeting.mp3")
     finished(stack, job_id)
     return job_id
 
@@ -191,7 +191,8 @@ def test_drop_a_file_watch_it_progress_from_the_stream_and_read_it(page, stack: 
     assert caught.value.suggested_filename == "upload.srt"
     target = tmp_path / "upload.srt"
     caught.value.save_as(target)
-    assert [cue.content for cue in srt.parse(target.read_text())] == cues
+    said = " ".join(cue.content for cue in srt.parse(target.read_text()))
+    assert said.split() == " ".join(cues).split()  # the same words, cut into captions their own way
 
 
 def test_where_the_stream_fails_the_bar_follows_by_polling(page, stack: Stack) -> None:  # type: ignore[no-untyped-def]
@@ -211,10 +212,10 @@ def test_several_files_from_the_picker(page, stack: Stack) -> None:  # type: ign
     page.wait_for_selector("#jobs[data-state=loaded]", state="attached")
     page.set_input_files("#file", [str(SPEECH / "upload.mp3"), str(SPEECH / "url.wav")])
     two = "[...document.querySelectorAll('#jobs > .job')].slice(0, 2)"
-    page.wait_for_function(f"{two}.every(r => r.dataset.state === 'finished')", timeout=JOB_TIMEOUT)
+    page.wait_for_function(f"() => {two}.every(r => r.dataset.state === 'finished')", timeout=JOB_TIMEOUT)
     names = page.locator("#jobs > .job .name").all_text_contents()[:2]
     assert sorted(names) == ["upload.mp3", "url.wav"]
-    for job_id in page.evaluate(f"{two}.map(r => r.dataset.jobId)"):
+    for job_id in page.evaluate(f"() => {two}.map(r => r.dataset.jobId)"):
         assert job(stack, job_id)["status"] == "finished"
 
 
@@ -318,11 +319,11 @@ def test_more_loads_the_next_page_of_the_list(page, stack: Stack, tmp_path: Path
     first = page.locator(".job").count()
     assert 0 < first <= 20
     page.click("#more")
-    page.wait_for_function(f"document.querySelectorAll('.job').length > {first}")
+    page.wait_for_function("n => document.querySelectorAll('.job').length > n", arg=first)
     while page.locator("#more").is_visible():
         count = page.locator(".job").count()
         page.click("#more")
-        page.wait_for_function(f"document.querySelectorAll('.job').length > {count}")
+        page.wait_for_function("n => document.querySelectorAll('.job').length > n", arg=count)
     shown = page.locator(".job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
     assert shown == everything  # each once, newest first
 
