@@ -461,6 +461,15 @@ def test_a_url_job_plays_from_its_url(page, stack: Stack, file_server: FileServe
     assert page.locator("#viewer-title").text_content() == url
 
 
+def test_a_video_plays_as_a_video(page, stack: Stack) -> None:  # type: ignore[no-untyped-def]
+    job_id = submit(stack, SPEECH / "inbox.mp4", "clip.mp4")
+    finished(stack, job_id)
+    open_job(page, stack, job_id)
+    media_loaded(page)
+    assert page.locator("#player").evaluate("p => p.videoWidth") == 160
+    assert "audio-only" not in page.locator("#player").get_attribute("class")
+
+
 def test_on_a_phone_sized_window(browser, stack: Stack, meeting: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = open_page(browser, f"{stack.url}/#job={meeting}", viewport={"width": 390, "height": 844}, is_mobile=True)
     try:

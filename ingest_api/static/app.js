@@ -169,16 +169,13 @@ function fileNameFrom(disposition) {
   return /filename\s*=\s*"([^"]+)"/i.exec(disposition || "")?.[1] || null;
 }
 
-function listOf(items, className) {
-  const list = document.createElement("ul");
-  list.className = className;
-  list.replaceChildren(...items.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
-  return list;
+function element(tag, className, text) {
+  return Object.assign(document.createElement(tag), { className, textContent: text ?? "" });
 }
 
 function showWarnings(list, warnings) {
   // What the worker found worth telling (a weak language detection, no speech, a truncated file).
-  list.replaceChildren(...listOf(warnings, "").children);
+  list.replaceChildren(...warnings.map((text) => element("li", "", text)));
   list.hidden = warnings.length === 0;
 }
 
@@ -505,41 +502,26 @@ function renderCues(segments) {
   for (const segment of segments) {
     if (segment.speaker && !speakers.has(segment.speaker)) speakers.set(segment.speaker, speakers.size);
   }
-  const template = document.createElement("li");
-  template.className = "cue";
-  template.innerHTML = '<button type="button" class="time"></button><span class="speaker"></span><span class="text"></span>';
+  const colour = (name) => `speaker-${speakers.get(name) % SPEAKER_COLOURS}`;
   viewer.segments = segments;
   viewer.cues = segments.map((segment, index) => {
-    const cue = template.cloneNode(true);
-    cue.dataset.index = String(index);
-    cue.dataset.start = String(segment.start);
-    cue.dataset.end = String(segment.end);
-    const time = cue.querySelector(".time");
-    time.textContent = clock(segment.start, true);
+    const cue = element("li", "cue");
+    Object.assign(cue.dataset, { index, start: segment.start, end: segment.end });
+    const time = element("button", "time", clock(segment.start, true));
+    time.type = "button";
     time.setAttribute("aria-label", `Play from ${clock(segment.start)}`);
-    const speaker = cue.querySelector(".speaker");
+    cue.append(time);
     if (segment.speaker) {
-      const colour = `speaker-${speakers.get(segment.speaker) % SPEAKER_COLOURS}`;
-      speaker.textContent = segment.speaker;
-      speaker.classList.add(colour);
-      cue.classList.add(colour);
+      cue.classList.add(colour(segment.speaker));
       cue.dataset.speaker = segment.speaker;
-    } else {
-      speaker.remove();
+      cue.append(element("span", `speaker ${colour(segment.speaker)}`, segment.speaker));
     }
-    cue.querySelector(".text").textContent = segment.text.trim();
+    cue.append(element("span", "text", segment.text.trim()));
     return cue;
   });
   $("#cues").replaceChildren(...viewer.cues);
   $("#no-cues").hidden = segments.length > 0;
-  $("#speakers").replaceChildren(
-    ...[...speakers].map(([name, index]) =>
-      Object.assign(document.createElement("span"), {
-        className: `speaker speaker-${index % SPEAKER_COLOURS}`,
-        textContent: name,
-      }),
-    ),
-  );
+  $("#speakers").replaceChildren(...[...speakers.keys()].map((name) => element("span", `speaker ${colour(name)}`, name)));
   $("#speakers").hidden = speakers.size === 0;
   viewer.playing = -1;
   highlightPlaying();
@@ -593,7 +575,7 @@ function marked(text, query) {
   let count = 0;
   for (let at = lower.indexOf(query); at >= 0; at = lower.indexOf(query, at + query.length)) {
     nodes.push(document.createTextNode(text.slice(from, at)));
-    nodes.push(Object.assign(document.createElement("mark"), { textContent: text.slice(at, at + query.length) }));
+    nodes.push(element("mark", "", text.slice(at, at + query.length)));
     from = at + query.length;
     count += 1;
   }
