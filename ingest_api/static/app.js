@@ -253,7 +253,10 @@ class Row {
   follow() {
     follow(this.jobId, (view) => this.show(view), this.controller.signal)
       .then((view) => view && this.ended(view))
-      .catch((error) => error.name === "AbortError" || this.failed(error.message));
+      .catch((error) => {
+        // The job's last known state stays: the job itself may be fine (a key changed, say).
+        if (error.name !== "AbortError") this.el.querySelector(".detail").textContent = `No news of the job: ${error.message}`;
+      });
   }
 
   ended(view) {
