@@ -1,5 +1,6 @@
-"""The upload page (``GET /``): drop a file, watch its job's progress, download the transcript.
-A static page (``ingest_api/static``) that speaks the public API like any other client."""
+"""The page (``GET /``): a workspace of the caller's jobs, each file dropped on it a job with a live
+progress bar, and a finished job's transcript beside a player of its input. A static page
+(``ingest_api/static``, no build step) that speaks the public API like any other client."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-# The page loads nothing from elsewhere and runs no inline script.
+# The page runs no inline script and loads nothing from elsewhere, but for media: a URL job's
+# recording plays from its URL (the server keeps no copy of it), and with an API key the job's
+# input plays from a blob (a media element cannot send the key).
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: http: https:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
