@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from embedded.redis_server import choose_port, start_redis, stop_redis
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import OPS_PORTS
+from transcribe_common.runtime import command_line
 from transcribe_common.settings import STACK_PID, CommonSettings, stack_env_file
 
 log = logging.getLogger("stack")
@@ -229,6 +230,7 @@ def wait_until_ready(urls: dict[str, str], supervisor: Supervisor, timeout: floa
 
 
 def main() -> None:
+    command_line("transcribe-stack", __doc__)
     settings = StackSettings()
     setup_logging("stack", settings.log_level, settings.log_format)
     redis_process = None

@@ -23,7 +23,7 @@ from watchfiles import Change, watch
 
 from transcribe_common import keys
 from transcribe_common.logs import setup_logging
-from transcribe_common.runtime import connect_redis
+from transcribe_common.runtime import command_line, connect_redis
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.local import LocalStore
 
@@ -107,6 +107,7 @@ class InboxWatcher:
 
 
 def main() -> None:
+    command_line("transcribe-watcher", __doc__)
     settings = WatcherSettings()
     setup_logging("watcher", settings.log_level, settings.log_format)
     conn = connect_redis(settings, "watcher")

@@ -26,7 +26,7 @@ from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
 from transcribe_common.recovery import worker_alive
-from transcribe_common.runtime import connect_redis, open_store
+from transcribe_common.runtime import command_line, connect_redis, open_store
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger("janitor")
@@ -34,13 +34,13 @@ FAILURES = (redis.RedisError, PipelineError, OSError)  # what a run meets when a
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="transcribe-janitor", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser()
     parser.add_argument("--once", action="store_true", help="one run, then exit")
     parser.add_argument("--dry-run", action="store_true", help="report only; remove and announce nothing")
     parser.add_argument(
         "--replay-dead", action="store_true", help="put every dead letter back on the events list, then exit"
     )
-    args = parser.parse_args()
+    args = command_line("transcribe-janitor", __doc__, parser)
     try:
         settings = JanitorSettings()
     except ValidationError as exc:
