@@ -120,7 +120,8 @@ class JobQuery:
 
     def matches(self, view: JobView) -> bool:
         return (
-            (self.status is None or view.status == self.status)
+            # A deleted job is listed only when asked for: nothing of it is left but that word.
+            (view.status == self.status if self.status is not None else view.status != JobStatus.DELETED)
             and (self.model is None or view.model == self.model)
             and (self.source is None or view.source == self.source)
             and (self.db_id is None or (view.db_id is not None and str(view.db_id) == self.db_id))

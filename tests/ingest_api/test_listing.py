@@ -100,6 +100,9 @@ def test_filters_by_status_source_db_id_model_and_time(client: TestClient, redis
     assert listed(client, ONE, since=between.isoformat()) == [later]
     assert listed(client, ONE, until=between.isoformat()) == [talk, by_url]
     assert listed(client, ONE, status="queued", limit=1) == [later, talk]
+    client.delete(f"/v1/jobs/{later}?delete_objects=true", headers=bearer(ONE))
+    assert listed(client, ONE) == [talk, by_url]  # a deleted job is left out, unless asked for
+    assert listed(client, ONE, status="deleted") == [later]
     refused = client.get("/v1/jobs", params={"source": "fax"}, headers=bearer(ONE))
     assert refused.status_code == 422
     bad = client.get("/v1/jobs", params={"cursor": "not-one-of-ours"}, headers=bearer(ONE))
