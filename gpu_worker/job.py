@@ -371,6 +371,7 @@ class JobRun:
         publishes them), then the ones asked for beside an inbox drop, where people look: only if
         this attempt is still the job's own."""
         outputs, texts = {}, {}
+        transcript = transcript.model_copy(update={"job_id": self.job_id})
         for fmt, renderer in render.RENDERERS.items():
             key = layout.result_key(self.job_id, fmt, self.attempt)
             texts[fmt] = renderer(transcript, self.cue_rules).encode()
