@@ -110,6 +110,12 @@ def test_a_drop_put_back_after_its_transcript_was_deleted_gets_it_again_untransc
     assert after[("transcribe_worker_jobs_total", "finished")] == before[("transcribe_worker_jobs_total", "finished")]
     assert len(receiver.for_job(job_id)) == 1  # no second webhook either
 
+    (folder / "weekly sync.srt").unlink()  # and once more: the same small job, again
+    put_back(stack, key, SPEECH / "inbox.mp4")
+    wait_until(lambda: (folder / "weekly sync.srt").exists(), timeout=60)
+    assert (folder / "weekly sync.srt").read_text() == transcript
+    assert attempts(stack, job_id) == 1
+
 
 def test_a_failed_drop_put_back_gets_its_error_note_again(stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
     notes = tmp_path / "notes.mp3"
