@@ -13,7 +13,8 @@ ours), and ``known_speaker_names[]`` names the channels' speakers in order. Erro
 
 Differences from OpenAI's service: ``model`` is ``whisper-1`` (the workers' default model) or a
 model the workers serve (``GET /v1/models``); ``language`` in ``verbose_json`` is the ISO 639-1
-code Whisper detected (``en``), not the English name; ``temperature`` is accepted and not used
+code Whisper detected (``en``), not the English name (for a translation too: the spoken language,
+where OpenAI says ``english``); ``temperature`` is accepted and not used
 (the workers decode with their own fallback temperatures); streaming is not offered.
 """
 
