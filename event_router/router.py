@@ -36,7 +36,8 @@ DUE_EVERY = 0.5  # seconds between two looks for put-off events that are due aga
 
 EVENTS = Counter(
     "transcribe_router_events_total",
-    "Bucket events handled, by outcome: enqueued; duplicate (its job had moved on already); ignored (not a "
+    "Bucket events handled, by outcome: enqueued; duplicate (its job had moved on already); rewrite (an inbox "
+    "drop whose job had ended: what is missing beside it is written again); ignored (not a "
     "manifest or an inbox drop, or a transcript written beside one); retry (failed transiently, put off); "
     "dead (unreadable, or failed EVENT_ATTEMPTS times: kept in events:dead).",
     ["outcome"],
@@ -228,7 +229,7 @@ class Router:
             self._count(self.handle(event, pipe), event)
 
     def handle(self, event: ObjectCreated, pipe: Pipeline) -> str:
-        """What became of the event: ``enqueued`` (in ``pipe``), ``duplicate`` or ``ignored``."""
+        """What became of the event: ``enqueued`` or ``rewrite`` (in ``pipe``), ``duplicate`` or ``ignored``."""
         if event.bucket == self.settings.minio_bucket:
             job_id = layout.job_id_of_manifest(event.key)
             if job_id is not None:
@@ -245,15 +246,38 @@ class Router:
         return "ignored"
 
     def admit_inbox(self, job_id: str, event: ObjectCreated, pipe: Pipeline) -> str:
-        """Write the manifest for a dropped object and enqueue it."""
-        if self.states.read(job_id) is not None:
-            log.info("inbox %s: job %s exists already", event.key, job_id)
-            return "duplicate"
+        """Write the manifest for a dropped object and enqueue it; for a drop whose job has ended
+        (the same content put back, or a late duplicate event), queue the rewrite of what is
+        missing beside it instead (``rewrite``)."""
+        manifest_key = layout.manifest_key(job_id)
+        has_manifest = self.store.stat(self.settings.minio_bucket, manifest_key) is not None
+        record = self.states.read(job_id)
+        if record is None and has_manifest:  # its live state expired, or Redis lost it: status.json says
+            stored = self.states.read_stored(job_id)
+            record = stored if stored is not None and stored.status.is_final else None
+        if record is not None:
+            return self.ended_drop(job_id, record.status, event, pipe)
         manifest = inbox_manifest(job_id, event, self.folder_options(event))
-        if self.store.stat(self.settings.minio_bucket, layout.manifest_key(job_id)) is None:
-            put_model(self.store, self.settings.minio_bucket, layout.manifest_key(job_id), manifest)
+        if not has_manifest:
+            put_model(self.store, self.settings.minio_bucket, manifest_key, manifest)
             log.info("inbox %s: job %s", event.key, job_id)
         return self.enqueue(job_id, manifest.options.model, pipe, made=made(event))
+
+    def ended_drop(self, job_id: str, status: JobStatus, event: ObjectCreated, pipe: Pipeline) -> str:
+        """A drop whose job exists: one that finished or failed has what it wrote beside the drop
+        written again where it is missing, by a worker, from the stored results (``rewrite``); one
+        still running, or cancelled, is a duplicate."""
+        if status not in (JobStatus.FINISHED, JobStatus.FAILED):
+            log.info("inbox %s: job %s exists already (%s)", event.key, job_id, status.value)
+            return "duplicate"
+        jobqueue.enqueue_rewrite(self.redis, job_id, self.settings, pipeline=pipe)
+        log.info(
+            "inbox %s: job %s %s already; its outputs beside the drop are written again",
+            event.key,
+            job_id,
+            status.value,
+        )
+        return "rewrite"
 
     def folder_options(self, event: ObjectCreated) -> FolderOptions:
         """The nearest folder options file above a drop (``layout.OPTIONS_FILE``); one that is not a

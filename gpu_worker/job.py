@@ -28,7 +28,7 @@ from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, jobqueue, layout
-from transcribe_common.ending import WARNINGS_NOTE, Ending
+from transcribe_common.ending import NOTE_TYPE, WARNINGS_NOTE, Ending, warnings_note
 from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
 from transcribe_common.jobstate import JobStates, Stale
 from transcribe_common.logs import job_context
@@ -372,6 +372,7 @@ class JobRun:
         publishes them), then the ones asked for beside an inbox drop, where people look: only if
         this attempt is still the job's own."""
         outputs, texts = {}, {}
+        transcript = transcript.model_copy(update={"job_id": self.job_id})
         for fmt, renderer in render.RENDERERS.items():
             key = layout.result_key(self.job_id, fmt, self.attempt)
             texts[fmt] = renderer(transcript, self.cue_rules).encode()
@@ -384,8 +385,8 @@ class JobRun:
         for fmt in manifest.options.output:
             self.ctx.ending.write_beside(self.job_id, manifest, fmt, texts[fmt], CONTENT_TYPES[fmt])
         if transcript.warnings:  # said beside the transcript, where it is read
-            note = "".join(f"Warning: {warning}\n" for warning in transcript.warnings).encode()
-            self.ctx.ending.write_beside(self.job_id, manifest, WARNINGS_NOTE, note, CONTENT_TYPES["txt"])
+            note = warnings_note(transcript.warnings)
+            self.ctx.ending.write_beside(self.job_id, manifest, WARNINGS_NOTE, note, NOTE_TYPE)
         return outputs
 
     def fail(self, manifest: Manifest, exc: Exception) -> None:

@@ -36,6 +36,13 @@ SHARDS = Counter(
     "failed, cancelled, requeued, skipped (running elsewhere, done already, or its job ended).",
     ["outcome"],
 )
+REWRITES = Counter(
+    "transcribe_worker_rewrites_total",
+    "Ended inbox jobs whose outputs were asked for again (the drop was put back), by outcome: rewritten "
+    "(what was missing beside the drop was copied from the stored results), complete (nothing was missing), "
+    "skipped (no ended inbox job).",
+    ["outcome"],
+)
 RUNNING = Gauge("transcribe_worker_jobs_running", "Jobs running on this worker now.")
 SLOTS = Gauge("transcribe_worker_slots", "Jobs this worker runs at once (MAX_CONCURRENCY).")
 MODELS_LOADED = Gauge("transcribe_worker_models_loaded", "Models loaded and served by this worker.")

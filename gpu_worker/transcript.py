@@ -45,8 +45,10 @@ DECODER_FIGURES = ("seek", "tokens", "temperature", "avg_logprob", "compression_
 
 
 class Transcript(BaseModel):
-    """The full result; the ``json`` output is this model, so a result says how it was made."""
+    """The full result; the ``json`` output is this model, so a result says how it was made, and
+    for which job (``job_id``: a person who finds a transcript beside an inbox drop can find its job)."""
 
+    job_id: str | None = None  # set when the job's results are written; a shard's part has none
     language: str
     language_probability: float
     duration: float

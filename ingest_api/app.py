@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 TAGS = [
     {"name": "jobs", "description": "Submit jobs, follow them, fetch their results, cancel them."},
-    {"name": "openai", "description": "OpenAI's transcription endpoint, for clients written for it."},
+    {"name": "openai", "description": "OpenAI's transcription and translation routes, for clients written for them."},
     {"name": "service", "description": "Models, counts, liveness, readiness and Prometheus metrics."},
 ]
 

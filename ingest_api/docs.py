@@ -203,6 +203,7 @@ SEGMENT: dict[str, Any] = {
     "no_speech_prob": 0.01,
 }
 TRANSCRIPT_JSON = {
+    "job_id": JOB_ID,
     "language": "en",
     "language_probability": 0.98,
     "duration": 12.75,

@@ -111,3 +111,59 @@ def test_the_job_is_an_ordinary_job(stack: Stack, client: openai.OpenAI) -> None
     view = httpx.get(f"{stack.url}/v1/jobs/{job_id}").json()
     assert (view["status"], view["progress"]) == ("finished", 100)
     assert raw.parse().text
+
+
+# --- POST /v1/audio/translations: the same road, with task=translate ------------------------
+# The client marks ``audio.translations.create`` deprecated (a warning at each call); it is still
+# OpenAI's route, and clients still call it.
+translation = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
+
+
+@translation
+def test_a_translation_is_a_translate_job_on_a_multilingual_model(stack: Stack, client: openai.OpenAI) -> None:
+    """English speech translated into English by the multilingual base model: a real translate job
+    (its stored options say so) whose text is the speech; the answer is OpenAI's Translation."""
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        raw = client.audio.translations.with_raw_response.create(model="base", file=audio, prompt="The weather.")
+    result = raw.parse()
+    assert isinstance(result, openai.types.audio.Translation)
+    assert wer(REFERENCE, result.text) < 0.3
+    job_id = raw.headers["x-job-id"]
+    stored = httpx.get(f"{stack.url}/v1/jobs/{job_id}/result", params={"format": "json"}).json()
+    assert stored["job_id"] == job_id
+    assert (stored["model"], stored["options"]["task"]) == ("base", "translate")
+    assert stored["options"]["language"] is None  # OpenAI's translations take no language: it is detected
+    assert stored["options"]["initial_prompt"] == "The weather."
+
+
+@translation
+def test_a_translation_in_verbose_json_and_srt(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        verbose = client.audio.translations.create(model="base", file=audio, response_format="verbose_json")
+    assert isinstance(verbose, openai.types.audio.TranslationVerbose)
+    assert 10 < verbose.duration < 15
+    assert verbose.segments
+    assert wer(REFERENCE, " ".join(segment.text for segment in verbose.segments)) < 0.3
+    assert verbose.model_extra is not None
+    assert verbose.model_extra["task"] == "translate"
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        subtitles = client.audio.translations.create(model="base", file=audio, response_format="srt")
+    assert wer(REFERENCE, " ".join(cue.content for cue in srt.parse(subtitles))) < 0.3
+
+
+@translation
+def test_a_translation_on_an_english_only_model_is_refused_saying_which_to_name(client: openai.OpenAI) -> None:
+    """whisper-1 is the workers' default, tiny.en here, which cannot translate."""
+    with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.translations.create(model="whisper-1", file=audio)
+    assert caught.value.type == "invalid_request_error"
+    assert "model 'tiny.en' is English-only and cannot translate" in caught.value.message
+    assert "served now: base" in caught.value.message
+
+
+@translation
+def test_a_translation_takes_only_its_formats(client: openai.OpenAI) -> None:
+    with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.translations.create(model="base", file=audio, response_format="diarized_json")  # type: ignore[arg-type]
+    assert caught.value.param == "response_format"
+    assert "Input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'" in caught.value.message

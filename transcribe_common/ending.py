@@ -7,22 +7,33 @@ whose input vanished. All of them end a job here, so a failure reads the same wh
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 
 from transcribe_common import jobqueue, layout
 from transcribe_common.jobstate import JobStates
-from transcribe_common.models import FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
+from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
 from transcribe_common.settings import JobEndSettings
-from transcribe_common.store.base import ObjectStore, get_json, put_bytes
+from transcribe_common.store.base import ObjectStore, get_bytes, get_json, put_bytes
 from transcribe_common.transient import Retry, transient
 
 log = logging.getLogger(__name__)
 ERROR_NOTE = "error.txt"  # beside an inbox drop whose job failed: talks/a.mp4 -> talks/a.error.txt
 WARNINGS_NOTE = "warnings.txt"  # beside one whose transcript has warnings: talks/a.warnings.txt
+NOTE_TYPE = CONTENT_TYPES["txt"]
 # The store's own message names the bucket and key: the log has it, the job's error does not.
 UNREADABLE_MANIFEST = "the job's manifest is missing or unreadable; submit the job again"
+
+
+def error_note(error: str) -> bytes:
+    return f"Transcription failed: {error}\n".encode()
+
+
+def warnings_note(warnings: list[str]) -> bytes:
+    return "".join(f"Warning: {warning}\n" for warning in warnings).encode()
 
 
 def unreadable(exc: BaseException) -> bool:
@@ -66,9 +77,8 @@ class Ending:
         if moved is None:
             return False
         if manifest.beside is not None:
-            note = f"Transcription failed: {error}\n".encode()
             try:
-                self.write_beside(job_id, manifest, ERROR_NOTE, note, "text/plain; charset=utf-8")
+                self.write_beside(job_id, manifest, ERROR_NOTE, error_note(error), NOTE_TYPE)
             except Exception:  # the failure is recorded; its webhook must not be lost with the note
                 log.exception("job %s: the note beside the inbox drop could not be written", job_id)
         if self.settings.webhook_on_error:
@@ -80,6 +90,30 @@ class Ending:
         key = layout.beside_key(manifest.beside.key, suffix)
         marker = {layout.OUTPUT_MARKER: job_id}
         put_bytes(self.store, manifest.beside.bucket, key, data, content_type=content_type, metadata=marker)
+
+    def rewrite_beside(self, job_id: str, manifest: Manifest, record: StatusRecord) -> list[str]:
+        """What an ended inbox job leaves beside its drop, written again where it is missing (the
+        drop was put back after its transcript or error note was deleted), from what the job
+        stored: nothing is transcribed again, and a file that is there, edited or not, is left as
+        it is. Returns the suffixes written."""
+        assert manifest.beside is not None
+        owed: dict[str, Callable[[], tuple[bytes, str]]] = {}  # suffix -> its content and type, read if missing
+        if record.status == JobStatus.FINISHED:
+            for fmt in manifest.options.output:
+                owed[fmt] = partial(self._stored_result, record.outputs[fmt], fmt)
+            if record.warnings:
+                owed[WARNINGS_NOTE] = lambda: (warnings_note(record.warnings), NOTE_TYPE)
+        elif record.status == JobStatus.FAILED:
+            owed[ERROR_NOTE] = lambda: (error_note(record.error or "failed"), NOTE_TYPE)
+        written = []
+        for suffix, content in owed.items():
+            if self.store.stat(manifest.beside.bucket, layout.beside_key(manifest.beside.key, suffix)) is None:
+                self.write_beside(job_id, manifest, suffix, *content())
+                written.append(suffix)
+        return written
+
+    def _stored_result(self, key: str, fmt: str) -> tuple[bytes, str]:
+        return get_bytes(self.store, self.settings.minio_bucket, key), CONTENT_TYPES[fmt]
 
     def callback_url(self, manifest: Manifest) -> str | None:
         url = manifest.callback_url or self.settings.default_callback_url

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Seconds one delivery attempt may take in all, whatever the receiver does (RQ kills it after).
 WEBHOOK_JOB_TIMEOUT = 120
+# Seconds a rewrite of an ended inbox job's outputs beside its drop may take (a few small copies).
+REWRITE_TIMEOUT = 300
 # Times an attempt is run again at once when it did not end: its sender died in it, or it raised
 # (Redis lost while it recorded the outcome). Then it is failed, in RQ's failed registry.
 WEBHOOK_REDELIVERIES = 3
@@ -103,6 +105,23 @@ def enqueue_shard(
 ) -> None:
     rq_id, description = keys.shard_job_id(job_id, attempt, index), f"transcribe {job_id}, shard {index + 1}"
     _transcription(conn, model, settings, keys.SHARD_FUNCTION, (job_id, attempt, index), rq_id, description, pipeline)
+
+
+def enqueue_rewrite(conn: redis.Redis, job_id: str, settings: CommonSettings, pipeline: Pipeline | None = None) -> None:
+    """Write an ended inbox job's outputs beside its drop again (``keys.BESIDE_FUNCTION``): on the
+    default queue, which every worker takes, at its front, since it copies and does not transcribe."""
+    Queue(keys.QUEUE, connection=conn).enqueue_call(
+        keys.BESIDE_FUNCTION,
+        args=(job_id,),
+        job_id=keys.beside_job_id(job_id),
+        timeout=REWRITE_TIMEOUT,
+        result_ttl=settings.rq_result_ttl,
+        failure_ttl=settings.rq_result_ttl,
+        description=f"rewrite the outputs of {job_id} beside its inbox drop",
+        retry=Retry(max=3),  # the store away
+        at_front=True,
+        pipeline=pipeline,
+    )
 
 
 def enqueue_again(conn: redis.Redis, rq_job_id: str, model: str | None, settings: CommonSettings) -> None:

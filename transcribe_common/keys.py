@@ -42,6 +42,10 @@ WORKER_FUNCTION = "gpu_worker.job.run"
 # A shard of a long or multichannel job is an RQ job of its own on the job's queue, with this
 # function and an id naming the job, the attempt that cut it and the shard (``shard_job_id``).
 SHARD_FUNCTION = "gpu_worker.shard_job.run"
+# An ended inbox job's outputs written beside its drop again, from its stored results, when the
+# drop is put back after they were deleted: a small RQ job (``<job_id>-beside``) on the default
+# queue, at its front, which any worker takes between two transcriptions.
+BESIDE_FUNCTION = "gpu_worker.beside.run"
 
 # Webhooks have their own queue and workers (``transcribe-webhooks``), so that a slow or dead
 # receiver never holds a transcription slot. A retry waits in WEBHOOKS_DUE (scored by when it is
@@ -87,6 +91,10 @@ def shards(job_id: str, attempt: int) -> str:
 def shard_job_id(job_id: str, attempt: int, index: int) -> str:
     """The RQ job of one shard: ``<job_id>-a<attempt>-s<index>``."""
     return f"{job_id}-a{attempt}-s{index}"
+
+
+def beside_job_id(job_id: str) -> str:
+    return f"{job_id}-beside"
 
 
 def shard_of(rq_job_id: str) -> tuple[str, int, int] | None:

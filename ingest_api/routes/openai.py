@@ -1,4 +1,6 @@
-"""OpenAI's ``POST /v1/audio/transcriptions``, so that clients written for OpenAI work unchanged.
+"""OpenAI's ``POST /v1/audio/transcriptions`` and ``POST /v1/audio/translations``, so that clients
+written for OpenAI work unchanged. The two differ only in their form (``AudioForm``'s subclasses:
+a translation is the ``translate`` task, with no ``language`` field, as at OpenAI).
 
 The upload becomes an ordinary job (input and manifest in the bucket; the router, a worker and
 the webhook sender do the rest, as for any job), and the request waits for it to end, up to
@@ -11,7 +13,8 @@ ours), and ``known_speaker_names[]`` names the channels' speakers in order. Erro
 
 Differences from OpenAI's service: ``model`` is ``whisper-1`` (the workers' default model) or a
 model the workers serve (``GET /v1/models``); ``language`` in ``verbose_json`` is the ISO 639-1
-code Whisper detected (``en``), not the English name; ``temperature`` is accepted and not used
+code Whisper detected (``en``), not the English name (for a translation too: the spoken language,
+where OpenAI says ``english``); ``temperature`` is accepted and not used
 (the workers decode with their own fallback temperatures); streaming is not offered.
 """
 
@@ -21,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +49,7 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"])
 DEFAULT_MODEL = "whisper-1"
 POLL_SECONDS = 0.1
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
+TranslationFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["word", "segment"]
 STORED_FORMAT: dict[str, str] = {
     "json": "json",
@@ -96,15 +100,32 @@ async def openai_caller(
         raise OpenAIError(exc.status_code, str(exc.detail), code=code) from exc
 
 
-class TranscriptionForm(BaseModel):
-    """The form fields OpenAI's endpoint takes (others are ignored, as OpenAI adds new ones)."""
+class AudioForm(BaseModel):
+    """The form fields both of OpenAI's audio routes take (others are ignored, as OpenAI adds new ones)."""
 
+    task: ClassVar[str] = "transcribe"
     file: bytes = Field(description="The audio or video file.")
     model: str = Field(DEFAULT_MODEL, description="whisper-1 (the default model) or a model from GET /v1/models.")
-    language: str | None = Field(None, description="ISO 639-1 code of the speech; detected if left out.")
     prompt: str | None = Field(None, description="Text to guide the style, or earlier text of the same audio.")
     response_format: ResponseFormat = "json"
     temperature: float = Field(0.0, ge=0, le=1, description="Accepted for compatibility; not used.")
+
+    @property
+    def wants_words(self) -> bool:
+        return False
+
+    def check(self) -> None:
+        """Refuse what the fields allow one by one but not together (``InvalidInput``)."""
+
+    def job_fields(self) -> dict[str, object]:
+        """The job's options, in ``TranscribeRequest``'s names (the model aside)."""
+        return {"task": self.task, "initial_prompt": self.prompt, "output": [STORED_FORMAT[self.response_format]]}
+
+
+class TranscriptionForm(AudioForm):
+    """``POST /v1/audio/transcriptions``: the speech as it was spoken."""
+
+    language: str | None = Field(None, description="ISO 639-1 code of the speech; detected if left out.")
     timestamp_granularities: list[Granularity] = Field(
         default_factory=lambda: list[Granularity](["segment"]),
         alias="timestamp_granularities[]",
@@ -116,6 +137,33 @@ class TranscriptionForm(BaseModel):
     known_speaker_names: list[str] | None = Field(
         None, alias="known_speaker_names[]", description="With multichannel: the channels' speakers, in order."
     )
+
+    @property
+    def wants_words(self) -> bool:
+        return "word" in self.timestamp_granularities and self.response_format == "verbose_json"
+
+    def check(self) -> None:
+        if self.response_format == "diarized_json" and not self.multichannel:
+            raise InvalidInput(
+                "response_format: diarized_json needs multichannel=true; speakers are told apart by channel here"
+            )
+
+    def job_fields(self) -> dict[str, object]:
+        return {
+            **super().job_fields(),
+            "language": self.language,
+            "word_timestamps": self.wants_words,
+            "multichannel": self.multichannel,
+            "speaker_labels": self.known_speaker_names,
+        }
+
+
+class TranslationForm(AudioForm):
+    """``POST /v1/audio/translations``: the speech in English, whatever it was spoken in (Whisper's
+    ``translate`` task). As at OpenAI, there is no ``language`` field: the spoken one is detected."""
+
+    task: ClassVar[str] = "translate"
+    response_format: TranslationFormat = "json"
 
 
 class Transcription(BaseModel):
@@ -173,79 +221,108 @@ VERBOSE_EXAMPLE = {
 }
 
 
+def _documented(form: type[AudioForm], formats: str, speech: str) -> dict[str, Any]:
+    """The OpenAPI description both routes share: their answers, their errors, their form."""
+    return {
+        "responses": {
+            200: {
+                "description": f"The {speech} in response_format; X-Job-Id names the job",
+                "content": {
+                    "application/json": {
+                        "examples": {
+                            "json": {"summary": "response_format=json", "value": {"text": docs.TXT.strip()}},
+                            "verbose_json": {
+                                "summary": "response_format=verbose_json",
+                                "value": {**VERBOSE_EXAMPLE, "task": form.task},
+                            },
+                        }
+                    },
+                    "text/plain": {"example": docs.TXT},
+                    "application/x-subrip": {"example": docs.SRT},
+                    "text/vtt": {"example": docs.VTT},
+                },
+            },
+            400: _error_doc(
+                400,
+                "The request or its file is refused, or the job failed",
+                (
+                    "model not served",
+                    "model: 'gpt-4o-transcribe' is not served here; choose one of whisper-1, small",
+                    None,
+                ),
+                ("not audio", "not an audio or video file: ffprobe found no media streams", "job_failed"),
+                ("bad field", f"response_format: Input should be {formats}", None),
+            ),
+            401: _error_doc(
+                401,
+                "API keys are set and the request has none",
+                ("no key", "an API key is required: send 'Authorization: Bearer <key>'", "invalid_api_key"),
+            ),
+            403: _error_doc(
+                403, "The API key is not valid", ("wrong key", "the API key is not valid", "invalid_api_key")
+            ),
+            409: _error_doc(
+                409, "The job was cancelled meanwhile", ("cancelled", "the job was cancelled", "job_cancelled")
+            ),
+            413: _error_doc(
+                413, "The file is too large", ("too large", "the upload is larger than MAX_UPLOAD_MB (2048 MiB)", None)
+            ),
+            500: _error_doc(
+                500,
+                "The job finished but its result cannot be read",
+                ("result unreadable", "the job finished but its result cannot be read: no such object", None),
+            ),
+            504: _error_doc(
+                504,
+                "Still running after OPENAI_WAIT_TIMEOUT; the job goes on (X-Job-Id)",
+                (
+                    "timeout",
+                    f"the transcription is still started after OPENAI_WAIT_TIMEOUT (1800 s); it goes on: "
+                    f"GET /v1/jobs/{docs.JOB_ID}",
+                    "timeout",
+                ),
+            ),
+        },
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": form.model_json_schema(by_alias=True)}},
+            }
+        },
+    }
+
+
 @router.post(
     "/transcriptions",
     summary="OpenAI-compatible: transcribe an upload and wait for the text",
     response_model=Transcription | VerboseTranscription | DiarizedTranscription,
-    responses={
-        200: {
-            "description": "The transcript in response_format; X-Job-Id names the job",
-            "content": {
-                "application/json": {
-                    "examples": {
-                        "json": {"summary": "response_format=json", "value": {"text": docs.TXT.strip()}},
-                        "verbose_json": {"summary": "response_format=verbose_json", "value": VERBOSE_EXAMPLE},
-                    }
-                },
-                "text/plain": {"example": docs.TXT},
-                "application/x-subrip": {"example": docs.SRT},
-                "text/vtt": {"example": docs.VTT},
-            },
-        },
-        400: _error_doc(
-            400,
-            "The request or its file is refused, or the job failed",
-            ("model not served", "model: 'gpt-4o-transcribe' is not served here; choose one of whisper-1, small", None),
-            ("not audio", "not an audio or video file: ffprobe found no media streams", "job_failed"),
-            (
-                "bad field",
-                "response_format: Input should be 'json', 'text', 'srt', 'vtt', 'verbose_json' or 'diarized_json'",
-                None,
-            ),
-        ),
-        401: _error_doc(
-            401,
-            "API keys are set and the request has none",
-            ("no key", "an API key is required: send 'Authorization: Bearer <key>'", "invalid_api_key"),
-        ),
-        403: _error_doc(403, "The API key is not valid", ("wrong key", "the API key is not valid", "invalid_api_key")),
-        409: _error_doc(
-            409, "The job was cancelled meanwhile", ("cancelled", "the job was cancelled", "job_cancelled")
-        ),
-        413: _error_doc(
-            413, "The file is too large", ("too large", "the upload is larger than MAX_UPLOAD_MB (2048 MiB)", None)
-        ),
-        500: _error_doc(
-            500,
-            "The job finished but its result cannot be read",
-            ("result unreadable", "the job finished but its result cannot be read: no such object", None),
-        ),
-        504: _error_doc(
-            504,
-            "Still running after OPENAI_WAIT_TIMEOUT; the job goes on (X-Job-Id)",
-            (
-                "timeout",
-                f"the transcription is still started after OPENAI_WAIT_TIMEOUT (1800 s); it goes on: "
-                f"GET /v1/jobs/{docs.JOB_ID}",
-                "timeout",
-            ),
-        ),
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": TranscriptionForm.model_json_schema(by_alias=True)}},
-        }
-    },
+    **_documented(TranscriptionForm, "'json', 'text', 'srt', 'vtt', 'verbose_json' or 'diarized_json'", "transcript"),
 )
 async def create_transcription(
     request: Request, services: ServicesDep, caller: Annotated[Identity, Depends(openai_caller)]
 ) -> Response:
+    return await _transcribe(request, services, caller, TranscriptionForm)
+
+
+@router.post(
+    "/translations",
+    summary="OpenAI-compatible: translate the speech of an upload into English and wait for the text",
+    response_model=Transcription | VerboseTranscription,
+    **_documented(TranslationForm, "'json', 'text', 'srt', 'vtt' or 'verbose_json'", "English translation"),
+)
+async def create_translation(
+    request: Request, services: ServicesDep, caller: Annotated[Identity, Depends(openai_caller)]
+) -> Response:
+    return await _transcribe(request, services, caller, TranslationForm)
+
+
+async def _transcribe(request: Request, services: Services, caller: Identity, kind: type[AudioForm]) -> Response:
+    """Either route: the upload becomes a job with the form's options, and the answer waits for it."""
     job_id = layout.new_job_id()
-    chosen: dict[str, TranscriptionForm] = {}
+    chosen: dict[str, AudioForm] = {}
 
     def form_of(fields: dict[str, str]) -> TranscribeRequest:
-        chosen["form"] = form = _form(fields)
+        chosen["form"] = form = _form(fields, kind)
         return _job_request(services, form)
 
     try:
@@ -272,7 +349,7 @@ async def create_transcription(
         raise
 
 
-def _form(fields: dict[str, str]) -> TranscriptionForm:
+def _form(fields: dict[str, str], kind: type[AudioForm]) -> AudioForm:
     values: dict[str, object] = {**fields, "file": b""}
     for listed in ("timestamp_granularities[]", "known_speaker_names[]"):
         if listed in fields:
@@ -280,33 +357,19 @@ def _form(fields: dict[str, str]) -> TranscriptionForm:
     if fields.get("stream", "false").lower() == "true":
         raise InvalidInput("stream: streaming transcriptions are not offered; leave stream out")
     try:
-        form = TranscriptionForm.model_validate(values)
+        form = kind.model_validate(values)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
-    if form.response_format == "diarized_json" and not form.multichannel:
-        raise InvalidInput(
-            "response_format: diarized_json needs multichannel=true; speakers are told apart by channel here"
-        )
+    form.check()
     return form
 
 
-def _job_request(services: Services, form: TranscriptionForm) -> TranscribeRequest:
+def _job_request(services: Services, form: AudioForm) -> TranscribeRequest:
     model = None if form.model == DEFAULT_MODEL else form.model
     if model is not None and model not in (served := submit.served_models(services)):
         choices = ", ".join([DEFAULT_MODEL, *served])
         raise InvalidInput(f"model: {form.model!r} is not served here; choose one of {choices}")
-    return TranscribeRequest.model_validate(
-        {
-            "source_type": "upload",
-            "language": form.language,
-            "initial_prompt": form.prompt,
-            "output": [STORED_FORMAT[form.response_format]],
-            "word_timestamps": "word" in form.timestamp_granularities and form.response_format == "verbose_json",
-            "model": model,
-            "multichannel": form.multichannel,
-            "speaker_labels": form.known_speaker_names,
-        }
-    )
+    return TranscribeRequest.model_validate({"source_type": "upload", "model": model, **form.job_fields()})
 
 
 async def _wait(services: Services, request: Request, job_id: str, caller: Identity) -> StatusRecord:
@@ -330,9 +393,7 @@ async def _wait(services: Services, request: Request, job_id: str, caller: Ident
         await asyncio.sleep(POLL_SECONDS)
 
 
-def _answer(
-    services: Services, job_id: str, form: TranscriptionForm, record: StatusRecord, caller: Identity
-) -> Response:
+def _answer(services: Services, job_id: str, form: AudioForm, record: StatusRecord, caller: Identity) -> Response:
     headers = {"X-Job-Id": job_id}
     status = record.status
     if status != JobStatus.FINISHED:
@@ -370,12 +431,12 @@ def _diarized(transcript: dict[str, Any], text: str) -> DiarizedTranscription:
     return DiarizedTranscription(duration=transcript["duration"], text=text, segments=segments)
 
 
-def _verbose(transcript: dict[str, Any], text: str, form: TranscriptionForm) -> VerboseTranscription:
+def _verbose(transcript: dict[str, Any], text: str, form: AudioForm) -> VerboseTranscription:
     segments = [
         {name: value for name, value in segment.items() if name != "words"} for segment in transcript["segments"]
     ]
     words = None
-    if "word" in form.timestamp_granularities:
+    if form.wants_words:
         words = [
             {"word": word["word"].strip(), "start": word["start"], "end": word["end"]}
             for segment in transcript["segments"]

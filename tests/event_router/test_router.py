@@ -200,3 +200,36 @@ def test_an_event_put_off_then_handled_in_a_batch_leaves_no_count_of_tries(
     drain(router)
     assert sorted(Queue(keys.QUEUE, connection=redis_conn).job_ids) == sorted(job_ids)
     assert redis_conn.hlen(keys.EVENT_TRIES) == 0
+
+
+def test_a_drop_whose_job_ended_queues_the_rewrite_of_its_outputs_not_a_transcription(  # type: ignore[no-untyped-def]
+    router: Router, local_store, redis_conn, states: JobStates
+) -> None:
+    """The same content dropped again once its job has ended (its transcript deleted, say): a
+    small job at the front of the default queue writes what is missing beside it."""
+    info = put_bytes(local_store.store, INBOX_BUCKET, "talks/a.mp3", b"ID3", content_type="audio/mpeg")
+    redis_conn.rpush(keys.EVENTS, *local_store.records)
+    drain(router)
+    job_id = layout.inbox_job_id(INBOX_BUCKET, "talks/a.mp3", info.etag)
+    queue = Queue(keys.QUEUE, connection=redis_conn)
+    redis_conn.rpush(keys.EVENTS, *local_store.records)  # while it is queued: a duplicate
+    drain(router)
+    assert queue.job_ids == [job_id]
+
+    queue.empty()  # a worker took it
+    assert states.advance(job_id, JobStatus.STARTED) is not None
+    assert states.advance(job_id, JobStatus.FINISHED, attempt=1) is not None
+    queue.enqueue_call(keys.WORKER_FUNCTION, args=(job_id,), job_id="f" + "0" * 31)  # a transcription waiting
+    redis_conn.rpush(keys.EVENTS, local_store.records[0])
+    drain(router)
+    assert queue.job_ids == [keys.beside_job_id(job_id), "f" + "0" * 31]  # in front of it
+    assert queue.fetch_job(keys.beside_job_id(job_id)).func_name == keys.BESIDE_FUNCTION  # type: ignore[union-attr]
+    assert states.read(job_id).status == JobStatus.FINISHED  # type: ignore[union-attr]
+
+    # Its live state expired (STATE_TTL): status.json says it ended, and the same is done.
+    queue.empty()
+    redis_conn.delete(keys.job(job_id))
+    redis_conn.rpush(keys.EVENTS, local_store.records[0])
+    drain(router)
+    assert queue.job_ids == [keys.beside_job_id(job_id)]
+    assert states.read(job_id) is None  # not queued again

@@ -32,6 +32,8 @@ def test_schemathesis_finds_no_5xx(redis_server: str, tmp_path: Path) -> None:
     (tmp_path / "schemathesis.toml").write_text(
         '[[operations]]\ninclude-path = "/v1/audio/transcriptions"\n'
         'checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "504"]\n'
+        '[[operations]]\ninclude-path = "/v1/audio/translations"\n'
+        'checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "504"]\n'
     )
     log = tmp_path / "api.log"
     api = subprocess.Popen(

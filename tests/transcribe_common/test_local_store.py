@@ -117,4 +117,8 @@ def test_objects_get_the_mode_a_copied_file_would(local_store) -> None:  # type:
     put_bytes(store, "transcribe-inbox", "talks/a.srt", b"1\n", content_type="text/plain")
     umask = os.umask(0)
     os.umask(umask)
-    assert store.data_path("transcribe-inbox", "talks/a.srt").stat().st_mode & 0o777 == 0o666 & ~umask
+    for path in (
+        store.data_path("transcribe-inbox", "talks/a.srt"),
+        store.meta_path("transcribe-inbox", "talks/a.srt"),
+    ):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

@@ -32,7 +32,8 @@ from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], object]
-# Objects get the mode a file copied there by hand would (temporary files start out 0600).
+# Objects, and their sidecars, get the mode a file copied there by hand would (0644 under the usual
+# umask 022), so that others who may read the folder can read transcripts; temporary files start out 0600.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
@@ -239,6 +240,7 @@ def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="meta-")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        os.fchmod(handle.fileno(), FILE_MODE)  # readable as its object is, not mkstemp's 0600
     os.replace(tmp, path)
 
 
