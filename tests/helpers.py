@@ -146,7 +146,7 @@ class Receiver:
         with self.lock:
             return [c for c in self.calls if c["json"].get("job_id") == job_id]
 
-    def wait_for(self, job_id: str, timeout: float = 90.0) -> dict:
+    def wait_for(self, job_id: str, timeout: float = 300.0) -> dict:  # the stack's JOB_TIMEOUT: a job ends by then
         deadline = time.monotonic() + timeout
         with self.lock:
             while not (calls := [c for c in self.calls if c["json"].get("job_id") == job_id]):
