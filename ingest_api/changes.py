@@ -1,11 +1,10 @@
 """Jobs' changes as they happen, for ``GET /v1/jobs/{id}/events``.
 
 Every script that changes a job's live state publishes the job's id on ``keys.JOB_CHANGES``. One
-pub/sub connection per API process (a thread of redis-py's own, ``PubSub.run_in_thread``) hears
-them all and wakes the streams that follow that job; each stream then reads the job again and
-sends it if it differs. Pub/sub is fire-and-forget, so a stream also reads the job every
-``EVENTS_RECHECK`` seconds whatever it heard: a message lost while Redis was away delays an
-event, never loses it.
+pub/sub connection per API process, on a thread of its own, hears them all and wakes the streams
+that follow that job; each stream then reads the job again and sends it if it differs. Pub/sub is
+fire-and-forget, so a stream also reads the job every ``EVENTS_RECHECK`` seconds whatever it
+heard: a message lost while Redis was away delays an event, never loses it.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from redis.client import PubSub, PubSubWorkerThread
 
 from transcribe_common import keys
 
@@ -32,17 +29,18 @@ class JobChanges:
         self._conn = conn
         self._lock = threading.Lock()
         self._followers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-        self._thread: PubSubWorkerThread | None = None
-        self._warned = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(**{keys.JOB_CHANGES: self._heard})
-        self._thread = pubsub.run_in_thread(sleep_time=_LISTEN_TIMEOUT, daemon=True, exception_handler=self._trouble)
+        """Listen on a thread of its own; Redis may be away now (the API starts all the same, and
+        says it is not ready): the thread subscribes once it answers."""
+        self._thread = threading.Thread(target=self._listen, name="job-changes", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
-            self._thread.stop()
             self._thread.join(timeout=2 * _LISTEN_TIMEOUT)
             self._thread = None
 
@@ -61,18 +59,30 @@ class JobChanges:
                 if not followers:
                     self._followers.pop(job_id, None)
 
-    def _heard(self, message: dict[str, object]) -> None:
-        job_id = keys.text(message["data"])  # type: ignore[arg-type]
-        self._warned = False
+    def _listen(self) -> None:
+        warned = False
+        while not self._stopping.is_set():
+            pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(keys.JOB_CHANGES)
+                if warned:
+                    log.info("job changes heard again")
+                    warned = False
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=_LISTEN_TIMEOUT)
+                    if message is not None and message["type"] == "message":
+                        self._heard(keys.text(message["data"]))
+            except redis.RedisError as exc:
+                # Redis is away: streams read their jobs every EVENTS_RECHECK until it is back.
+                if not warned:
+                    log.warning("job changes not heard (%s); event streams poll until Redis is back", exc)
+                    warned = True
+                self._stopping.wait(_LISTEN_TIMEOUT)
+            finally:
+                pubsub.close()
+
+    def _heard(self, job_id: str) -> None:
         with self._lock:
             followers = list(self._followers.get(job_id, ()))
         for loop, event in followers:
             loop.call_soon_threadsafe(event.set)
-
-    def _trouble(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
-        """Redis is away: streams fall back to reading their jobs every ``EVENTS_RECHECK``; the
-        subscription is made again once Redis answers (redis-py resubscribes on reconnecting)."""
-        if not self._warned:
-            log.warning("job changes not heard (%s); event streams poll until Redis is back", exc)
-            self._warned = True
-        time.sleep(_LISTEN_TIMEOUT)  # then the thread listens again, reconnecting

@@ -239,7 +239,7 @@ def result_stream(
     if record.status != JobStatus.FINISHED:
         raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
     if fmt is None:
-        if (manifest := services.manifests.get(job_id)) is None:
+        if (manifest := services.manifests.stored(job_id)) is None:
             raise NotFound(f"job {job_id} has no result")
         fmt = manifest.options.main_output
     if fmt not in OUTPUT_FORMATS:

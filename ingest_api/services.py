@@ -36,6 +36,14 @@ class Manifests:
         except NotFound:  # not cached: an exception never is
             return None
 
+    def stored(self, job_id: str) -> Manifest | None:
+        """The manifest as the store has it now, for answers that depend on its being there (a
+        person may have removed it by hand)."""
+        try:
+            return self._from_store(job_id)
+        except NotFound:
+            return None
+
     def _from_store(self, job_id: str) -> Manifest:
         return Manifest.model_validate(get_json(self._store, self._bucket, layout.manifest_key(job_id)))
 

@@ -217,6 +217,9 @@ def _json(check: Callable[[dict[str, object]], bool]) -> Callable[[LiveStack, st
 EXPECTED: dict[str, Callable[[LiveStack, str], None]] = {
     "curl http://127.0.0.1:8000/v1/stats": _json(lambda body: int(str(body["finished"])) >= 1),
     "curl http://127.0.0.1:8000/v1/models": _json(lambda body: "tiny.en" in str(body["models"])),
+    "curl 'http://127.0.0.1:8000/v1/jobs?status=finished&limit=20'": _json(
+        lambda body: bool(body["jobs"]) and {job["status"] for job in body["jobs"]} == {"finished"}
+    ),
     "curl http://127.0.0.1:8000/healthz": _json(lambda body: body["status"] == "ok"),
     "curl -s http://127.0.0.1:9101/readyz": _json(lambda body: body["status"] == "ready"),
     "curl -s http://127.0.0.1:9102/metrics | grep realtime_factor_sum": _grep(
