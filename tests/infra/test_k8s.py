@@ -11,6 +11,7 @@ import base64
 import copy
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,15 +19,19 @@ from urllib.parse import urlsplit
 import jsonschema
 import kubernetes_validate
 import pytest
+import redis
 import yaml
 from pydantic_settings import BaseSettings
 from rq import Queue
+from rq.registry import StartedJobRegistry
 
 from event_router.settings import RouterSettings
+from gpu_worker.pool import ThreadWorker
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.whisper import parse_models
 from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
+from tests.helpers import wait_until
 from tests.infra.kustomize import Resource, find, render
 from transcribe_common import keys
 from transcribe_common.setup_store import SetupSettings
@@ -96,7 +101,7 @@ def environment(resources: list[Resource], container: dict[str, Any]) -> dict[st
     return env | {item["name"]: item["value"] for item in container.get("env", [])}
 
 
-def settings_of(resources: list[Resource], container: dict[str, Any]) -> BaseSettings:
+def settings_of(resources: list[Resource], container: dict[str, Any]) -> Any:
     cls, _ = SERVICES[container["command"][0]]
     env = environment(resources, container)
     fields = {name.lower(): value for name, value in env.items() if name.lower() in cls.model_fields}
@@ -156,7 +161,7 @@ def test_the_keda_check_can_fail(path: tuple[str, ...], value: object) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(scaler, keda_schema())
     scaler = copy.deepcopy(find(RENDERED["gpu"], "ScaledObject", "worker"))
-    scaler["spec"]["triggers"][0]["metadata"]["listLength"] = 2  # KEDA's metadata are strings
+    scaler["spec"]["triggers"][0]["metadata"]["listLength"] = 3  # KEDA's metadata are strings
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(scaler, keda_schema())
 
@@ -278,25 +283,40 @@ def test_a_gpu_worker_pod_has_one_gpu_and_a_cpu_one_none() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_scaler_watches_every_queue_the_workers_take(overlay: str) -> None:
+def test_the_scaler_counts_the_jobs_in_flight_on_every_queue_the_workers_take(overlay: str) -> None:
     resources = RENDERED[overlay]
     scaler = find(resources, "ScaledObject", "worker")["spec"]
     settings = settings_of(resources, find_container(resources, "worker"))
     assert isinstance(settings, WorkerSettings)
     models = list(parse_models(settings.models, settings.model_size))
     queues = [keys.queue_for(None), *(keys.queue_for(model) for model in models)]  # as gpu_worker.pool takes them
+    probe = redis.Redis()  # never connected: rq names its keys with it
+    watched = [
+        key
+        for queue in queues
+        for key in (Queue(queue, connection=probe).key, StartedJobRegistry(queue, connection=probe).key)
+    ]
+    assert watched[:2] == ["rq:queue:transcribe", "rq:wip:transcribe"]
     triggers = scaler["triggers"]
-    assert [t["type"] for t in triggers] == ["redis"] * len(queues)
-    assert [t["metadata"]["listName"] for t in triggers] == [Queue.redis_queue_namespace_prefix + q for q in queues]
-    redis_url = urlsplit(settings.redis_url)
+    assert [t["type"] for t in triggers] == ["redis"] * len(watched)
+    assert [t["metadata"]["listName"] for t in triggers] == watched
+    # The formula adds them all up, and each pod is there for its slots and one job waiting.
+    modifiers = scaler["advanced"]["scalingModifiers"]
+    assert modifiers["formula"] == " + ".join(t["name"] for t in triggers)
+    assert all(t["name"].isidentifier() for t in triggers)  # names the formula can use
     gpus = int(find_container(resources, "worker")["resources"].get("limits", {}).get("nvidia.com/gpu", 1))
+    target = settings.max_concurrency * gpus + 1
+    assert (modifiers["target"], modifiers["activationTarget"], modifiers["metricType"]) == (
+        str(target),
+        "0",  # the first job wakes the fleet
+        "AverageValue",
+    )
+    redis_url = urlsplit(settings.redis_url)
     for trigger in triggers:
         metadata = trigger["metadata"]
         assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port or 6379}"
         assert metadata["databaseIndex"] == (redis_url.path.strip("/") or "0")
-        # One pod for each MAX_CONCURRENCY jobs waiting: its job slots.
-        assert int(metadata["listLength"]) == settings.max_concurrency * gpus
-        assert metadata["activationListLength"] == "0"  # the first waiting job wakes the fleet
+        assert int(metadata["listLength"]) == target
     assert scaler["scaleTargetRef"]["name"] == "worker"
     assert scaler["minReplicaCount"] == 0
     assert scaler["cooldownPeriod"] > 0
@@ -306,3 +326,31 @@ def test_the_scaler_watches_every_queue_the_workers_take(overlay: str) -> None:
     assert settings.scalable_models == models
     api = settings_of(resources, find_container(resources, "api"))
     assert api.scalable_models == models
+
+
+def hold(redis_url: str) -> None:
+    """A job that runs until the test lets it end."""
+    redis.Redis.from_url(redis_url).blpop(["test-k8s:release"], timeout=120)
+
+
+def test_the_running_jobs_key_is_the_sorted_set_rq_keeps_them_in(redis_server: str, redis_conn: redis.Redis) -> None:
+    """KEDA's redis scaler counts a list with LLEN and a sorted set with ZCARD (its script asks
+    the key's TYPE): rq:queue:<queue> holds the waiting job, then rq:wip:<queue> the running one,
+    while the worker's own RQ worker class runs it, and neither once it has ended."""
+    queue = Queue(keys.queue_for("small"), connection=redis_conn)
+    queue.enqueue(hold, redis_server)
+    waiting, running = f"rq:queue:{queue.name}", f"rq:wip:{queue.name}"
+    assert (redis_conn.type(waiting), redis_conn.llen(waiting)) == (b"list", 1)
+    worker = ThreadWorker([queue], connection=redis.Redis.from_url(redis_server))  # the pool's own
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: redis_conn.zcard(running) == 1, timeout=30, interval=0.01)
+        assert redis_conn.type(running) == b"zset"
+        assert redis_conn.llen(waiting) == 0
+    finally:
+        redis_conn.rpush("test-k8s:release", 1)
+        wait_until(lambda: redis_conn.zcard(running) == 0, timeout=30, interval=0.01)
+        worker._stop_requested = True  # as the pool stops its workers
+        thread.join(timeout=60)
+    assert not thread.is_alive()
