@@ -7,7 +7,7 @@ import sys
 from gpu_worker import job, metrics
 from gpu_worker.pool import WorkerPool
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.whisper import load_models, parse_models
+from gpu_worker.whisper import load_models, parse_models, place
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import redis_and_store, serve_ops
@@ -27,15 +27,19 @@ def main() -> None:
     serve_ops(
         "worker", settings.metrics_host, settings.worker_metrics_port, lambda: pool.liveness() if pool else None, probes
     )
+    try:
+        placement = place(settings.whisper_device, settings.whisper_compute_type, settings.device_indexes)
+    except ValueError as exc:
+        raise SystemExit(f"transcribe-worker: {exc}") from exc
     models = load_models(
         parse_models(settings.models, settings.model_size),
         settings.model_cache_dir,
-        device=settings.whisper_device,
-        compute_type=settings.whisper_compute_type,
+        placement=placement,
         cpu_threads=settings.whisper_cpu_threads,
         concurrency=settings.max_concurrency,
     )
-    context = job.WorkerContext(settings, conn, store, JobStates.for_settings(conn, store, settings), models)
+    states = JobStates.for_settings(conn, store, settings)
+    context = job.WorkerContext(settings, conn, store, states, models, placement)
     job.install(context)
     pool = WorkerPool(context)
     metrics.MODELS_LOADED.set(len(models))

@@ -26,7 +26,7 @@ from gpu_worker import audio, findings, metrics, render, sharding
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
-from gpu_worker.whisper import is_multilingual
+from gpu_worker.whisper import Placement, is_multilingual
 from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.ending import NOTE_TYPE, WARNINGS_NOTE, Ending, warnings_note
 from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
@@ -67,6 +67,7 @@ class WorkerContext:
     store: ObjectStore
     states: JobStates
     models: dict[str, WhisperModel]
+    placement: Placement  # the devices the models run on: MAX_CONCURRENCY job slots on each
     # The jobs running now, by thread, so that a draining worker can requeue them.
     running: dict[int, JobRun] = field(default_factory=dict)
     requeued: list[tuple[str, str | None]] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""One worker process: ``MAX_CONCURRENCY`` RQ workers on threads, sharing one copy of each model.
+"""One worker process: ``MAX_CONCURRENCY`` RQ workers on threads for each device it runs on
+(``WHISPER_DEVICE_INDEX``), sharing one copy of each model per device.
 
 RQ's default worker forks a work horse per job, and a fork of a process that has loaded a
 CTranslate2 model hangs inside CTranslate2. So jobs run in this process, with RQ's SimpleWorker,
@@ -82,7 +83,7 @@ class WorkerPool:
         self.name = self.settings.worker_name
         self.workers = [
             ThreadWorker(self.queues, name=f"{self.name}-{n}", connection=self._connection(), worker_ttl=20)
-            for n in range(self.settings.max_concurrency)
+            for n in range(ctx.placement.slots(self.settings.max_concurrency))
         ]
         for worker in self.workers:
             worker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
@@ -109,11 +110,13 @@ class WorkerPool:
             thread.start()
             self.threads.append(thread)
         log.info(
-            "worker %s: %d job slots on %s, models %s",
+            "worker %s: %d job slots on %s, models %s; %d on each device of %s",
             self.name,
             len(self.workers),
             ", ".join(self.queues),
             ", ".join(self.ctx.models),
+            self.settings.max_concurrency,
+            self.ctx.placement,
         )
         self._serve()
         self._drain()

@@ -1,7 +1,7 @@
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from transcribe_common.ops import OPS_PORTS
 from transcribe_common.settings import JobEndSettings
@@ -11,6 +11,11 @@ class WorkerSettings(JobEndSettings):
     model_size: str = Field("small", description="Model name (tiny.en, base, small, ...) or a folder path.")
     model_cache_dir: Path = Field(Path.home() / ".cache" / "transcribe" / "models")
     whisper_device: str = Field("auto", description="auto, cpu or cuda.")
+    whisper_device_index: str = Field(
+        "0",
+        description="Devices the worker's models run on: a GPU index (0), a list (0,1,2,3) or all (every GPU the "
+        "process sees); MAX_CONCURRENCY job slots on each. The CPU is one device: all or 0.",
+    )
     whisper_compute_type: str = Field("default", description="CTranslate2 compute type, e.g. int8, float16.")
     whisper_cpu_threads: int = Field(0, description="CPU threads for CTranslate2; 0 lets it choose.")
     beam_size: int = Field(5, ge=1, le=10, description="Beam search width; 1 is greedy and fastest.")
@@ -30,7 +35,9 @@ class WorkerSettings(JobEndSettings):
         0.8, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
     )
     max_concurrency: int = Field(
-        2, ge=1, description="Jobs at once per worker process, sharing one copy of each model."
+        2,
+        ge=1,
+        description="Jobs at once on each device of the worker (WHISPER_DEVICE_INDEX), sharing its copy of each model.",
     )
     worker_metrics_port: int = Field(
         OPS_PORTS["WORKER"], ge=0, le=65535, description="Port of the worker's /metrics, /healthz and /readyz; 0: none."
@@ -64,3 +71,28 @@ class WorkerSettings(JobEndSettings):
     subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")
     subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")
     subtitle_max_seconds: float = Field(7.0, gt=0, description="Longest a subtitle cue stays on screen.")
+
+    @field_validator("whisper_device_index")
+    @classmethod
+    def _device_list(cls, value: str) -> str:
+        parse_device_index(value)
+        return value.strip().lower()
+
+    @property
+    def device_indexes(self) -> list[int] | None:
+        """``WHISPER_DEVICE_INDEX`` as a list of indexes; None for ``all``."""
+        return parse_device_index(self.whisper_device_index)
+
+
+def parse_device_index(spec: str) -> list[int] | None:
+    """``"0,1, 3"`` -> ``[0, 1, 3]``; ``"all"`` -> None. Anything else is refused, saying why."""
+    if spec.strip().lower() == "all":
+        return None
+    parts = [part.strip() for part in spec.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"{spec!r} is not a device index, a comma-separated list of them (0,1,2,3) or all")
+    indexes = [int(part) for part in parts]
+    twice = sorted({index for index in indexes if indexes.count(index) > 1})
+    if twice:
+        raise ValueError(f"{spec!r} lists device {','.join(map(str, twice))} more than once")
+    return indexes

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import ctranslate2
@@ -68,6 +69,55 @@ def device_and_compute_type(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker's models run: one kind of device, and the indexes of the devices of that kind.
+    Each model is loaded once on every device; CTranslate2 runs ``MAX_CONCURRENCY`` calls at once
+    on each and hands a call to whichever device has a free place."""
+
+    device: str
+    compute_type: str
+    indexes: tuple[int, ...]
+
+    def slots(self, per_device: int) -> int:
+        """Job slots of the worker: ``per_device`` on each device."""
+        return per_device * len(self.indexes)
+
+    def __str__(self) -> str:
+        return f"{self.device}:{','.join(map(str, self.indexes))}"
+
+
+def place(device: str, compute_type: str, device_index: list[int] | None) -> Placement:
+    """Resolve ``WHISPER_DEVICE``, ``WHISPER_COMPUTE_TYPE`` and ``WHISPER_DEVICE_INDEX`` (a list, or
+    None for ``all``) against the devices this process sees. The CPU is one device, index 0, so
+    ``all`` there is ``0`` and any other index is refused. On CUDA, ``all`` is every visible GPU
+    (inside a container: those it was given) and an index past them is refused."""
+    device, compute_type = device_and_compute_type(device, compute_type)
+    if device == "cpu":
+        if device_index not in (None, [0]):
+            raise ValueError(
+                f"WHISPER_DEVICE_INDEX={_listed(device_index)} with WHISPER_DEVICE=cpu: the CPU is one device, "
+                "index 0 (or all); set WHISPER_CPU_THREADS and MAX_CONCURRENCY to use more cores"
+            )
+        return Placement(device, compute_type, (0,))
+    visible = ctranslate2.get_cuda_device_count()
+    if device_index is None:
+        if visible == 0:
+            raise ValueError("WHISPER_DEVICE_INDEX=all with WHISPER_DEVICE=cuda, but no GPU is visible")
+        return Placement(device, compute_type, tuple(range(visible)))
+    missing = [index for index in device_index if index >= visible]
+    if missing:
+        raise ValueError(
+            f"WHISPER_DEVICE_INDEX={_listed(device_index)} names GPU {_listed(missing)}, but this process sees "
+            f"{visible} GPU{'s' if visible != 1 else ''} (indexes start at 0 and count only the GPUs given to it)"
+        )
+    return Placement(device, compute_type, tuple(device_index))
+
+
+def _listed(indexes: list[int] | None) -> str:
+    return "all" if indexes is None else ",".join(map(str, indexes))
+
+
 def parse_models(spec: str, model_size: str) -> dict[str, str]:
     """``MODELS`` as name -> model: ``"tiny.en, base, small=/opt/models/small"``. A bare path is
     named by its folder. Empty: ``MODEL_SIZE`` alone. The first is the worker's default."""
@@ -82,17 +132,22 @@ def parse_models(spec: str, model_size: str) -> dict[str, str]:
 
 
 def load_models(
-    models: dict[str, str], cache_dir: Path, *, device: str, compute_type: str, cpu_threads: int, concurrency: int
+    models: dict[str, str], cache_dir: Path, *, placement: Placement, cpu_threads: int, concurrency: int
 ) -> dict[str, WhisperModel]:
-    """One copy of each model, shared by the worker's threads: CTranslate2 runs up to
-    ``concurrency`` transcriptions of one model at once (``num_workers``)."""
-    device, compute_type = device_and_compute_type(device, compute_type)
+    """One copy of each model on each device of ``placement``, shared by the worker's threads:
+    CTranslate2 runs up to ``concurrency`` transcriptions at once on each device (``num_workers``
+    counts per device) and spreads concurrent calls over the devices."""
     loaded = {}
     for name, name_or_path in models.items():
         location = resolve_model(name_or_path, cache_dir)
-        log.info("loading model %s from %s (device=%s, compute_type=%s)", name, location, device, compute_type)
+        log.info("loading model %s from %s (on %s, compute_type=%s)", name, location, placement, placement.compute_type)
         loaded[name] = WhisperModel(
-            location, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=concurrency
+            location,
+            device=placement.device,
+            device_index=list(placement.indexes),
+            compute_type=placement.compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=concurrency,
         )
     return loaded
 

@@ -60,14 +60,16 @@ def write_manifest(services: Services, manifest: Manifest) -> None:
 
 
 def served_models(services: Services) -> list[str]:
-    return sorted(fleet.served_models(services.redis))
+    """The live workers' models, and those the fleet starts workers for (WORKERS_SCALE_FROM_ZERO)."""
+    return sorted(fleet.available(fleet.live(services.redis), services.settings.scalable_models))
 
 
 def check_model_served(services: Services, options: JobOptions) -> None:
-    """The model the job names must be served by a live worker, and able to do what it asks; a
-    job naming none runs on some worker's default model, so each of those must be able to."""
+    """The model the job names must be served by a live worker, or by one the fleet will start,
+    and able to do what it asks; a job naming none runs on some worker's default model, so each
+    of those must be able to."""
     workers = fleet.live(services.redis)
-    served = fleet.models_of(workers)
+    served = fleet.available(workers, services.settings.scalable_models)
     if options.model is not None and options.model not in served:
         listed = ", ".join(sorted(served)) or "none"
         raise InvalidInput(f"no live worker serves model {options.model!r}; served now: {listed}")

@@ -7,6 +7,10 @@ which it vouches for them, pushed forward by every heartbeat. A worker that stop
 removes its field at once, before it drains; a killed one stops counting when ``until`` passes
 (``WORKER_HEARTBEAT_TTL``). A worker restarted under the same name overwrites its old field, so a
 restart never counts twice.
+
+A fleet that starts workers when jobs wait (KEDA, from zero replicas: ``WORKERS_SCALE_FROM_ZERO``)
+also serves ``FLEET_MODELS`` while no worker is alive: ``available`` counts them, so that the
+first job for one is taken and waits for its worker instead of being refused or failed.
 """
 
 from __future__ import annotations
@@ -80,6 +84,17 @@ def models_of(workers: list[WorkerRecord]) -> dict[str, ServedModel]:
     for record in workers:
         for name, model in record.models.items():
             served[name] = ServedModel(multilingual=model.multilingual or served.get(name, model).multilingual)
+    return served
+
+
+def available(workers: list[WorkerRecord], scalable: list[str]) -> dict[str, ServedModel]:
+    """The models a job may name: those of ``workers``, and those a worker will be started for
+    (``CommonSettings.scalable_models``). Whether one of the latter is English-only is not known
+    before its worker says so; until then it is taken for multilingual, and the worker that
+    takes the job refuses it if not (``unfit``), as it refuses any job its model cannot do."""
+    served = models_of(workers)
+    for name in scalable:
+        served.setdefault(name, ServedModel())
     return served
 
 

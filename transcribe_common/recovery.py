@@ -127,14 +127,16 @@ def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: 
 def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:
     """The jobs on the queue of a model that no live worker serves, which have waited
     ``MODEL_WAIT`` seconds since they were queued and since a worker last served the model:
-    (job id, its queue, the error to fail it with)."""
+    (job id, its queue, the error to fail it with). Not those of a model the fleet starts
+    workers for (``WORKERS_SCALE_FROM_ZERO``): they wait for it."""
     conn, wait = ending.conn, ending.settings.model_wait
     now = time.time() if now is None else now
     served, seen = fleet.models_of(fleet.live(conn, now)), fleet.last_served(conn)
     listed = ", ".join(sorted(served)) or "none is served now"
+    coming = set(ending.settings.scalable_models)  # a worker is started for these (from zero)
     for name in transcription_queues(conn):
         model = keys.model_of_queue(name)
-        if model is None or model in served or now - seen.get(model, 0.0) < wait:
+        if model is None or model in served or model in coming or now - seen.get(model, 0.0) < wait:
             continue
         queue = Queue(name, connection=conn)
         for job_id in queue.get_job_ids():

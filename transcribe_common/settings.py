@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, model_validator
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from transcribe_common.netsafe import UrlPolicy
@@ -95,9 +95,33 @@ class CommonSettings(BaseSettings):
         "0.0.0.0", description="Address each background service's /metrics, /healthz and /readyz port listens on."
     )
 
+    workers_scale_from_zero: bool = Field(
+        False,
+        description="Workers are started when jobs wait (KEDA, from zero replicas): a job naming one of "
+        "FLEET_MODELS is taken and waits for a worker, although none is alive now, and MODEL_WAIT does not fail it.",
+    )
+    fleet_models: str = Field(
+        "", description="With WORKERS_SCALE_FROM_ZERO: the model names the scaled workers serve, comma-separated."
+    )
+
     @property
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy.from_setting(self.url_allowlist)
+
+    @property
+    def scalable_models(self) -> list[str]:
+        """The models a worker will be started for; none unless ``WORKERS_SCALE_FROM_ZERO``."""
+        if not self.workers_scale_from_zero:
+            return []
+        return [name.strip() for name in self.fleet_models.split(",") if name.strip()]
+
+    @model_validator(mode="after")
+    def _fleet_names_its_models(self) -> CommonSettings:
+        if self.workers_scale_from_zero and not self.scalable_models:
+            raise ValueError(
+                "WORKERS_SCALE_FROM_ZERO=true needs FLEET_MODELS: the names of the models the scaled workers serve"
+            )
+        return self
 
 
 class JobEndSettings(CommonSettings):

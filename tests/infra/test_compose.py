@@ -65,11 +65,14 @@ def test_services_start_in_order_and_run_our_entry_points(name: str) -> None:
     assert service["environment"]["STORE_BACKEND"] == "s3"
 
 
-def test_gpu_workers_reserve_a_gpu_and_scale_and_the_cpu_variant_is_a_profile() -> None:
+def test_the_gpu_worker_is_one_process_on_every_gpu_and_the_cpu_variant_is_a_profile() -> None:
     gpu, cpu = SERVICES["gpu-worker"], SERVICES["cpu-worker"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
-    assert (device["driver"], device["capabilities"]) == ("nvidia", ["gpu"])
-    assert gpu["deploy"]["replicas"] == cpu["deploy"]["replicas"] == "${WORKER_REPLICAS:-1}"
+    assert (device["driver"], device["capabilities"], device["count"]) == ("nvidia", ["gpu"], "all")
+    assert gpu["environment"]["WHISPER_DEVICE_INDEX"] == "${WHISPER_DEVICE_INDEX:-all}"
+    # Replicas with a GPU reservation would all get the same GPU (NVIDIA/nvidia-container-toolkit#521).
+    assert "replicas" not in gpu["deploy"]
+    assert cpu["deploy"]["replicas"] == "${WORKER_REPLICAS:-1}"
     assert (gpu["profiles"], cpu["profiles"]) == (["gpu"], ["cpu"])
     assert (gpu["environment"]["WHISPER_DEVICE"], cpu["environment"]["WHISPER_DEVICE"]) == ("cuda", "cpu")
     assert {"scratch:/scratch", "models:/models"} <= set(gpu["volumes"])
