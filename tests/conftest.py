@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from embedded.redis_server import free_port, start_redis, stop_redis
+from tests.browser import launched
 from tests.helpers import SPEECH, WEBHOOK_SECRET, FileServer, Receiver, TrickyServer, leaks, wait_until
 from transcribe_common.jobstate import JobStates
 from transcribe_common.ops import OPS_PORTS
@@ -64,6 +65,12 @@ def _job_messages(response: httpx.Response) -> str:
         return ""
     body = response.json()
     return json.dumps([body.get("error"), body.get("warnings")]) if isinstance(body, dict) else ""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium (tests/browser.py), one per test module that asks for it."""
+    yield from launched()
 
 
 @pytest.fixture(scope="session")

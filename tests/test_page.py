@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,22 +20,11 @@ import httpx
 import pytest
 import srt
 
+from tests.browser import needs_chromium
 from tests.conftest import SPEECH, Stack, running_stack
 from tests.helpers import FileServer, GatedServer, Receiver, silence, speech_text, wait_until, wer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; dev.py test does it as root)"
-)
-# As the machine notes say: no background networking (the machine has no network), no sandbox (root).
-FLAGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
 DROP = """([files]) => {
     const data = new DataTransfer();
     for (const [name, b64, type] of files) {
@@ -50,16 +38,6 @@ KEY = "page-key-0123456789abcdef"
 SHOTS = os.environ.get("PAGE_SCREENSHOTS")
 FAILED_LOAD = "Failed to load resource: net::ERR_FAILED"
 JOB_TIMEOUT = 120_000  # ms: ten times what tiny.en takes for these fixtures on a busy machine
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, chromium_sandbox=False)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, url: str, **context_options: object):  # type: ignore[no-untyped-def]

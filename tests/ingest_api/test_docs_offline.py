@@ -5,7 +5,6 @@ rendered (issue 18, item 5). The pages' assets come from the fastapi-offline pac
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -13,13 +12,10 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
+from tests.browser import needs_chromium
 from tests.ingest_api.api_process import ApiProcess, api_process
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; dev.py test does it as root)"
-)
-FLAGS = ["--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"]
+pytestmark = needs_chromium
 
 
 class _Links(HTMLParser):
@@ -37,16 +33,6 @@ class _Links(HTMLParser):
 def api(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[ApiProcess]:
     with api_process(tmp_path_factory.mktemp("docs"), redis_server) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, chromium_sandbox=False)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
