@@ -261,7 +261,7 @@ class Router:
         if not has_manifest:
             put_model(self.store, self.settings.minio_bucket, manifest_key, manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        return self.enqueue(job_id, manifest.options.model, pipe, made=made(event))
+        return self.enqueue(job_id, manifest.options.model, pipe, made=made(event, trusted=False))
 
     def ended_drop(self, job_id: str, status: JobStatus, event: ObjectCreated, pipe: Pipeline) -> str:
         """A drop whose job exists: one that finished or failed has what it wrote beside the drop
@@ -313,10 +313,11 @@ class Router:
         return "enqueued"
 
 
-def made(event: ObjectCreated) -> str | None:
+def made(event: ObjectCreated, trusted: bool = True) -> str | None:
     """When the job was made, in Unix seconds: its manifest's ``created_at``, which the API puts in
-    the manifest's metadata, else when the store made the object (an inbox drop)."""
-    if created := event.metadata.get("created"):
+    the manifest's metadata (``trusted``: only the API writes the jobs bucket), else when the store
+    made the object. An inbox drop's metadata is the dropper's to set, so it is never read here."""
+    if trusted and (created := event.metadata.get("created")):
         return created
     return f"{event.event_time.timestamp():.6f}" if event.event_time is not None else None
 

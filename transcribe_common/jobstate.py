@@ -86,7 +86,8 @@ local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
 if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
 local job_id = string.sub(KEYS[1], -32)
 if prev == 'new' then
-  local made = tonumber(redis.call('HGET', KEYS[1], 'made') or '') or tonumber(ARGV[5])
+  local made = tonumber(redis.call('HGET', KEYS[1], 'made') or '')
+  if not made or made ~= made or made == math.huge or made == -math.huge then made = tonumber(ARGV[5]) end
   redis.call('ZADD', KEYS[6], made, job_id)
   redis.call('ZADD', KEYS[6] .. ':' .. (owner or '-'), made, job_id)
 end

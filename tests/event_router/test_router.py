@@ -1,5 +1,7 @@
 """The router on a real Redis, with events replayed exactly as the local store announced them."""
 
+import time
+
 import pytest
 import redis
 from rq import Queue
@@ -233,3 +235,19 @@ def test_a_drop_whose_job_ended_queues_the_rewrite_of_its_outputs_not_a_transcri
     drain(router)
     assert queue.job_ids == [keys.beside_job_id(job_id)]
     assert states.read(job_id) is None  # not queued again
+
+
+def test_an_inbox_drop_cannot_choose_where_its_job_is_listed(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    """The review's finding: an inbox drop's metadata is the dropper's. A ``created`` in it is not
+    read: the job is listed at the store's time, and NaN or infinity cannot stall its routing."""
+    for n, forged in enumerate(("nan", "1e300", "-inf")):
+        name = f"drop{n}.mp3"
+        info = put_bytes(local_store.store, INBOX_BUCKET, name, b"ID3" + bytes(64), metadata={"created": forged})
+        redis_conn.rpush(keys.EVENTS, local_store.records[-1])
+        drain(router)
+        job_id = layout.inbox_job_id(INBOX_BUCKET, name, info.etag)
+        assert redis_conn.hget(keys.job(job_id), "status") == b"queued"
+        assert job_id in Queue(keys.QUEUE, connection=redis_conn).job_ids
+        made = redis_conn.zscore(keys.JOBS_CREATED, job_id)
+        assert made is not None
+        assert abs(made - time.time()) < 3600  # the store's time, not the dropper's
