@@ -9,7 +9,7 @@ import math
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from ingest_api.auth import Identity, may_see
@@ -52,11 +52,13 @@ def read_status(services: Services, job_id: str, caller: Identity) -> StatusReco
 def _with_owner(services: Services, job_id: str, record: StatusRecord | None, caller: Identity) -> StatusRecord | None:
     """No status yet (the manifest still says whether the job exists), or none naming an owner
     while it matters whose it is: the manifest says."""
-    if record is None or (record.owner is None and not caller.sees_all):
-        manifest = services.manifests.get(job_id)
-        if manifest is not None:
-            record = record or StatusRecord(job_id=job_id, status=JobStatus.QUEUED)
-            record.owner = manifest.owner
+    if record is None:  # whether the job exists is the store's to say now, not a cached copy's
+        manifest = services.manifests.stored(job_id)
+        if manifest is None:
+            return None
+        return StatusRecord(job_id=job_id, status=JobStatus.QUEUED, owner=manifest.owner)
+    if record.owner is None and not caller.sees_all and (manifest := services.manifests.get(job_id)) is not None:
+        record.owner = manifest.owner
     return record
 
 
@@ -97,11 +99,21 @@ def described(manifest: Manifest) -> tuple[Source, str | None]:
     if manifest.origin == "inbox" and isinstance(manifest.source, ObjectSource):
         return "inbox", manifest.source.key
     if isinstance(manifest.source, UrlSource):
-        return "url", str(manifest.source.url)
+        return "url", shown_url(manifest.source.url)
     return "upload", manifest.filename
 
 
+def shown_url(url: object) -> str:
+    """A source URL as the job's name: without its credentials or query (a presigned link's token)."""
+    parts = urllib.parse.urlsplit(str(url))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 SCAN_MOST = 2000  # jobs looked at for one page of a filtered list
+STORE_READS_MOST = 200  # jobs read back from the store for one page (their live state expired)
 READ_TOGETHER = 100  # jobs whose state is read in one round trip
 
 
@@ -131,50 +143,70 @@ class JobQuery:
 def list_jobs(services: Services, query: JobQuery, caller: Identity) -> JobPage:
     """The caller's jobs, newest first, a page at a time. The indexes say which jobs and when each
     was made; each job's status and manifest say whether it matches. At most ``SCAN_MOST`` jobs are
-    looked at per page, so a filter that matches few ends a page early: ``next_cursor`` goes on."""
+    looked at per page, and ``STORE_READS_MOST`` of them read from the store, so a filter that
+    matches few ends a page early: ``next_cursor`` goes on."""
     if caller.sees_all:
         owners: list[str | None] | None = None
     else:
         owners = [caller.id] + ([None] if caller.id == services.inbox_owner else [])
-    oldest = query.since.timestamp() if query.since is not None else -math.inf
+    oldest = _seconds(query.since) if query.since is not None else -math.inf
     below = _cursor(query.cursor)
-    if query.until is not None and (below is None or query.until.timestamp() < below[0]):
-        below = (query.until.timestamp(), "~")  # "~" sorts after every id: jobs made at ``until`` are in
-    found: list[JobView] = []
-    last: Made | None = None
+    if query.until is not None and (below is None or _seconds(query.until) < below[0]):
+        below = (_seconds(query.until), "~")  # "~" sorts after every id: jobs made at ``until`` are in
+    page = _Page(services, caller, owners or ())
     walk = itertools.islice(services.states.newest(owners, below, oldest), SCAN_MOST)
-    for batch in iter(lambda: list(itertools.islice(walk, READ_TOGETHER)), []):
-        views = _views(services, [job_id for _, job_id in batch], caller, owners or ())
-        for made, view in zip(batch, views, strict=True):
-            last = made
-            if view is not None and query.matches(view):
-                found.append(view)
-                if len(found) == query.limit:
-                    return JobPage(jobs=found, next_cursor=_cursor_of(made))
-        if len(batch) < READ_TOGETHER:
-            return JobPage(jobs=found, next_cursor=None)
-    # Scanned as far as a page may: the next one carries on from there (none if nothing was left).
-    more = last is not None and next(services.states.newest(owners, last, oldest), None) is not None
-    return JobPage(jobs=found, next_cursor=_cursor_of(last) if more and last is not None else None)
+    try:
+        for batch in iter(lambda: list(itertools.islice(walk, READ_TOGETHER)), []):
+            for made, view in zip(batch, page.views([job_id for _, job_id in batch]), strict=True):
+                page.last = made
+                if view is not None and query.matches(view):
+                    page.found.append(view)
+                    if len(page.found) == query.limit:
+                        return JobPage(jobs=page.found, next_cursor=_cursor_of(made))
+                if page.store_reads >= STORE_READS_MOST:
+                    return JobPage(jobs=page.found, next_cursor=_cursor_of(made))
+            if len(batch) < READ_TOGETHER:
+                return JobPage(jobs=page.found, next_cursor=None)
+        # Scanned as far as a page may: the next one carries on from there (none if nothing was left).
+        last = page.last
+        more = last is not None and next(services.states.newest(owners, last, oldest), None) is not None
+        return JobPage(jobs=page.found, next_cursor=_cursor_of(last) if more and last is not None else None)
+    finally:  # after the walk: taking entries out while it pages would shift what it reads next
+        services.states.unindex(page.gone, owners or ())
 
 
-def _views(
-    services: Services, job_ids: list[str], caller: Identity, owners: Sequence[str | None]
-) -> list[JobView | None]:
-    """Each job's view, or None if the caller may not see it; jobs gone for good leave the indexes."""
-    views: list[JobView | None] = []
-    gone = []
-    for job_id, live in zip(job_ids, services.states.read_many(job_ids), strict=True):
-        record = _with_owner(services, job_id, live or services.states.read_stored(job_id), caller)
-        if record is None:
-            gone.append(job_id)
-            views.append(None)
-        elif not may_see(caller, record.owner, services.inbox_owner):
-            views.append(None)
-        else:
-            views.append(view_of(record, services.manifests.get(job_id)))
-    services.states.unindex(gone, owners)
-    return views
+class _Page:
+    """One page of a list as it is made: what was found, where the walk got to, the jobs found gone
+    for good, and how many reads of the store it took (jobs whose live state has expired)."""
+
+    def __init__(self, services: Services, caller: Identity, owners: Sequence[str | None]) -> None:
+        self.services, self.caller, self.owners = services, caller, owners
+        self.found: list[JobView] = []
+        self.last: Made | None = None
+        self.gone: list[str] = []
+        self.store_reads = 0
+
+    def views(self, job_ids: list[str]) -> list[JobView | None]:
+        """Each job's view, or None if the caller may not see it, or it is gone."""
+        services = self.services
+        views: list[JobView | None] = []
+        for job_id, live in zip(job_ids, services.states.read_many(job_ids), strict=True):
+            if live is None:
+                self.store_reads += 1
+            record = _with_owner(services, job_id, live or services.states.read_stored(job_id), self.caller)
+            if record is None:
+                self.gone.append(job_id)
+                views.append(None)
+            elif not may_see(self.caller, record.owner, services.inbox_owner):
+                views.append(None)
+            else:
+                views.append(view_of(record, services.manifests.get(job_id)))
+        return views
+
+
+def _seconds(moment: datetime) -> float:
+    """Unix seconds of a time given in the query; one with no zone is UTC, as every time here is."""
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _cursor_of(made: Made) -> str:
@@ -269,9 +301,16 @@ def input_object(services: Services, job_id: str, caller: Identity) -> ObjectInf
     manifest = services.manifests.get(job_id)
     if manifest is None or not isinstance(manifest.source, ObjectSource):
         raise NotFound(f"job {job_id} keeps no input of its own: it was fetched from its URL")
-    info = services.store.stat(manifest.source.bucket, manifest.source.key)
+    source = manifest.source
+    info = services.store.stat(source.bucket, source.key)
     if info is None:
         raise NotFound(f"job {job_id}'s input is no longer kept")
+    if (
+        manifest.origin == "inbox"
+        and source.version_id is None
+        and layout.inbox_job_id(source.bucket, source.key, info.etag) != job_id
+    ):  # the same name dropped again with other bytes: another job's input now
+        raise Gone(f"job {job_id}'s input was replaced by a newer drop of the same name")
     return info
 
 

@@ -175,8 +175,15 @@ async def get_input(
     range_: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
 ) -> Response:
     info = await run_in_threadpool(jobs.input_object, services, job_id, caller)
-    media = info.content_type or mimetypes.guess_type(info.key)[0] or "application/octet-stream"
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    # Only media is served as what it says it is: the type is the uploader's to set.
+    media = info.content_type or mimetypes.guess_type(info.key)[0] or ""
+    media = media if media.startswith(("audio/", "video/")) else "application/octet-stream"
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, max-age=3600",
+        "Vary": "Authorization",
+        "X-Content-Type-Options": "nosniff",
+    }
     try:
         span = _span(range_, info.size)
     except ValueError:
@@ -202,8 +209,10 @@ def _span(header: str | None, size: int) -> tuple[int, int] | None:
         start, end = max(0, size - int(last)), size - 1
     else:
         start, end = int(first), min(size - 1, int(last)) if last else size - 1
-    if start >= size or start > end:
+    if start >= size:
         raise ValueError(f"bytes {start}-{end} of {size}")
+    if start > end:  # last before first: not a valid range (RFC 9110), so the whole object
+        return None
     return start, end
 
 

@@ -195,3 +195,60 @@ def test_the_input_plays_with_ranges(client: TestClient) -> None:
     assert "URL" in fetched.json()["detail"]
     client.delete(f"/v1/jobs/{job_id}?delete_objects=true", headers=bearer(ONE))
     assert client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ONE)).status_code == 410
+
+
+def test_a_deleted_job_whose_live_state_expired_is_gone_not_queued(client: TestClient, redis_conn: redis.Redis) -> None:
+    """The review's finding: the API keeps manifests it has read, but whether a job exists is the
+    store's to say. A deleted job whose live state expired is no job at all, not a queued one."""
+    job_id = submit(client, ONE)
+    route(redis_conn, client)
+    assert client.get(f"/v1/jobs/{job_id}", headers=bearer(ONE)).status_code == 200  # its manifest is read
+    client.delete(f"/v1/jobs/{job_id}?delete_objects=true", headers=bearer(ONE))
+    redis_conn.delete(keys.job(job_id))  # STATE_TTL later
+    assert client.get(f"/v1/jobs/{job_id}", headers=bearer(ONE)).status_code == 404
+    assert listed(client, ONE) == []
+    assert listed(client, ONE, status="queued") == []
+
+
+def test_a_url_job_is_named_without_its_credentials_or_query(client: TestClient) -> None:
+    url = "https://user:secret@93.184.215.14:8443/talks/keynote.mp3?X-Amz-Signature=abc"
+    response = client.post("/v1/transcribe", json={"source_type": "url", "url": url}, headers=bearer(ONE))
+    view = client.get(f"/v1/jobs/{response.json()['job_id']}", headers=bearer(ONE)).json()
+    assert view["filename"] == "https://93.184.215.14:8443/talks/keynote.mp3"
+
+
+def test_the_input_is_served_as_media_only(client: TestClient, store_dir: Path) -> None:
+    """An upload's type is the uploader's to say: one that is not audio or video is served as
+    bytes, never as a page of this origin."""
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        response = client.post(
+            "/v1/transcribe",
+            data={"source_type": "upload"},
+            files={"file": ("page.html", audio, "text/html")},
+            headers=bearer(ONE),
+        )
+    job_id = response.json()["job_id"]
+    served = client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ONE))
+    assert served.headers["content-type"] == "application/octet-stream"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["vary"] == "Authorization"
+    backwards = client.get(f"/v1/jobs/{job_id}/input", headers={**bearer(ONE), "Range": "bytes=5-3"})
+    assert backwards.status_code == 200  # not a range (RFC 9110): the whole object
+    assert len(backwards.content) == (SPEECH / "upload.mp3").stat().st_size
+
+
+def test_a_replaced_inbox_drop_is_not_played_as_the_old_jobs_input(
+    client: TestClient, redis_conn: redis.Redis, redis_server: str, store_dir: Path
+) -> None:
+    inbox = store_dir / "transcribe-inbox"
+    shutil.copyfile(SPEECH / "upload.mp3", inbox / "talk.mp3")
+    services = client.app.state.services  # type: ignore[attr-defined]
+    first = services.store.adopt("transcribe-inbox", "talk.mp3")
+    route(redis_conn, client)
+    job_id = layout.inbox_job_id("transcribe-inbox", "talk.mp3", first.etag)
+    assert client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ADMIN)).status_code == 200
+    shutil.copyfile(SPEECH / "url.wav", inbox / "talk.mp3")  # the same name, other bytes: another job
+    services.store.adopt("transcribe-inbox", "talk.mp3")
+    replaced = client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ADMIN))
+    assert replaced.status_code == 410
+    assert "replaced by a newer drop" in replaced.json()["detail"]
