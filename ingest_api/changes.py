@@ -72,8 +72,7 @@ class JobChanges:
                     message = pubsub.get_message(timeout=_LISTEN_TIMEOUT)
                     if message is not None and message["type"] == "message":
                         self._heard(keys.text(message["data"]))
-            except redis.RedisError as exc:
-                # Redis is away: streams read their jobs every EVENTS_RECHECK until it is back.
+            except Exception as exc:  # Redis away, above all: streams read their jobs every EVENTS_RECHECK
                 if not warned:
                     log.warning("job changes not heard (%s); event streams poll until Redis is back", exc)
                     warned = True
@@ -85,4 +84,5 @@ class JobChanges:
         with self._lock:
             followers = list(self._followers.get(job_id, ()))
         for loop, event in followers:
-            loop.call_soon_threadsafe(event.set)
+            if not loop.is_closed():  # a stream whose loop ended without leaving (the process stopping)
+                loop.call_soon_threadsafe(event.set)

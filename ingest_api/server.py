@@ -75,4 +75,17 @@ def serve(app: Any, settings: ApiSettings) -> None:
     if not any(isinstance(existing, QuietReads) for existing in access.filters):
         access.addFilter(QuietReads())
     protocol = type("Protocol", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, http=protocol)
+    # On SIGTERM, requests get SHUTDOWN_GRACE to finish; an event stream of a job that is still
+    # queued would hold the process for ever, so what is left then is closed (clients poll or
+    # reconnect).
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        http=protocol,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
+
+
+SHUTDOWN_GRACE = 10  # seconds; infra/k8s's API pods have 30 (Kubernetes' default)

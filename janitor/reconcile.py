@@ -321,12 +321,14 @@ class Janitor:
         report.bytes_freed += size
         if self.limits.dry_run:
             return
+        if forget:  # whose lists it is in: the live state says, else status.json, before it goes
+            record = self.states.read(job_id) or self.states.read_stored(job_id)
+            owner = record.owner if record is not None else None
         for info in folder:
             self.store.delete(self.bucket, info.key)
         if forget:
-            owner = self.redis.hget(keys.job(job_id), "owner")
             self.redis.delete(keys.job(job_id))
-            self.states.unindex([job_id], [keys.text(owner) if owner is not None else None])
+            self.states.unindex([job_id], [owner])
 
     def _act(self, report: Report, action: str, what: str, message: str) -> None:
         report.count(action)

@@ -97,6 +97,12 @@ def beside_job_id(job_id: str) -> str:
     return f"{job_id}-beside"
 
 
+def beside_of(rq_job_id: str) -> str | None:
+    """The job whose outputs a rewrite job (``beside_job_id``) writes again; None for other jobs."""
+    job_id, marked, rest = rq_job_id.partition("-beside")
+    return job_id if marked and not rest and len(job_id) == 32 else None
+
+
 def shard_of(rq_job_id: str) -> tuple[str, int, int] | None:
     """(job id, attempt, index) of a shard's RQ job id; None for a whole job's."""
     job_id, _, rest = rq_job_id.partition("-a")

@@ -83,6 +83,9 @@ def reap(ending: Ending, queue_names: list[str]) -> list[str]:
         try:
             if (shard := keys.shard_of(job_id)) is not None:
                 recover_shard(ending, *shard, keys.model_of_queue(registry.name), execution.worker_name)
+            elif (rewritten := keys.beside_of(job_id)) is not None:  # a copy of outputs: run it again
+                log.warning("job %s: its outputs' rewrite lost its worker; queued again", rewritten)
+                jobqueue.enqueue_rewrite(ending.conn, rewritten, ending.settings)
             else:
                 recover(ending, job_id, f"its worker {execution.worker_name} died")
         except Exception:  # the store or Redis is away: its execution stays, for the next look

@@ -28,7 +28,8 @@ HASH_TTL = 7 * 86400  # a shard hash outlives no job by more than this, whatever
 
 # KEYS: the shard hash, the job's hash. ARGV: attempt, total, seconds, heard, seconds the hash
 # lives, then done shards' indexes.
-_BEGIN = """
+_BEGIN = (
+    """
 if redis.call('HGET', KEYS[2], 'attempts') ~= ARGV[1] or redis.call('HGET', KEYS[2], 'status') ~= 'started' then
   return 0
 end
@@ -38,8 +39,11 @@ redis.call('HSET', KEYS[1], 'total', ARGV[2], 'left', tonumber(ARGV[2]) - done, 
 for n = 6, #ARGV do redis.call('HSET', KEYS[1], 'd' .. ARGV[n], 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HSET', KEYS[2], 'shards_total', ARGV[2], 'shards_done', done)
-return 1
 """
+    + keys.lua_publish_change("KEYS[2]")
+    + """return 1
+"""
+)
 
 # The job is still this attempt's, and running. Shared by the scripts below.
 _CURRENT = """

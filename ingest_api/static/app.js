@@ -7,7 +7,10 @@
 // Every fetch carries the API key when one is given, so media and downloads are fetched as blobs then.
 "use strict";
 
-const POLL_MS = 1000;
+// Polling (where a stream fails, or while all MAX_STREAMS are taken): a running job every 2 s, a
+// queued one every 5 s, so that a long list of waiting jobs costs the server little.
+const POLL_MS = 2000;
+const QUEUED_POLL_MS = 5000;
 const PAGE_SIZE = 20;
 // Chromium opens at most six connections to one host over HTTP/1.1, and each open stream holds
 // one: past this many, jobs are polled, so that the page's other requests never wait on a stream.
@@ -124,7 +127,7 @@ async function follow(jobId, onView, signal) {
       onView(view);
       if (ENDED.has(view.status)) return view;
     }
-    await sleep(POLL_MS, signal);
+    await sleep(view?.status === "queued" ? QUEUED_POLL_MS : POLL_MS, signal);
     if (signal.aborted) throw new DOMException("no longer shown", "AbortError");
   }
 }
