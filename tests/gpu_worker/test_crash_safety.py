@@ -141,8 +141,9 @@ def test_sigterm_requeues_a_job_that_outlasts_the_drain_and_it_finishes_later(
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)  # it stops in time, on its own (not a child of ours: no exit code to read)
 
-    assert "requeued: the worker is shutting down" in crash_stack.log_tail(100_000)  # the whole log: other services write to it too
-    assert "stopped; 1 jobs requeued" in crash_stack.log_tail(100_000)  # the whole log: other services write to it too
+    log = crash_stack.log_tail(100_000)  # the whole log: every service writes to it
+    assert "requeued: the worker is shutting down" in log
+    assert "stopped; 1 jobs requeued" in log
     payload = receiver.wait_for(job_id, timeout=120)["json"]
     assert payload["status"] == "finished"
     assert attempts(crash_stack, job_id) == 2
