@@ -15,7 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.helpers import SPEECH
-from tests.ingest_api.test_tenants import ADMIN, ONE, PUBLIC_URL, TWO, bearer, make_client, route, submit
+from tests.ingest_api.test_tenants import ADMIN, ONE, PUBLIC_URL, TWO, bearer, drop, make_client, route, submit
 from transcribe_common import fleet, keys, layout
 from transcribe_common.models import JobStatus
 from transcribe_common.store.base import put_bytes
@@ -65,12 +65,7 @@ def test_the_inbox_owner_sees_inbox_drops_in_its_list(
     client: TestClient, redis_conn: redis.Redis, redis_server: str, store_dir: Path
 ) -> None:
     own = submit(client, ONE)
-    (store_dir / "transcribe-inbox" / "calls").mkdir(parents=True)
-    shutil.copyfile(SPEECH / "upload.mp3", store_dir / "transcribe-inbox" / "calls" / "drop.mp3")
-    services = client.app.state.services  # type: ignore[attr-defined]
-    info = services.store.adopt("transcribe-inbox", "calls/drop.mp3")
-    route(redis_conn, client)
-    dropped = layout.inbox_job_id("transcribe-inbox", "calls/drop.mp3", info.etag)
+    dropped = drop(client, redis_conn, store_dir, "calls/drop.mp3")
     assert listed(client, ONE) == [own]  # the inbox belongs to no key by default
     with make_client(redis_server, store_dir, inbox_owner_key=ONE) as owned:
         assert listed(owned, ONE) == [dropped, own]
@@ -240,15 +235,9 @@ def test_the_input_is_served_as_media_only(client: TestClient, store_dir: Path) 
 def test_a_replaced_inbox_drop_is_not_played_as_the_old_jobs_input(
     client: TestClient, redis_conn: redis.Redis, redis_server: str, store_dir: Path
 ) -> None:
-    inbox = store_dir / "transcribe-inbox"
-    shutil.copyfile(SPEECH / "upload.mp3", inbox / "talk.mp3")
-    services = client.app.state.services  # type: ignore[attr-defined]
-    first = services.store.adopt("transcribe-inbox", "talk.mp3")
-    route(redis_conn, client)
-    job_id = layout.inbox_job_id("transcribe-inbox", "talk.mp3", first.etag)
+    job_id = drop(client, redis_conn, store_dir, "talk.mp3")
     assert client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ADMIN)).status_code == 200
-    shutil.copyfile(SPEECH / "url.wav", inbox / "talk.mp3")  # the same name, other bytes: another job
-    services.store.adopt("transcribe-inbox", "talk.mp3")
+    drop(client, redis_conn, store_dir, "talk.mp3", "url.wav")  # the same name, other bytes: another job
     replaced = client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ADMIN))
     assert replaced.status_code == 410
     assert "replaced by a newer drop" in replaced.json()["detail"]

@@ -54,6 +54,16 @@ def route(redis_conn: redis.Redis, client: TestClient) -> None:
         router.run_once(timeout=0.1)
 
 
+def drop(client: TestClient, redis_conn: redis.Redis, store_dir: Path, key: str, fixture: str = "upload.mp3") -> str:
+    """A file copied into the inbox folder as a person would, announced and routed: its job's id."""
+    path = store_dir / "transcribe-inbox" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SPEECH / fixture, path)
+    info = client.app.state.services.store.adopt("transcribe-inbox", key)  # type: ignore[attr-defined]
+    route(redis_conn, client)
+    return layout.inbox_job_id("transcribe-inbox", key, info.etag)
+
+
 def submit(client: TestClient, key: str) -> str:
     response = client.post("/v1/transcribe", json={"source_type": "url", "url": PUBLIC_URL}, headers=bearer(key))
     assert response.status_code == 202, response.text
@@ -108,12 +118,7 @@ def test_the_owner_is_kept_in_status_json_too(client: TestClient, redis_conn: re
 def test_inbox_jobs_belong_to_admins_or_to_the_inbox_owner(
     client: TestClient, redis_conn: redis.Redis, redis_server: str, store_dir: Path
 ) -> None:
-    inbox = store_dir / "transcribe-inbox"
-    shutil.copyfile(SPEECH / "upload.mp3", inbox / "drop.mp3")
-    services = client.app.state.services  # type: ignore[attr-defined]
-    info = services.store.adopt("transcribe-inbox", "drop.mp3")
-    route(redis_conn, client)
-    job_id = layout.inbox_job_id("transcribe-inbox", "drop.mp3", info.etag)
+    job_id = drop(client, redis_conn, store_dir, "drop.mp3")
     assert redis_conn.hget(keys.job(job_id), "status") == b"queued"
     assert client.get(f"/v1/jobs/{job_id}", headers=bearer(ONE)).status_code == 404
     assert client.get(f"/v1/jobs/{job_id}", headers=bearer(ADMIN)).status_code == 200
