@@ -56,7 +56,7 @@ async def list_jobs(
 )
 @router.post("/jobs/{job_id}", response_model=JobView, include_in_schema=False)
 async def get_job(job_id: str, services: ServicesDep, caller: Caller) -> JobView:
-    return await run_in_threadpool(jobs.job_view, services, job_id, caller)
+    return await _visible(job_id, services, caller)
 
 
 @router.delete(
