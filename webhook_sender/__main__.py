@@ -1,5 +1,6 @@
-"""``transcribe-webhooks``: RQ's WorkerPool on the webhook queue, and a keeper process that queues
-the retries that are due and gives back the attempts of senders that died (each second)."""
+"""``transcribe-webhooks``: RQ's WorkerPool (``webhook_sender.pool``) on the webhook queue, and a
+keeper process that queues the retries that are due and gives back the attempts of senders that
+died (each second)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import uuid
 
 import redis
 from rq import Queue
-from rq.worker_pool import WorkerPool
 
 import webhook_sender.delivery  # noqa: F401  imported before the workers fork, not once per job
 from transcribe_common import jobqueue, keys, transient
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import RedisGauge, register_redis_gauges, serve_ops
 from transcribe_common.runtime import command_line, connect_redis
+from webhook_sender.pool import WorkerPool
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger("webhook_sender")
