@@ -172,13 +172,21 @@ def waiting(conn: redis.Redis, job_id: str) -> bool:
 
 def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWebhook | FailedWebhook) -> None:
     """A job's webhook: recorded as pending on the job and queued for its first attempt, in one
-    transaction (a worker that died between the two would leave it pending with nothing to send it)."""
+    transaction (a worker that died between the two would leave it pending with nothing to send it).
+    Once per ending: two workers that both end a job by the same attempt (a joiner taken for dead
+    and the one that took the join over), or one whose final move was retried, both call this."""
     message_id = f"msg_{job_id}_{payload.status}"  # the same on every retry: receivers can drop duplicates
-    with conn.pipeline() as pipe:
+
+    def queue(pipe: Pipeline) -> None:
+        held = pipe.hget(keys.job(job_id), "webhook")
+        if held is not None and WebhookDelivery.model_validate_json(held).message_id == message_id:
+            log.info("job %s: webhook %s is queued already", job_id, message_id)
+            return
         pipe.multi()  # RQ opens the transaction itself unless it is open already
         record_webhook(conn, job_id, WebhookDelivery(url=url, message_id=message_id), pipeline=pipe)
         enqueue_webhook(conn, job_id, url, payload.model_dump_json(), message_id, pipeline=pipe)
-        pipe.execute()
+
+    conn.transaction(queue, keys.job(job_id))
 
 
 def enqueue_webhook(

@@ -304,3 +304,19 @@ def test_an_unsigned_webhook_still_carries_its_id() -> None:
     assert headers["webhook-id"] == "msg_1_finished"
     assert headers["webhook-timestamp"].isdigit()
     assert "webhook-signature" not in headers
+
+
+def test_an_ending_told_twice_queues_its_webhook_once(redis_conn: redis.Redis) -> None:
+    """Two workers that both end a job by the same attempt (a joiner taken for dead while it was
+    joining, and the one that took the join over; a final move retried after Redis came back):
+    each move counts as done, each queues the webhook, and the receiver is called once."""
+    job_id = "4" * 32
+    _send(redis_conn, job_id, "http://127.0.0.1:9/hook")
+    _send(redis_conn, job_id, "http://127.0.0.1:9/hook")
+    queue = Queue(keys.WEBHOOK_QUEUE, connection=redis_conn)
+    assert queue.get_job_ids() == [f"msg_{job_id}_finished-1"]
+    record = jobstate.read_webhook(redis_conn, job_id)
+    assert record is not None
+    assert record.state == "pending"
+    _send(redis_conn, job_id, "http://127.0.0.1:9/hook", failed=True)  # another ending is another message
+    assert queue.get_job_ids() == [f"msg_{job_id}_finished-1", f"msg_{job_id}_failed-1"]
