@@ -135,10 +135,12 @@ def meeting(stack: Stack) -> str:
 def test_drop_a_file_watch_it_progress_from_the_stream_and_read_it(page, stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url.removeprefix(stack.url)))
+    # The list's rows from earlier tests are on the page first: only the row the drop adds is watched.
+    page.wait_for_selector("#jobs[data-state=loaded]", state="attached")
     page.evaluate(
-        """() => { window.seen = [];
+        """() => { window.seen = []; const before = new Set(document.querySelectorAll('#jobs > .job'));
         new MutationObserver(() => { const c = document.querySelector('#jobs > .job');
-            if (c) window.seen.push([c.dataset.state, c.querySelector('progress').value]); })
+            if (c && !before.has(c)) window.seen.push([c.dataset.state, c.querySelector('progress').value]); })
           .observe(document.querySelector('#jobs'), { subtree: true, childList: true, attributes: true,
                                                       characterData: true }); }"""
     )
