@@ -21,6 +21,7 @@ import time
 import uuid
 
 import redis
+from pydantic import ValidationError
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue, Retry
@@ -178,8 +179,7 @@ def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWeb
     message_id = f"msg_{job_id}_{payload.status}"  # the same on every retry: receivers can drop duplicates
 
     def queue(pipe: Pipeline) -> None:
-        held = pipe.hget(keys.job(job_id), "webhook")
-        if held is not None and WebhookDelivery.model_validate_json(held).message_id == message_id:
+        if _held(pipe.hget(keys.job(job_id), "webhook")) == message_id:
             log.info("job %s: webhook %s is queued already", job_id, message_id)
             return
         pipe.multi()  # RQ opens the transaction itself unless it is open already
@@ -187,6 +187,15 @@ def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWeb
         enqueue_webhook(conn, job_id, url, payload.model_dump_json(), message_id, pipeline=pipe)
 
     conn.transaction(queue, keys.job(job_id))
+
+
+def _held(raw: bytes | str | None) -> str | None:
+    """The message id of the webhook a job has queued or delivered; None for none, or for a record
+    this version cannot read (then its webhook is queued rather than lost)."""
+    try:
+        return None if raw is None else WebhookDelivery.model_validate_json(raw).message_id
+    except ValidationError:
+        return None
 
 
 def enqueue_webhook(

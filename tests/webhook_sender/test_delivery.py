@@ -320,3 +320,11 @@ def test_an_ending_told_twice_queues_its_webhook_once(redis_conn: redis.Redis) -
     assert record.state == "pending"
     _send(redis_conn, job_id, "http://127.0.0.1:9/hook", failed=True)  # another ending is another message
     assert queue.get_job_ids() == [f"msg_{job_id}_finished-1", f"msg_{job_id}_failed-1"]
+
+
+def test_an_ending_whose_webhook_record_cannot_be_read_still_queues_it(redis_conn: redis.Redis) -> None:
+    """A delivery log another version wrote, or a broken one, does not cost the job its webhook."""
+    job_id = "5" * 32
+    redis_conn.hset(keys.job(job_id), "webhook", "{not json")
+    _send(redis_conn, job_id, "http://127.0.0.1:9/hook")
+    assert Queue(keys.WEBHOOK_QUEUE, connection=redis_conn).get_job_ids() == [f"msg_{job_id}_finished-1"]
