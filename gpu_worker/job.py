@@ -32,7 +32,7 @@ from transcribe_common.ending import NOTE_TYPE, WARNINGS_NOTE, Ending, warnings_
 from transcribe_common.errors import PermanentError, PipelineError, StateUnavailable, public_message
 from transcribe_common.jobstate import JobStates, Stale
 from transcribe_common.logs import job_context
-from transcribe_common.models import CONTENT_TYPES, JobStatus, Manifest
+from transcribe_common.models import CONTENT_TYPES, JobOptions, JobStatus, Manifest
 from transcribe_common.recovery import manifest_or_fail
 from transcribe_common.shardstate import ShardStates
 from transcribe_common.store.base import ObjectStore, delete_prefix, put_bytes, put_chunks, put_model
@@ -247,20 +247,42 @@ class JobRun:
         shard_min = self.settings.shard_min_seconds
         if manifest.options.multichannel or (shard_min and decoded.duration > shard_min):
             return self.split(manifest, name, model, channels)
+        transcript = self.transcribe_decoded(
+            name,
+            model,
+            decoded,
+            manifest.options,
+            on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent, self.attempt),
+            on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
+        )
+        transcript.warnings = self.findings(transcript, decoded.declared, model)
+        return transcript
+
+    def transcribe_decoded(
+        self,
+        name: str,
+        model: WhisperModel,
+        decoded: audio.Decoded,
+        options: JobOptions,
+        *,
+        on_progress: Callable[[float], None],
+        on_info: Callable[[str, float, float], None],
+    ) -> Transcript:
+        """A job's audio or a shard's, read from its file ``DECODE_WINDOW_SECONDS`` at a time: a
+        shard is as long as its channel when a multichannel job is not cut in time."""
         started = time.monotonic()
         transcript = transcribe_windows(
             model,
             decoded.window,
             decoded.samples,
-            manifest.options,
+            options,
             window_seconds=self.settings.decode_window_seconds,
             model_name=name,
             beam_size=self.settings.beam_size,
             batch_size=self.settings.batch_size,
-            on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent, self.attempt),
-            on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
+            on_progress=on_progress,
+            on_info=on_info,
         )
-        transcript.warnings = self.findings(transcript, decoded.declared, model)
         metrics.transcribed(name, time.monotonic() - started, transcript.duration)
         return transcript
 

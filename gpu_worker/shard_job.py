@@ -20,7 +20,7 @@ from rq.timeouts import JobTimeoutException
 from gpu_worker import metrics, sharding
 from gpu_worker.audio import Decoded
 from gpu_worker.job import PLAN, Cancelled, JobRun, Requeue, Superseded, WorkerContext, describe
-from gpu_worker.transcript import Transcript, transcribe
+from gpu_worker.transcript import Transcript
 from transcribe_common import jobqueue, keys, layout
 from transcribe_common.errors import NotFound, PermanentError, StateUnavailable
 from transcribe_common.jobstate import Stale
@@ -155,7 +155,6 @@ class ShardRun(JobRun):
         key = layout.shard_key(self.job_id, self.attempt, f"{self.index}.s16le")
         pcm = self.scratch / "shard.s16le"
         count = self.retrying(download, self.ctx.store, self.bucket, key, pcm) // 2
-        samples = Decoded(pcm, count, None).window(0, count)
         # Every shard in the language the plan found once, so that shards do not disagree.
         options = manifest.options.model_copy(update={"language": self.plan.language})
 
@@ -164,13 +163,8 @@ class ShardRun(JobRun):
             if verdict == "ended":
                 raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer running")
 
-        started = time.monotonic()
-        part = transcribe(
-            model, samples, options, model_name=name, beam_size=self.settings.beam_size,
-            batch_size=self.settings.batch_size, on_progress=progress, on_info=lambda *_: None,
-        )  # fmt: skip
-        metrics.transcribed(name, time.monotonic() - started, part.duration)
-        return part
+        decoded = Decoded(pcm, count, None)
+        return self.transcribe_decoded(name, model, decoded, options, on_progress=progress, on_info=lambda *_: None)
 
     def join_if_last(self, manifest: Manifest) -> str:
         """Join the shards, if every one is done and no live worker is joining them."""
