@@ -32,6 +32,9 @@ _LAYOUTS = {
     "7.1": 8, "7.1(wide)": 8, "7.1(wide-side)": 8, "octagonal": 8,
 }  # fmt: skip
 _FOLDERS = re.compile(r"(?<![\w:/])/(?:[^/\s]+/)+")
+_CONTEXTS = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )+")  # "[aist#0:0/aac @ 0x55…] ": where in ffmpeg it was said
+# What ffmpeg says after the reason, of its own threads and totals: never the reason itself.
+_BOOKKEEPING = re.compile(r"^(?:Terminating thread with|Task finished with|Last message repeated|Conversion failed)")
 
 # ffmpeg reads the input file and nothing else: no network or other protocols, and only
 # demuxers of real media files — never playlists (hls, concat) that would pull in other files or
@@ -170,7 +173,10 @@ def _ffmpeg(*args: str, timeout: float, decoded: Path | None = None) -> None:
         if decoded is not None and decoded.is_file() and decoded.stat().st_size:
             # Decoding stopped part way: say where, so that a user can look at the file there.
             where = f" after {clock(decoded.stat().st_size / 2 / SAMPLE_RATE)} of audio"
-        raise PermanentError(f"could not decode the input as audio{where}: {_last_line(done.stderr)}")
+        reason = _last_line(done.stderr)
+        if reason.startswith("Decode error rate"):  # ffmpeg's -max_error_rate: most frames failed
+            reason = f"most of what follows is damaged ({reason})"
+        raise PermanentError(f"could not decode the input as audio{where}: {reason}")
 
 
 def clock(seconds: float) -> str:
@@ -193,6 +199,8 @@ def _too_long(seconds: float, limit: float) -> str:
 
 
 def _last_line(stderr: bytes) -> str:
-    """ffmpeg's last word, without the folders of the files it names (the server's scratch paths)."""
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    return _FOLDERS.sub("", lines[-1]) if lines else "ffmpeg failed without a message"
+    """ffmpeg's last word on why, without the folders of the files it names (the server's scratch
+    paths) or the addresses of its parts."""
+    lines = [_CONTEXTS.sub("", line.strip()) for line in stderr.decode(errors="replace").splitlines()]
+    reasons = [line for line in lines if line and not _BOOKKEEPING.match(line)]
+    return _FOLDERS.sub("", reasons[-1]) if reasons else "ffmpeg failed without a message"

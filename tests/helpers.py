@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import random
 import re
 import subprocess
 import threading
@@ -39,6 +40,19 @@ def silence(path: Path, seconds: float, *extra: str, rate: int = 8000) -> Path:
     """Silence made with ffmpeg: a small file (FLAC, say) that decodes to as long as asked."""
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
     subprocess.run([*command, f"anullsrc=r={rate}:cl=mono", "-t", f"{seconds:g}", *extra, str(path)], check=True)
+    return path
+
+
+def damaged(path: Path, seconds: float, good: float) -> Path:
+    """An AAC recording of ``seconds`` whose audio after about ``good`` seconds is noise bytes (its
+    index intact): ffmpeg decodes the start, then gives up when most frames fail to decode."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    tone = [f"sine=f=440:d={seconds:g}", "-c:a", "aac", "-movflags", "+faststart", str(path)]
+    subprocess.run([*command, *tone], check=True)
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * good / seconds)  # faststart: the index first, then the audio at a steady rate
+    data[start:-16] = random.Random(17).randbytes(len(data) - 16 - start)
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -22,7 +22,7 @@ from rq import Queue
 from rq.executions import Execution
 
 from tests.conftest import Stack, running_stack
-from tests.helpers import SPEECH, Receiver, long_speech, long_text, silence, wait_until, wer
+from tests.helpers import SPEECH, Receiver, damaged, long_speech, long_text, silence, wait_until, wer
 from tests.test_pipeline import upload
 from transcribe_common import jobqueue, keys
 from transcribe_common.settings import CommonSettings
@@ -296,6 +296,19 @@ def test_a_long_silent_recording_finishes_at_once_with_the_no_speech_warning(
     assert any("no speech" in warning for warning in record["warnings"])
     assert result(shard_stack, job_id, "srt").strip() == ""
     assert not shard_starts(shard_stack, job_id)  # no shard transcribed silence
+
+
+def test_a_long_recording_that_cannot_be_decoded_past_a_point_fails_saying_where(
+    shard_stack: Stack, tmp_path: Path
+) -> None:
+    broken = damaged(tmp_path / "meeting.m4a", 90, good=30)  # long enough to be split, were it decoded
+    job_id = upload(shard_stack, broken.read_bytes(), "meeting.m4a", language="en")
+    wait_until(lambda: job(shard_stack, job_id)["status"] in ("finished", "failed"), timeout=120)
+    record = job(shard_stack, job_id)
+    assert record["status"] == "failed", record
+    assert re.search(r"could not decode the input as audio after 0:00:[23]\d of audio: most of", record["error"])
+    assert not record.get("shards")  # nothing was split...
+    assert not shard_starts(shard_stack, job_id)  # ...or transcribed
 
 
 def test_diarized_json_without_multichannel_says_what_it_needs(shard_stack: Stack) -> None:

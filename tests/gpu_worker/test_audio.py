@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from gpu_worker import audio
 from gpu_worker.audio import SAMPLE_RATE, decode, probe
-from tests.helpers import SPEECH, silence
+from tests.helpers import SPEECH, damaged, silence
 from transcribe_common.errors import PermanentError
 
 
@@ -90,3 +91,15 @@ def test_channels_are_counted_and_split(tmp_path: Path) -> None:
     assert left.samples == right.samples > 16000 * 20
     with pytest.raises(PermanentError, match="one audio channel"):
         audio.decode_channels(SPEECH / "upload.mp3", tmp_path, timeout=60)
+
+
+def test_a_recording_that_cannot_be_decoded_past_a_point_fails_saying_where(tmp_path: Path) -> None:
+    source = damaged(tmp_path / "damaged.m4a", 60, good=15)
+    with pytest.raises(PermanentError) as caught:
+        audio.decode_channels(source, tmp_path, timeout=60, split=False)
+    where = re.search(r"could not decode the input as audio after 0:00:(\d\d) of audio: (.*)", str(caught.value))
+    assert where, caught.value
+    assert 10 <= int(where.group(1)) <= 16, caught.value
+    # ffmpeg's reason, not its thread bookkeeping or the addresses of its decoder
+    assert "decode error rate" in where.group(2).lower(), caught.value
+    assert "0x" not in where.group(2), caught.value
