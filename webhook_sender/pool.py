@@ -31,6 +31,8 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerData
 from rq.worker_pool import WorkerPool as RQWorkerPool
 
+from transcribe_common import transient
+
 RETELL_AFTER = 3.0  # seconds: more than RQ's one, in which a worker ignores a second signal
 
 _told_while_starting = False  # in a worker process: a stop came before its own handlers were set
@@ -73,5 +75,11 @@ class WorkerPool(RQWorkerPool):
         return stopped
 
     def _idle(self, name: str) -> bool:
-        worker = self.worker_class.find_by_key(self.worker_class.redis_worker_namespace_prefix + name, self.connection)
-        return worker is not None and worker.get_state() != WorkerStatus.BUSY
+        """Idle, as its record in Redis says; idle too when Redis cannot answer (restarting, say): a
+        busy worker told again drops its attempt, which is retried, and the pool does not wait on Redis."""
+        key = self.worker_class.redis_worker_namespace_prefix + name
+        try:
+            worker = self.worker_class.find_by_key(key, self.connection)
+            return worker is not None and worker.get_state() != WorkerStatus.BUSY
+        except transient.REDIS_TRANSIENT:
+            return True
