@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -41,7 +40,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import contextlib
 
 from bench.e2e import Stack
 
@@ -113,18 +111,7 @@ class Run:
 
     def __init__(self, folder: Path, model: str, **settings: str) -> None:
         self.stack = Stack(folder, model, 1, **settings)
-        self.peak: dict[int, int] = {}
-        self.done = threading.Event()
-        threading.Thread(target=self._sample, daemon=True).start()
-
-    def _sample(self) -> None:
-        """Every 0.1 s, the RSS of the worker processes only (found once): the sampler shares the
-        two cores with the workers it measures, so it does as little as it can."""
-        workers = [c for c in psutil.Process(self.stack.process.pid).children() if "gpu_worker" in c.cmdline()]
-        while not self.done.wait(0.1):
-            for child in workers:
-                with contextlib.suppress(psutil.Error):
-                    self.peak[child.pid] = max(self.peak.get(child.pid, 0), child.memory_info().rss)
+        self.workers = [c for c in psutil.Process(self.stack.process.pid).children() if "gpu_worker" in c.cmdline()]
 
     def job(self, clip: Path) -> tuple[float, str, dict]:
         job_id, began, _ = self.stack.submit(clip)
@@ -132,8 +119,19 @@ class Run:
         text = httpx.get(f"{self.stack.url}/v1/jobs/{job_id}/result", params={"format": "txt"}).text
         return took, text, httpx.get(f"{self.stack.url}/v1/jobs/{job_id}").json()
 
+    def peak(self) -> int:
+        """The largest peak RSS of the worker processes, in bytes: the kernel's high-water mark
+        (``VmHWM``), exact and free, where a sampler would share the cores it measures and miss
+        what lasts less than its period. A worker runs its jobs on threads, in its own process."""
+        peaks = []
+        for worker in self.workers:
+            found = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{worker.pid}/status").read_text(), re.M)
+            if found is None:
+                raise SystemExit(f"no VmHWM for worker process {worker.pid}: this benchmark reads Linux's /proc")
+            peaks.append(int(found.group(1)) * 1024)
+        return max(peaks)
+
     def close(self) -> None:
-        self.done.set()
         self.stack.close()
 
 
@@ -172,9 +170,9 @@ def main() -> None:
                 k: v for k, v in sharding.items() if k not in ("SHARD_SECONDS", "SHARD_MIN_SECONDS")})  # fmt: skip
             try:
                 took, _, record = run.job(path)
+                memory[name] = (run.peak(), took, record.get("shards"))
             finally:
                 run.close()
-            memory[name] = (max(run.peak.values()), took, record.get("shards"))
     report(args, raw, reference, results, memory)
 
 
