@@ -76,37 +76,35 @@ class _LosesItsFirstStop(Worker):
         super().request_stop(signum, frame)
 
 
-def test_an_idle_worker_that_lost_its_stop_is_told_again(redis_conn: redis.Redis) -> None:
+@pytest.fixture
+def forgetful(redis_conn: redis.Redis) -> Iterator[WorkerPool]:
+    """A started pool with one idle worker that will lose its first stop."""
     pool = WorkerPool([QUEUE], connection=redis_conn, num_workers=1, worker_class=_LosesItsFirstStop)
     pool.status = pool.Status.STARTED
     pool.start_worker(burst=False)
     try:
         wait_until(lambda: RQWorker.count(connection=redis_conn) == 1, timeout=120)
         wait_until(lambda: RQWorker.all(connection=redis_conn)[0].get_state() == "idle", timeout=120)
-        pool.request_stop(signal.SIGTERM)
-        assert wait_until(pool.all_workers_have_stopped, timeout=120)
+        yield pool
     finally:
         _kill_left(pool)
+
+
+def test_an_idle_worker_that_lost_its_stop_is_told_again(forgetful: WorkerPool, redis_conn: redis.Redis) -> None:
+    forgetful.request_stop(signal.SIGTERM)
+    assert wait_until(forgetful.all_workers_have_stopped, timeout=120)
     assert RQWorker.count(connection=redis_conn) == 0
 
 
-def test_a_pool_stops_while_redis_cannot_answer_it(redis_conn: redis.Redis) -> None:
+def test_a_pool_stops_while_redis_cannot_answer_it(forgetful: WorkerPool) -> None:
     """Whether a worker is idle is asked of Redis. While Redis is away (a restart, say), the pool
     does not die of the question: it takes the worker for idle, and tells it again."""
-    pool = WorkerPool([QUEUE], connection=redis_conn, num_workers=1, worker_class=_LosesItsFirstStop)
-    pool.status = pool.Status.STARTED
-    pool.start_worker(burst=False)
-    try:
-        wait_until(lambda: RQWorker.count(connection=redis_conn) == 1, timeout=120)
-        wait_until(lambda: RQWorker.all(connection=redis_conn)[0].get_state() == "idle", timeout=120)
-        with socket.socket() as closed:
-            closed.bind(("127.0.0.1", 0))
-            port = closed.getsockname()[1]
-        pool.connection = redis.Redis(port=port, socket_connect_timeout=1)  # nothing listens there
-        pool.request_stop(signal.SIGTERM)
-        assert wait_until(pool.all_workers_have_stopped, timeout=120)
-    finally:
-        _kill_left(pool)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    forgetful.connection = redis.Redis(port=port, socket_connect_timeout=1)  # nothing listens there
+    forgetful.request_stop(signal.SIGTERM)
+    assert wait_until(forgetful.all_workers_have_stopped, timeout=120)
 
 
 class _ToldWhileStarting(Worker):
