@@ -11,7 +11,8 @@ cores are two workers. In one run:
    transcribing the same file whole. Target (issue 17): two workers at most 0.6 of one.
 2. **Fidelity at the seams.** Each run's WER against the known text, and its word count, next
    to the raw (unsharded) transcript's: every shard boundary is a seam. Target: sharded WER at
-   most unsharded + 0.5 points.
+   most unsharded + 0.5 points. The commonest errors of raw and of the sharded run are printed
+   too: a word lost or doubled at a seam shows as a deletion or an insertion.
 3. **Scaling model.** Time with N workers = serial part (decode, VAD and cuts, the join) + the
    shards' work / N, both read from the one-worker run; its prediction for N = 1..8, and the
    measured two-worker time against it.
@@ -22,6 +23,7 @@ cores are two workers. In one run:
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -104,6 +106,19 @@ def norm(text: str) -> str:
 
 def wer(reference: str, text: str) -> float:
     return 100 * float(jiwer.wer(norm(reference), norm(text)))
+
+
+def errors(reference: str, text: str, most: int = 6) -> str:
+    """The commonest errors against the text, as ``count x 'said' -> 'heard'``: a word lost or
+    doubled at a seam shows as a deletion or an insertion, a word misheard as a substitution."""
+    said, heard = norm(reference).split(), norm(text).split()
+    found: collections.Counter[str] = collections.Counter()
+    for chunk in jiwer.process_words(" ".join(said), " ".join(heard)).alignments[0]:
+        if chunk.type != "equal":
+            was = " ".join(said[chunk.ref_start_idx : chunk.ref_end_idx])
+            now = " ".join(heard[chunk.hyp_start_idx : chunk.hyp_end_idx])
+            found[f"{was!r} -> {now!r}"] += 1
+    return ", ".join(f"{count} x {what}" for what, count in found.most_common(most)) or "none"
 
 
 class Run:
@@ -199,6 +214,8 @@ def report(args: argparse.Namespace, raw: dict, reference: str, results: dict, m
         verdict = "met" if sharded <= raw_wer + 0.5 else "MISSED"
         label = f"stack, WORKERS={workers} ({shards.get('total')} shards)"
         print(f"{label:<52}{sharded:>12.2f}{len(norm(text).split()):>12}   <= raw + 0.5: {verdict}")
+    print(f"  errors, raw: {errors(reference, raw['text'])}")
+    print(f"  errors, WORKERS=1: {errors(reference, results[1][1])}")
     # Amdahl: the split runs on one worker whatever N is; the rest (the shards, and the small join) is
     # shared out. Both parts are read from the one-worker run, so N=2 is a prediction, not a fit.
     split = split_from_log(results[1][3])
