@@ -9,7 +9,8 @@ second (the pool's, after the group's). Seen: a worker idle in its queue's ``BLM
 both. Here:
 
 - each worker is told to stop, whenever it appears after the pool was told, and told again each
-  ``RETELL_AFTER`` seconds while it is alive and idle (a worker running a job is left to finish it);
+  ``RETELL_AFTER`` seconds while it is alive and idle (a worker running a job is left to finish it,
+  unless Redis, which says which it is, cannot answer);
 - a worker told before it has set its own handlers runs the pool's, which it inherited when
   forked: that only notes it, and the worker stops on its loop's first turn, as a worker told to
   stop between jobs does (unregistered, its scheduler stopped).
