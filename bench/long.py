@@ -42,7 +42,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
 from bench.e2e import Stack
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech"
