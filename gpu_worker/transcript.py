@@ -97,8 +97,10 @@ def transcribe(
     on_info(info.language, info.language_probability, duration)
     segments: list[Segment] = []
     last_report = 0.0
+    energy = frame_energy(audio) if options.vad_filter else None
     for piece in pieces:  # decoding happens as this generator is consumed
-        segments.append(_segment(len(segments), piece))
+        segment = _segment(len(segments), piece)
+        segments.append(ended_at_speech(segment, energy) if energy is not None else segment)
         if time.monotonic() - last_report >= progress_interval:
             on_progress(min(99.0, 100.0 * piece.end / duration))
             last_report = time.monotonic()
@@ -134,9 +136,41 @@ def _segment(index: int, piece: object) -> Segment:
     )
 
 
+CUT_FRAME = SAMPLE_RATE // 10  # energy is measured over 0.1 s frames
+FRAME_SECONDS = CUT_FRAME / SAMPLE_RATE
+TRAILING_QUIET_SECONDS = 1.0  # a segment's trailing quiet this long is not its speech
+QUIET_DB = 30.0  # a frame this far below the segment's loud frames (its 90th percentile) is quiet
+END_PAD_SECONDS = 0.2  # kept after the last loud frame, as VAD pads speech
+
+
+def frame_energy(audio: np.ndarray) -> np.ndarray:
+    """The mean square of each ``CUT_FRAME`` (0.1 s) of ``audio``, without a copy of it."""
+    frames = audio[: audio.size // CUT_FRAME * CUT_FRAME].reshape(-1, CUT_FRAME)
+    return np.einsum("ij,ij->i", frames, frames) / CUT_FRAME
+
+
+def ended_at_speech(segment: Segment, energy: np.ndarray) -> Segment:
+    """A segment that ends where its speech ends. With VAD, faster-whisper decodes the speech
+    joined end to end, and the decoder ends a segment where the next stretch of speech begins;
+    mapped back to the recording, that end lies after the pause between them, seconds into
+    silence (over the other speaker, on a call's channel). A segment with words ends at its last
+    word already (faster-whisper places each word in its own stretch); one without is cut back
+    to its last loud frame when at least ``TRAILING_QUIET_SECONDS`` of quiet follow it."""
+    if segment.words:
+        return segment
+    first, last = int(segment.start / FRAME_SECONDS), math.ceil(segment.end / FRAME_SECONDS)
+    frames = energy[first:last]
+    if frames.size == 0 or (level := float(np.percentile(frames, 90))) <= 0:
+        return segment
+    loud = np.flatnonzero(frames > level * 10 ** (-QUIET_DB / 10))
+    speech_end = (first + int(loud[-1]) + 1) * FRAME_SECONDS
+    if segment.end - speech_end < TRAILING_QUIET_SECONDS:
+        return segment
+    return segment.model_copy(update={"end": round(max(segment.start, speech_end + END_PAD_SECONDS), 3)})
+
+
 Window = Callable[[int, int], np.ndarray]  # (first sample, count) -> float32 samples
 CUT_SEARCH_SECONDS = 30.0  # a window ends at the quietest moment of its last this many seconds
-CUT_FRAME = SAMPLE_RATE // 10  # energy is measured over 0.1 s frames
 
 
 def transcribe_windows(
@@ -193,10 +227,9 @@ def quietest(window: Window, end: int, seconds: float = CUT_SEARCH_SECONDS) -> i
     """The sample at the quietest 0.1 s in the ``seconds`` before ``end`` (the latest such)."""
     search = min(end, int(seconds * SAMPLE_RATE))
     samples = window(end - search, search)
-    frames = samples[: len(samples) // CUT_FRAME * CUT_FRAME].reshape(-1, CUT_FRAME)
-    if frames.size == 0:
+    energy = np.sqrt(frame_energy(samples).astype(np.float64))
+    if energy.size == 0:
         return end
-    energy = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
     # The latest of the quietest frames (within -60 dBFS of the quietest): the window stays long.
     quiet = np.flatnonzero(energy <= energy.min() + 1e-3)
     return end - search + int(quiet[-1]) * CUT_FRAME + CUT_FRAME // 2

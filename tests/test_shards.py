@@ -250,6 +250,7 @@ def test_a_stereo_call_has_a_speaker_per_channel(shard_stack: Stack, receiver: R
         turn = max(turns, key=lambda t: min(segment["end"], t["end"]) - max(segment["start"], t["start"]))
         said_by = turn["speaker"]
         assert segment["speaker"] == said_by, (segment, turns)
+        assert turn["start"] - 0.5 <= segment["start"] < segment["end"] <= turn["end"] + 0.5, (segment, turn)
         assert all(word["speaker"] == said_by for word in segment.get("words") or [])
     assert {segment["speaker"] for segment in transcript["segments"]} == {"agent", "customer"}
     voices = {caption.voice for caption in webvtt.from_buffer(io.StringIO(result(shard_stack, job_id, "vtt")))}

@@ -1,13 +1,23 @@
 """Transcription on the real tiny.en model: progress as it goes, and options that take effect."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
-from gpu_worker.audio import decode
-from gpu_worker.transcript import Transcript, quietest, transcribe, transcribe_windows
+from gpu_worker.audio import decode, decode_channels
+from gpu_worker.transcript import (
+    Segment,
+    Transcript,
+    Word,
+    ended_at_speech,
+    frame_energy,
+    quietest,
+    transcribe,
+    transcribe_windows,
+)
 from gpu_worker.whisper import resolve_model
 from tests.helpers import SPEECH, speech_text, wer
 from transcribe_common.models import JobOptions
@@ -91,3 +101,34 @@ def test_a_window_ends_at_the_quietest_moment() -> None:
     tone[16000 * 41 : 16000 * 42] = 0  # a second of silence between 41 s and 42 s
     cut = quietest(lambda start, count: tone[start : start + count], 16000 * 50)
     assert 16000 * 41 <= cut <= 16000 * 42
+
+
+def test_a_segment_ends_where_its_speech_ends_not_where_the_next_begins(tiny: WhisperModel, tmp_path: Path) -> None:
+    """The agent's side of the stereo call: each turn, then silence while the customer speaks.
+    VAD joins the turns end to end for the decoder, which ends a segment where the next turn's
+    speech begins; mapped back, that end lay seconds into the silence, over the other speaker."""
+    turns = [turn for turn in json.loads((SPEECH / "call.json").read_text()) if turn["speaker"] == "agent"]
+    agent = decode_channels(SPEECH / "call.mp3", tmp_path, timeout=30)[0]
+    result = run_tiny(tiny, agent.window(0, agent.samples), JobOptions(language="en"), beam_size=5)
+    assert len(result.segments) >= len(turns)
+    for segment in result.segments:
+        turn = next(t for t in turns if t["start"] - 0.5 <= segment.start <= t["end"])
+        assert segment.end <= turn["end"] + 0.5, (segment, turn)
+        assert segment.end > segment.start
+
+
+@pytest.mark.parametrize(
+    ("quiet_after", "words", "end"),
+    [(2.0, False, 3.2), (0.6, False, 3.6), (2.0, True, 5.0)],
+    ids=["quiet-trailing-cut-back", "a-short-pause-kept", "words-already-placed"],
+)
+def test_only_a_long_quiet_tail_is_cut_from_a_segment(quiet_after: float, words: bool, end: float) -> None:
+    """Three seconds of a tone with a little noise below it, then quiet, in one segment."""
+    rng = np.random.default_rng(7)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * 16000) / 16000)
+    audio = np.concatenate([tone, np.zeros(int(quiet_after * 16000))]) + rng.normal(
+        0, 1e-4, int((3 + quiet_after) * 16000)
+    )
+    said = [Word(start=0.0, end=5.0, word=" hello", probability=1.0)] if words else None
+    segment = Segment(id=0, start=0.0, end=3 + quiet_after, text="hello", words=said)
+    assert ended_at_speech(segment, frame_energy(audio.astype(np.float32))).end == pytest.approx(end)
