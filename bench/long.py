@@ -5,14 +5,17 @@
 Every side uses one CPU thread (``WHISPER_CPU_THREADS=1``), so that two worker processes on two
 cores are two workers. In one run:
 
-1. **Wall time.** A recording of ``--minutes`` of speech (the speech fixtures in turn, with
-   pauses) through the embedded stack, submit to finished, with ``WORKERS=1`` and then
+1. **Wall time.** A recording of ``--minutes`` of speech (the lecture fixture: varied paragraphs,
+   none repeated within its twenty minutes, so that one misheard word is not misheard thirty
+   times over) through the embedded stack, submit to finished, with ``WORKERS=1`` and then
    ``WORKERS=2`` (one slot each, ``SHARD_SECONDS=--shard-seconds``), against raw faster-whisper
    transcribing the same file whole. Target (issue 17): two workers at most 0.6 of one.
 2. **Fidelity at the seams.** Each run's WER against the known text, and its word count, next
    to the raw (unsharded) transcript's: every shard boundary is a seam. Target: sharded WER at
-   most unsharded + 0.5 points. The commonest errors of raw and of the sharded run are printed
-   too: a word lost or doubled at a seam shows as a deletion or an insertion.
+   most unsharded + 0.5 points. Raw again without ``condition_on_previous_text`` shows what a
+   shard's start loses: the decoder's prompt of what was said before it. The commonest errors
+   of raw and of the sharded run are printed too: a word lost or doubled at a seam shows as a
+   deletion or an insertion.
 3. **Scaling model.** Time with N workers = serial part (decode, VAD and cuts, the join) + the
    shards' work / N, both read from the one-worker run; its prediction for N = 1..8, and the
    measured two-worker time against it.
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import wave
 from pathlib import Path
 
 import httpx
@@ -45,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from bench.e2e import Stack
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech"
-PARTS = (("url", "wav"), ("upload", "mp3"), ("inbox", "mp4"))
+LECTURE = SPEECH / "lecture.opus"
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 RAW = textwrap.dedent(
@@ -56,7 +60,8 @@ RAW = textwrap.dedent(
     from pathlib import Path
     model = WhisperModel(resolve_model(sys.argv[1], Path("/tmp")), device="cpu", compute_type="int8", cpu_threads=1)
     started = time.perf_counter()
-    segments, _ = model.transcribe(sys.argv[2], language="en", beam_size=5, vad_filter=True)
+    segments, _ = model.transcribe(sys.argv[2], language="en", beam_size=5, vad_filter=True,
+                                   condition_on_previous_text=sys.argv[3] == "condition")
     text = " ".join(s.text.strip() for s in segments)
     print(json.dumps({"seconds": time.perf_counter() - started, "text": text}))
     """
@@ -64,25 +69,27 @@ RAW = textwrap.dedent(
 
 
 def recording(folder: Path, minutes: float) -> tuple[Path, str]:
-    """``minutes`` of speech: the fixtures in turn, each followed by 1.5 s of silence; and its text."""
-    pieces, texts, total = [], [], 0.0
-    while total < minutes * 60:
-        for name, ext in PARTS:
-            pieces.append(SPEECH / f"{name}.{ext}")
-            texts.append((SPEECH / f"{name}.txt").read_text())
-            total += 13.5
-    parts = []
-    for name, ext in PARTS:
-        part = folder / f"{name}.wav"
-        subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-i", str(SPEECH / f"{name}.{ext}"), "-af",
-                        "apad=pad_dur=1.5", "-ac", "1", "-ar", "16000", str(part)], check=True)  # fmt: skip
-        parts.append(part)
-    listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{parts[n % 3]}'\n" for n in range(len(pieces))))
-    out = folder / f"speech{minutes:g}.wav"
-    subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), str(out)],
-                   check=True)  # fmt: skip
-    return out, " ".join(texts)
+    """The first ``minutes`` of the lecture fixture (varied speech, a paragraph at a time, with
+    2 s pauses), cut after the paragraph that reaches ``minutes`` (the lecture again from its
+    start past its end); and its text."""
+    paragraphs = json.loads(LECTURE.with_suffix(".json").read_text())
+    whole = folder / "lecture.wav"
+    if not whole.exists():
+        subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-i", str(LECTURE), "-ac", "1", "-ar", "16000",
+                        str(whole)], check=True)  # fmt: skip
+    with wave.open(str(whole)) as w:
+        length = w.getnframes() / w.getframerate()
+    texts, laps = [], 0
+    while True:
+        for paragraph in paragraphs:
+            texts.append(paragraph["text"])
+            cut = laps * length + paragraph["end"] + 1.0
+            if cut >= minutes * 60:
+                out = folder / f"speech{minutes:g}.wav"
+                subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-stream_loop", str(laps), "-i", str(whole),
+                                "-t", f"{cut:.3f}", str(out)], check=True)  # fmt: skip
+                return out, " ".join(texts)
+        laps += 1
 
 
 def mostly_silent(folder: Path, speech: Path, hours: float) -> Path:
@@ -97,6 +104,12 @@ def mostly_silent(folder: Path, speech: Path, hours: float) -> Path:
         check=True,
     )  # fmt: skip
     return out
+
+
+def raw_run(model: str, clip: Path, condition: str) -> dict:
+    """faster-whisper on the whole file, one thread: ``{"seconds", "text"}``."""
+    command = [sys.executable, "-c", RAW, model, str(clip), condition]
+    return dict(json.loads(subprocess.run(command, capture_output=True, check=True, cwd=ROOT, text=True).stdout))
 
 
 def norm(text: str) -> str:
@@ -161,21 +174,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-long-", dir=os.environ.get("BENCH_DIR")) as tmp:
         folder = Path(tmp)
         clip, reference = recording(folder, args.minutes)
-        raw = json.loads(
-            subprocess.run(
-                [sys.executable, "-c", RAW, args.model, str(clip)], capture_output=True, check=True, cwd=ROOT, text=True
-            ).stdout
-        )
+        raw, unprompted = (raw_run(args.model, clip, condition) for condition in ("condition", "no"))
         results = {}
-        for workers in (1, 2):
-            run = Run(folder / f"w{workers}", args.model, WORKERS=str(workers), **sharding)
+        # The two timed runs, then the default shard length (fewer seams) for its WER.
+        for n, (workers, seconds) in enumerate(((1, args.shard_seconds), (2, args.shard_seconds), (2, 300))):
+            run = Run(folder / f"r{n}", args.model, **{**sharding, "WORKERS": str(workers),
+                                                       "SHARD_SECONDS": f"{seconds:g}"})  # fmt: skip
             try:
                 took, text, record = run.job(clip)
-                log = (folder / f"w{workers}" / "stack.log").read_text(errors="replace")
+                log = (folder / f"r{n}" / "stack.log").read_text(errors="replace")
             finally:
                 run.close()
-            results[workers] = (took, text, record, log)
-        memory = {}
+            results[f"WORKERS={workers}" + (", SHARD_SECONDS=300" if n == 2 else "")] = (took, text, record, log)
+        memory: dict[str, tuple[int, float, dict | None]] = {}
         for name, path in (
             ("10 min", recording(folder, 10)[0]),
             (f"{args.hours:g} h", mostly_silent(folder, clip, args.hours)),
@@ -187,11 +198,11 @@ def main() -> None:
                 memory[name] = (run.peak(), took, record.get("shards"))
             finally:
                 run.close()
-    report(args, raw, reference, results, memory)
+    report(args, raw, unprompted, reference, results, memory)
 
 
-def report(args: argparse.Namespace, raw: dict, reference: str, results: dict, memory: dict) -> None:
-    one, two = results[1][0], results[2][0]
+def report(args: argparse.Namespace, raw: dict, unprompted: dict, reference: str, results: dict, memory: dict) -> None:
+    one, two = results["WORKERS=1"][0], results["WORKERS=2"][0]
     print(f"\na {args.minutes:g}-minute recording in shards of about {args.shard_seconds:g} s, {args.model}, "
           f"1 CPU thread each ({os.cpu_count()} cores)\n")  # fmt: skip
     print(f"{'measure':<52}{'value':>12}{'vs':>12}{'ratio':>8}   target")
@@ -207,17 +218,19 @@ def report(args: argparse.Namespace, raw: dict, reference: str, results: dict, m
     raw_wer, words = wer(reference, raw["text"]), len(norm(reference).split())
     print(f"\n{'WER, words (reference: ' + str(words) + ' words)':<52}{'WER %':>12}{'words':>12}")
     print(f"{'raw, unsharded':<52}{raw_wer:>12.2f}{len(norm(raw['text']).split()):>12}")
-    for workers, (_, text, record, _) in results.items():
+    label = "raw, unsharded, no previous text as prompt"
+    print(f"{label:<52}{wer(reference, unprompted['text']):>12.2f}{len(norm(unprompted['text']).split()):>12}")
+    for name, (_, text, record, _) in results.items():
         shards = record.get("shards") or {}
         sharded = wer(reference, text)
         verdict = "met" if sharded <= raw_wer + 0.5 else "MISSED"
-        label = f"stack, WORKERS={workers} ({shards.get('total')} shards)"
+        label = f"stack, {name} ({shards.get('total')} shards)"
         print(f"{label:<52}{sharded:>12.2f}{len(norm(text).split()):>12}   <= raw + 0.5: {verdict}")
     print(f"  errors, raw: {errors(reference, raw['text'])}")
-    print(f"  errors, WORKERS=1: {errors(reference, results[1][1])}")
+    print(f"  errors, WORKERS=1: {errors(reference, results['WORKERS=1'][1])}")
     # Amdahl: the split runs on one worker whatever N is; the rest (the shards, and the small join) is
     # shared out. Both parts are read from the one-worker run, so N=2 is a prediction, not a fit.
-    split = split_from_log(results[1][3])
+    split = split_from_log(results["WORKERS=1"][3])
     parallel = one - split
     print(f"\nscaling model: T(N) = {split:.1f} s serial (fetch, decode, VAD, cuts) + {parallel:.1f} s of shards / N")
     print("  " + ", ".join(f"N={n}: {split + parallel / n:.0f} s" for n in (1, 2, 3, 4, 8)))
