@@ -13,7 +13,8 @@ cores are two workers. In one run:
 2. **Fidelity at the seams.** Each run's WER against the known text, and its word count, next
    to the raw (unsharded) transcript's: every shard boundary is a seam. Target: sharded WER at
    most unsharded + 0.5 points. Raw again without ``condition_on_previous_text`` shows what a
-   shard's start loses: the decoder's prompt of what was said before it. The commonest errors
+   shard's start loses: the decoder's prompt of what was said before it; the stack again with
+   the default 300 s shards shows what the default costs. The commonest errors
    of raw and of the sharded run are printed too: a word lost or doubled at a seam shows as a
    deletion or an insertion.
 3. **Scaling model.** Time with N workers = serial part (decode, VAD and cuts, the join) + the
