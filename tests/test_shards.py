@@ -149,7 +149,7 @@ def test_sharded_is_as_accurate_as_whole(shard_stack: Stack, stack: Stack, long_
         wer(reference, result(shard_stack, sharded, "txt")),
         wer(reference, result(stack, whole, "txt")),
     )
-    # A word or two either way is the model's noise on 80 s; bench/seams.py measures many seams.
+    # A word or two either way is the model's noise on 80 s; bench/long.py measures many seams.
     assert sharded_wer <= whole_wer + 0.03, (sharded_wer, whole_wer)
 
 
