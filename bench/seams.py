@@ -29,7 +29,6 @@ import argparse
 import itertools
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,24 +40,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.long import FFMPEG, LECTURE, errors, norm, wer
+from bench.long import LECTURE, errors, norm, wer
 from gpu_worker import sharding
-from gpu_worker.audio import SAMPLE_RATE, Decoded
+from gpu_worker.audio import SAMPLE_RATE, Decoded, decode_audio
 
 MODES = ("whole", "cold", "lead", "chain")
 
 
-def lecture(folder: Path, rotation: int) -> tuple[Decoded, str]:
-    """The lecture as 16 kHz PCM, started a second before paragraph ``rotation`` and wrapped round
-    to its start; and its text in that order."""
+def lecture(source: Decoded, folder: Path, rotation: int) -> tuple[Decoded, str]:
+    """The decoded lecture started a second before paragraph ``rotation`` and wrapped round to its
+    start; and its text in that order."""
     paragraphs = json.loads(LECTURE.with_suffix(".json").read_text())
-    pcm = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(LECTURE), "-ac", "1", "-ar", str(SAMPLE_RATE),
-                          "-f", "s16le", "-"], capture_output=True, check=True).stdout  # fmt: skip
+    pcm = source.pcm.read_bytes()
     at = 2 * int(SAMPLE_RATE * max(0.0, paragraphs[rotation]["start"] - 1.0)) if rotation else 0
     path = folder / f"lecture-{rotation}.s16le"
     path.write_bytes(pcm[at:] + pcm[:at])
     text = " ".join(p["text"] for p in paragraphs[rotation:] + paragraphs[:rotation])
-    return Decoded(path, len(pcm) // 2, None), text
+    return Decoded(path, source.samples, None), text
 
 
 def cuts(decoded: Decoded, shard_seconds: float) -> list[tuple[int, int]]:
@@ -99,7 +97,7 @@ def sharded(
             prompt = decode(decoded.window(first, start - first))[1]
         elif mode == "chain":
             prompt = tokens
-        last = end if mode == "whole" else min(decoded.samples, end + int(after * SAMPLE_RATE))
+        last = min(decoded.samples, end + int(after * SAMPLE_RATE))  # a whole file has nothing past its end
         text, tokens = decode(decoded.window(start, last - start), prompt, (end - start) / SAMPLE_RATE)
         texts.append(text)
     return " ".join(texts)
@@ -125,8 +123,9 @@ def main() -> None:
     print(f"{'rotation':>8}  {'mode':<6}{'shards':>7}{'WER %':>8}{'words':>7}{'s':>6}   commonest errors")
     with tempfile.TemporaryDirectory(prefix="bench-seams-") as tmp:
         rotations = [int(r) for r in args.rotations.split(",")]
+        source = decode_audio(LECTURE, Path(tmp), timeout=600)  # as the stack decodes: 16 kHz mono
         for rotation in rotations:
-            decoded, reference = lecture(Path(tmp), rotation)
+            decoded, reference = lecture(source, Path(tmp), rotation)
             cut = cuts(decoded, args.shard_seconds)
             for mode in modes:
                 if rotation != rotations[0] and mode in ("lead", "chain"):
