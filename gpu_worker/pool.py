@@ -33,46 +33,19 @@ import time
 from collections.abc import Callable
 
 import redis
-from rq import SimpleWorker
-from rq.timeouts import TimerDeathPenalty
-from rq.worker_registration import unregister
 
 from gpu_worker import metrics
 from gpu_worker.job import Cancelled, JobRun, Requeue, Superseded, WorkerContext
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, jobqueue, keys
-from transcribe_common.logs import set_job
 from transcribe_common.models import JobStatus
 from transcribe_common.ops import Heartbeat
-from transcribe_common.recovery import fail_unserved, reap, worker_alive
+from transcribe_common.recovery import fail_unserved, reap
+from transcribe_common.rqworker import ThreadWorker, start, worker_alive
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
-DEQUEUE_POLL = 2  # seconds an idle worker waits on the queue before it checks for a stop
 STOPPING = frozenset(status.value for status in JobStatus if status.stops_a_run)  # as Redis holds them
-
-
-class ThreadWorker(SimpleWorker):
-    death_penalty_class = TimerDeathPenalty
-    heartbeat_ttl = 30
-
-    def _install_signal_handlers(self) -> None:
-        """The pool's main thread owns the signals."""
-
-    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):  # type: ignore[no-untyped-def]
-        # RQ keeps a busy worker's key for the job's whole timeout; keep ours short, so that a
-        # process killed just after taking a job is seen as dead in seconds, not half an hour.
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
-        self.heartbeat(timeout=self.heartbeat_ttl)
-        set_job(job.id)  # RQ's own lines about this job carry its id too (cleared at the next dequeue)
-
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # type: ignore[no-untyped-def]
-        # RQ's loop waits for a job forever; come up for air to notice a stop request.
-        set_job(None)
-        while True:
-            result = super().dequeue_job_and_maintain_ttl(DEQUEUE_POLL, max_idle_time=DEQUEUE_POLL)
-            if result is not None or self._stop_requested:
-                return result
 
 
 class WorkerPool:
@@ -82,11 +55,15 @@ class WorkerPool:
         self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
         self.name = self.settings.worker_name
         self.workers = [
-            ThreadWorker(self.queues, name=f"{self.name}-{n}", connection=self._connection(), worker_ttl=20)
+            ThreadWorker(
+                self.queues,
+                name=f"{self.name}-{n}",
+                connection=self._connection(),
+                worker_ttl=20,
+                heartbeat_ttl=self.settings.worker_heartbeat_ttl,
+            )
             for n in range(ctx.placement.slots(self.settings.max_concurrency))
         ]
-        for worker in self.workers:
-            worker.heartbeat_ttl = self.settings.worker_heartbeat_ttl
         self.stopping = threading.Event()
         self.hurry = threading.Event()
         self.failed = False
@@ -105,10 +82,7 @@ class WorkerPool:
         if report.removed:
             log.info("removed %d scratch folders of jobs no live worker runs", report.removed)
         self.advertise()
-        for worker in self.workers:
-            thread = threading.Thread(target=worker.work, name=worker.name, kwargs={"logging_level": "WARNING"})
-            thread.start()
-            self.threads.append(thread)
+        self.threads = start(self.workers)
         log.info(
             "worker %s: %d job slots on %s, models %s; %d on each device of %s",
             self.name,
@@ -131,10 +105,7 @@ class WorkerPool:
                 "give each worker process its own WORKER_NAME"
             )
         for worker in self.workers:
-            with self.ctx.conn.pipeline() as pipe:
-                unregister(worker, pipe)
-                pipe.delete(worker.key)
-                pipe.execute()
+            worker.forget()
         recovered = reap(self.ctx.ending, self.queues)
         if recovered:
             log.warning("recovered %d jobs this worker was running when it last stopped", len(recovered))
@@ -187,7 +158,7 @@ class WorkerPool:
         try:
             for worker, thread in zip(self.workers, self.threads, strict=True):
                 if thread.is_alive():
-                    worker.heartbeat(timeout=self.settings.worker_heartbeat_ttl)
+                    worker.beat()
             if not self.stopping.is_set():
                 self.advertise()
         except redis.RedisError as exc:
@@ -217,7 +188,7 @@ class WorkerPool:
         self.withdraw()
         log.info("stopping: running jobs get %g s to finish", self.settings.drain_timeout)
         for worker in self.workers:
-            worker._stop_requested = True
+            worker.stop_after_job()
         deadline = time.monotonic() + self.settings.drain_timeout
         last_beat = time.monotonic()
         while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:

@@ -26,7 +26,8 @@ from transcribe_common.errors import NotFound, PermanentError, StateUnavailable
 from transcribe_common.jobstate import Stale
 from transcribe_common.logs import job_context
 from transcribe_common.models import JobStatus, Manifest, utcnow
-from transcribe_common.recovery import manifest_or_fail, worker_alive
+from transcribe_common.recovery import manifest_or_fail
+from transcribe_common.rqworker import worker_alive
 from transcribe_common.shardstate import ShardStates
 from transcribe_common.store.base import delete_prefix, download, get_json, put_model
 

@@ -25,7 +25,7 @@ from transcribe_common.errors import PipelineError
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
-from transcribe_common.recovery import worker_alive
+from transcribe_common.rqworker import worker_alive
 from transcribe_common.runtime import command_line, connect_redis, open_store
 from transcribe_common.scratch import sweep_scratch
 

@@ -19,28 +19,16 @@ import time
 from collections.abc import Iterator
 
 import redis
-from rq import Queue, Worker
-from rq.executions import Execution
+from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.ending import UNREADABLE_MANIFEST, Ending, unreadable
 from transcribe_common.models import JobStatus, Manifest, StatusRecord
+from transcribe_common.rqworker import abandoned
 from transcribe_common.shardstate import ShardStates
 
 log = logging.getLogger(__name__)
-
-
-def worker_alive(conn: redis.Redis, name: str | None) -> bool:
-    """RQ keeps a worker's key a minute after it registered its death; it is not alive then."""
-    if not name:
-        return False
-    key = Worker.redis_worker_namespace_prefix + name
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.exists(key)
-        pipe.hexists(key, "death")
-        exists, dead = pipe.execute()
-    return bool(exists) and not dead
 
 
 def transcription_queues(conn: redis.Redis) -> list[str]:
@@ -64,16 +52,6 @@ def attended(conn: redis.Redis, record: StatusRecord) -> bool:
     return record.shards is not None and jobqueue.shards_waiting(
         conn, record.job_id, record.attempts, record.shards.total
     )
-
-
-def abandoned(conn: redis.Redis, queue_names: list[str]) -> Iterator[tuple[str, Execution, StartedJobRegistry]]:
-    """The executions on these queues whose worker is dead: (job id, execution, its registry)."""
-    for name in queue_names:
-        registry = StartedJobRegistry(queue=Queue(name, connection=conn))
-        for job_id, execution_id in registry.get_job_and_execution_ids():
-            execution = Execution.fetch(execution_id, job_id, connection=conn)
-            if not worker_alive(conn, execution.worker_name):
-                yield job_id, execution, registry
 
 
 def reap(ending: Ending, queue_names: list[str]) -> list[str]:

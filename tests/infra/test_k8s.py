@@ -26,7 +26,6 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from event_router.settings import RouterSettings
-from gpu_worker.pool import ThreadWorker
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.whisper import parse_models
 from ingest_api.settings import ApiSettings
@@ -34,6 +33,7 @@ from janitor.settings import JanitorSettings
 from tests.helpers import wait_until
 from tests.infra.kustomize import Resource, find, render
 from transcribe_common import keys
+from transcribe_common.rqworker import ThreadWorker
 from transcribe_common.setup_store import SetupSettings
 from webhook_sender.settings import WebhookSettings
 
