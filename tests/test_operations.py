@@ -173,7 +173,7 @@ def test_rq_info_shows_our_queues_and_workers(stack: Stack, finished_job: str) -
     assert re.search(rf"^{re.escape(keys.QUEUE)}\s+\|", out, re.M), out
     assert re.search(rf"^{re.escape(keys.WEBHOOK_QUEUE)}\s+\|", out, re.M), out
     workers = httpx.get(f"{stack.url}/v1/stats").json()["workers"]
-    # The worker's job slots (one RQ worker each) and the webhook sender's processes.
+    # The worker's job slots (one RQ worker each) and the webhook sender's threads (one RQ worker each).
     assert re.search(rf"\b{workers + 4} workers\b", out), out
     assert keys.QUEUE in out.split("workers")[0]
 

@@ -8,9 +8,10 @@ A webhook goes on its own queue, for ``transcribe-webhooks``; see ``webhook_send
 A retry that must wait waits in ``keys.WEBHOOKS_DUE``, in Redis, not in RQ's scheduler, whose lock
 a killed sender keeps (its next one would take it only ten minutes later). ``keep_webhooks``, run
 each second by one sender at a time, queues the retries that are due and gives back what a sender
-that died held: an attempt it was running (RQ's ``Retry``, once its execution has had no heartbeat
-for RQ's 60 to 90 s), and one it had taken off the queue but not yet started. RQ's own workers do
-the last two only every ten minutes.
+that died held: an attempt it was running (RQ's ``Retry``, once its worker's key has expired:
+``WEBHOOK_HEARTBEAT_TTL``), and one it had taken off the queue but not yet started. RQ's own
+workers do the last two only every ten minutes, and the first only 60 to 90 s after the last
+heartbeat whatever the worker's own TTL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import time
 import uuid
 
+import httpx
 import redis
 from pydantic import ValidationError
 from redis.client import Pipeline
@@ -27,9 +29,8 @@ from redis.exceptions import WatchError
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
 
-from transcribe_common import keys
+from transcribe_common import keys, rqworker
 from transcribe_common.jobstate import record_webhook
 from transcribe_common.models import FailedWebhook, FinishedWebhook, WebhookDelivery
 from transcribe_common.settings import CommonSettings
@@ -247,10 +248,35 @@ def keep_webhooks(conn: redis.Redis, holder: str) -> bool:
         return False
     release_due_webhooks(conn)
     queue = Queue(keys.WEBHOOK_QUEUE, connection=conn)
-    # Attempts whose sender died in them: run again, up to WEBHOOK_REDELIVERIES times (RQ's cleanup).
-    StartedJobRegistry(queue=queue).cleanup()
+    give_back_abandoned(queue)
     requeue_stranded(queue)
     return True
+
+
+def give_back_abandoned(queue: Queue) -> list[str]:
+    """Attempts whose sender died in them (its worker's key expired): run again, up to
+    ``WEBHOOK_REDELIVERIES`` times (their ``Retry``), then failed, in RQ's failed registry. Their ids."""
+    given_back = []
+    for job_id, execution, registry in list(rqworker.abandoned(queue.connection, [queue.name])):
+        with queue.connection.pipeline() as pipe:
+            registry.remove_execution(execution, pipeline=pipe)
+            try:
+                job = Job.fetch(job_id, connection=queue.connection)
+            except NoSuchJobError:  # expired meanwhile: nothing left to run
+                pipe.execute()
+                continue
+            if isinstance(url := job.kwargs.get("url"), str):  # the receiver's slot it held (webhook_sender.delivery)
+                pipe.zrem(receiver_key(url), job_id)
+            if job.retries_left:
+                log.warning("%s: %s lost its sender (%s); queued again", queue.name, job_id, execution.worker_name)
+                job.retry(queue, pipe)
+            else:
+                log.error("%s: %s lost its sender %d times; failed", queue.name, job_id, WEBHOOK_REDELIVERIES + 1)
+                job.set_status(JobStatus.FAILED, pipeline=pipe)
+                queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string="its sender died", pipeline=pipe)
+            pipe.execute()
+        given_back.append(job_id)
+    return given_back
 
 
 def release_due_webhooks(conn: redis.Redis, most: int = 100) -> int:
@@ -280,6 +306,11 @@ def release_due_webhooks(conn: redis.Redis, most: int = 100) -> int:
 
 def webhooks_due(conn: redis.Redis) -> int:
     return int(conn.zcard(keys.WEBHOOKS_DUE))
+
+
+def receiver_key(url: str) -> str:
+    """Where the attempts going to ``url``'s receiver (host and port) hold their slots."""
+    return keys.webhook_receiver(httpx.URL(url).netloc.decode() or "?")
 
 
 def requeue_stranded(queue: Queue, after: float = STRANDED_AFTER) -> list[str]:

@@ -1,26 +1,31 @@
-"""``transcribe-webhooks``: RQ's WorkerPool (``webhook_sender.pool``) on the webhook queue, and a
-keeper process that queues the retries that are due and gives back the attempts of senders that
-died (each second)."""
+"""``transcribe-webhooks``: ``WEBHOOK_CONCURRENCY`` RQ workers on threads of this one process
+(``transcribe_common.rqworker``) deliver from the webhook queue; the main thread keeps their keys
+alive and, each second, keeps the queue (``jobqueue.keep_webhooks``): it queues the retries that are
+due and gives back the attempts of senders that died.
+
+SIGTERM or SIGINT: take no more attempts; those running end within ``WEBHOOK_DEADLINE`` and are
+recorded, then the process exits. A second signal exits at once: an attempt cut short is made again
+by the next sender, once this one's ``WEBHOOK_HEARTBEAT_TTL`` has run out."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 
 import redis
 from rq import Queue
 
-import webhook_sender.delivery  # noqa: F401  imported before the workers fork, not once per job
-from transcribe_common import jobqueue, keys, transient
+import webhook_sender.delivery  # noqa: F401  the job function, imported before any thread asks for it
+from transcribe_common import jobqueue, keys, rqworker, transient
 from transcribe_common.logs import setup_logging
-from transcribe_common.ops import RedisGauge, register_redis_gauges, serve_ops
+from transcribe_common.ops import Heartbeat, RedisGauge, register_redis_gauges, serve_ops
 from transcribe_common.runtime import command_line, connect_redis
-from webhook_sender.pool import WorkerPool
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger("webhook_sender")
@@ -33,7 +38,11 @@ GAUGES = [
         label="outcome",
         counter=True,
     ),
-    RedisGauge("transcribe_webhook_queued", "Webhooks waiting for a sender.", lambda r: _queue(r).count),
+    RedisGauge(
+        "transcribe_webhook_queued",
+        "Webhooks waiting for a sender.",
+        lambda r: Queue(keys.WEBHOOK_QUEUE, connection=r).count,
+    ),
     RedisGauge(
         "transcribe_webhook_scheduled",
         "Webhooks waiting for their next attempt.",
@@ -41,59 +50,99 @@ GAUGES = [
     ),
 ]
 
-
-def _queue(conn: redis.Redis) -> Queue:
-    return Queue(keys.WEBHOOK_QUEUE, connection=conn)
-
-
-KEEP_EVERY = 1.0  # seconds
-STUCK_AFTER = 60.0  # seconds without a round of the keeper: liveness fails
+KEEP_EVERY = 1.0  # seconds between rounds of the keeper
+STUCK_AFTER = 60.0  # seconds without a turn of the main loop: liveness fails
 
 
-class Keeper:
-    """Each second, ``jobqueue.keep_webhooks`` (when this sender holds the keeper's lease): what
-    RQ's scheduler and maintenance would do, but without a lock that a killed sender keeps. A
-    process of its own, forked before any thread starts: the pool forks its workers again later,
-    and a thread caught in a lock or an import at that moment would leave the new worker stuck."""
+class Sender:
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.settings = settings
+        self.conn = connect_redis(settings, "webhooks")
+        # Names of their own: a sender that died leaves workers whose keys expire, and nothing to take over.
+        self.name = f"webhooks-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.workers = [
+            rqworker.ThreadWorker(
+                [keys.WEBHOOK_QUEUE],
+                name=f"{self.name}-{n}",
+                connection=connect_redis(settings, "webhooks"),
+                heartbeat_ttl=settings.webhook_heartbeat_ttl,
+            )
+            for n in range(settings.webhook_concurrency)
+        ]
+        self.threads: list[threading.Thread] = []
+        self.stopping = threading.Event()
+        self.failed = False
+        self.liveness = Heartbeat(stuck_after=STUCK_AFTER)
 
-    def __init__(self, redis_url: str) -> None:
-        # No lock: a keeper killed while it held one would leave the liveness check waiting for ever.
-        self.last_round = multiprocessing.Value("d", time.time(), lock=False)
-        self.process = multiprocessing.Process(
-            target=self._run, args=(redis_url, os.getpid()), name="webhook-keeper", daemon=True
-        )
+    @property
+    def beat(self) -> float:
+        """Seconds between heartbeats: three chances before the TTL runs out."""
+        return max(1.0, self.settings.webhook_heartbeat_ttl / 3)
 
-    def start(self) -> None:
-        self.process.start()
+    def stop(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second stop request: leaving the running attempts to the next sender")
+            os._exit(1)
+        self.stopping.set()
 
-    def _run(self, redis_url: str, parent: int) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops its sender, which it follows
-        # Its own connection, which gives up on a Redis that stops answering.
-        conn = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        while os.getppid() == parent:  # it goes with its sender, even one that was SIGKILLed
-            try:
-                jobqueue.keep_webhooks(conn, holder)
-            except Exception as exc:  # Redis away: the next round does it
-                if transient.transient(exc):
-                    log.warning("webhook keeper: %s", exc)
-                else:
-                    log.exception("webhook keeper")
-            self.last_round.value = time.time()
-            time.sleep(KEEP_EVERY)
+    def run(self) -> None:
+        self.threads = rqworker.start(self.workers, daemon=True)
+        log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, len(self.workers))
+        last_beat = -self.beat
+        while not self.stopping.is_set():
+            self.liveness.beat()
+            if not all(thread.is_alive() for thread in self.threads):
+                # RQ ends a worker's loop on some Redis errors; rather than run on with fewer
+                # workers, stop whole and let the supervisor start us afresh.
+                log.error("a worker thread has stopped; stopping the sender so that it is restarted")
+                self.failed = True
+                break
+            if time.monotonic() - last_beat >= self.beat:
+                last_beat = time.monotonic()
+                self._heartbeat()
+            self._keep()
+            self.stopping.wait(KEEP_EVERY)
+        self._finish()
 
-    def stuck(self) -> str | None:
-        if not self.process.is_alive():
-            return "the keeper process is not running"
-        idle = time.time() - self.last_round.value
-        return f"the keeper has not run for {idle:.0f} s" if idle > STUCK_AFTER else None
+    def _finish(self) -> None:
+        """The attempts running end (each within its WEBHOOK_DEADLINE) and are recorded; idle workers
+        are not waited for: one may be waiting for a Redis that does not answer, for a minute."""
+        for worker in self.workers:
+            worker.stop_after_job()
+        log.info("stopping: %d attempts running get to end", sum(worker.in_job for worker in self.workers))
+        while self._finishing():
+            self.liveness.beat()
+            self._heartbeat()  # attempts that are finishing must not look abandoned
+            time.sleep(min(self.beat, 0.2))
+        log.info("stopped")
 
+    def _finishing(self) -> bool:
+        pairs = zip(self.workers, self.threads, strict=True)
+        return any(worker.in_job and thread.is_alive() for worker, thread in pairs)
 
-def liveness(pool: WorkerPool, keeper: Keeper) -> str | None:
-    """The pool starts its worker processes again when they die; with none at all it is stuck."""
-    if pool.status == pool.Status.STARTED and pool.number_of_active_workers == 0:
-        return "no webhook worker process is running"
-    return keeper.stuck()
+    def _heartbeat(self) -> None:
+        try:
+            for worker, thread in zip(self.workers, self.threads, strict=True):
+                if thread.is_alive():
+                    worker.beat()
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def _keep(self) -> None:
+        """One round of keeping the webhook queue: another sender's, if it holds the keeper's lease."""
+        try:
+            jobqueue.keep_webhooks(self.conn, self.name)
+        except Exception as exc:  # Redis away: the next round does it
+            if transient.transient(exc):
+                log.warning("webhook keeper: %s", exc)
+            else:
+                log.exception("webhook keeper")
+
+    def alive(self) -> str | None:
+        """Why this sender is not alive, or None: its main loop turns and a worker thread runs."""
+        if self.threads and not any(thread.is_alive() for thread in self.threads):
+            return "no webhook worker thread is running"
+        return self.liveness()
 
 
 def main() -> None:
@@ -102,20 +151,16 @@ def main() -> None:
     setup_logging("webhooks", settings.log_level, settings.log_format)
     if not settings.webhook_secret:
         log.warning("WEBHOOK_SECRET is empty: webhooks go out unsigned")
-    conn = connect_redis(settings, "webhooks")
-    pool = WorkerPool([keys.WEBHOOK_QUEUE], connection=conn, num_workers=settings.webhook_concurrency)
-    keeper = Keeper(settings.redis_url)
-    keeper.start()  # before the threads of the gauges and the ops server
-    register_redis_gauges(conn, GAUGES)
+    sender = Sender(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sender.stop())
+    register_redis_gauges(sender.conn, GAUGES)
     serve_ops(
-        "webhooks",
-        settings.metrics_host,
-        settings.webhook_metrics_port,
-        lambda: liveness(pool, keeper),
-        {"redis": conn.ping},
+        "webhooks", settings.metrics_host, settings.webhook_metrics_port, sender.alive, {"redis": sender.conn.ping}
     )
-    log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, settings.webhook_concurrency)
-    pool.start(logging_level="WARNING")
+    sender.run()
+    if sender.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) ->
     assert job is not None, "runs as an RQ job"
     conn: redis.Redis = job.connection
     config = settings()
-    with receiver_slot(conn, url, config.per_receiver) as taken:
+    with receiver_slot(conn, url, config.per_receiver, holder=job.id) as taken:
         outcome = post(url, body, message_id, config) if taken else None
     if outcome is None:  # that receiver has its share of the senders: to the back of the queue
         time.sleep(BUSY_RECEIVER_PAUSE)
@@ -139,12 +139,13 @@ return 1
 
 
 @contextmanager
-def receiver_slot(conn: redis.Redis, url: str, most: int) -> Iterator[bool]:
+def receiver_slot(conn: redis.Redis, url: str, most: int, holder: str | None = None) -> Iterator[bool]:
     """One of the ``most`` attempts that may go to ``url``'s host (and port) at once, or False if all are taken.
-    Each is a lease in Redis, across every sender process: a refused attempt holds none, and one
-    whose sender died (or lost Redis) between taking and giving it back runs out by itself."""
-    key = keys.webhook_receiver(httpx.URL(url).netloc.decode() or "?")
-    holder, now = uuid.uuid4().hex, time.time()
+    Each is a lease in Redis, across every sender process, held by the attempt (its RQ job id): a
+    refused attempt holds none, and one whose sender died (or lost Redis) between taking and giving
+    it back is given back with the attempt (``jobqueue.give_back_abandoned``), or runs out by itself."""
+    key = jobqueue.receiver_key(url)
+    holder, now = holder or uuid.uuid4().hex, time.time()
     args = [f"{now:.3f}", f"{now + jobqueue.WEBHOOK_JOB_TIMEOUT:.3f}", holder, str(most)]
     taken = bool(conn.register_script(_TAKE_SLOT)(keys=[key], args=args))
     try:

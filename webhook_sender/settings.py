@@ -25,7 +25,12 @@ class WebhookSettings(CommonSettings):
     webhook_attempts: int = Field(12, ge=1, description="Attempts before a webhook is given up.")
     webhook_backoff: float = Field(5.0, gt=0, description="Seconds before the first retry; each wait doubles.")
     webhook_backoff_max: float = Field(3600.0, gt=0, description="Longest wait between attempts, Retry-After too.")
-    webhook_concurrency: int = Field(4, ge=1, description="Deliveries at once (RQ worker processes).")
+    webhook_concurrency: int = Field(4, ge=1, description="Deliveries at once (RQ workers on threads of one process).")
+    webhook_heartbeat_ttl: int = Field(
+        30,
+        ge=2,
+        description="Seconds after which a silent sender counts as dead: the attempts it was running are made again.",
+    )
     webhook_metrics_port: int = Field(
         OPS_PORTS["WEBHOOK"],
         ge=0,
