@@ -48,8 +48,6 @@ SERVICES = {
     "janitor": "janitor",
     "api": "ingest_api",
 }
-GRACE_SECONDS = 15.0  # for a service to stop once asked; the worker gets its DRAIN_TIMEOUT on top
-RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
 STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
 
@@ -65,6 +63,17 @@ class StackSettings(CommonSettings):
     api_port: int = 8000
     log_format: Literal["json", "text"] = Field("text", description="Lines for this terminal; json if asked.")
     drain_timeout: float = Field(60.0, ge=0, description="The worker's: seconds running jobs get to finish.")
+    stop_grace: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a service gets to stop once asked, then it is killed; the worker's drain on top.",
+    )
+    restart_delay: float = Field(
+        1.0,
+        gt=0,
+        description=f"Seconds before a service that died is started again; doubled while it keeps dying young "
+        f"(within {STABLE_SECONDS:g} s), up to {MAX_RESTART_DELAY:g} s.",
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -110,11 +119,18 @@ def services(settings: StackSettings) -> dict[str, Service]:
 
 class Supervisor:
     def __init__(
-        self, env: dict[str, str], drain_timeout: float = 0.0, planned: dict[str, Service] | None = None
+        self,
+        env: dict[str, str],
+        drain_timeout: float = 0.0,
+        planned: dict[str, Service] | None = None,
+        grace: float = 15.0,
+        restart_delay: float = 1.0,
     ) -> None:
         self.env = env
         self.services = planned or {name: (module, {}) for name, module in SERVICES.items()}
         self.drain_timeout = drain_timeout
+        self.grace = grace
+        self.restart_delay = restart_delay
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = threading.Event()
         self.hurried_at: float | None = None
@@ -139,8 +155,8 @@ class Supervisor:
         lived = time.monotonic() - self.started_at[name]
         crash_looping = code != 0 and lived < STABLE_SECONDS
         self.failures[name] = self.failures.get(name, 0) + 1 if crash_looping else 0
-        delay = min(MAX_RESTART_DELAY, RESTART_DELAY * 2 ** self.failures[name])
-        log.error("%s exited with %s after %.0f s; starting it again in %.0f s", name, code, lived, delay)
+        delay = min(MAX_RESTART_DELAY, self.restart_delay * 2 ** self.failures[name])
+        log.error("%s exited with %s after %.0f s; starting it again in %g s", name, code, lived, delay)
         if not self.stopping.wait(delay):
             self.start(name)
 
@@ -159,14 +175,21 @@ class Supervisor:
         started = time.monotonic()
         for name, process in self.processes.items():
             drain = self.drain_timeout if name.startswith("worker") else 0.0
+            graced = False
             while process.poll() is None:
                 hurried = self.hurried_at
-                limit = GRACE_SECONDS + (0.0 if hurried else drain)
-                if time.monotonic() - (hurried or started) > limit:
+                limit = self.grace + (0.0 if hurried else drain)
+                waited = time.monotonic() - (hurried or started)
+                if waited > limit:
                     log.warning("%s did not stop within %g s; killing it", name, limit)
                     process.kill()
                     process.wait()
                     break
+                if waited > self.grace and drain and not hurried and not graced:
+                    graced = True
+                    log.info(
+                        "%s is still draining after the %g s grace; it has its %g s drain", name, self.grace, drain
+                    )
                 time.sleep(0.1)
 
     def _terminate(self) -> None:
@@ -241,7 +264,7 @@ def main() -> None:
         log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
     env = child_env(settings, redis_url)
     planned = services(settings)
-    supervisor = Supervisor(env, settings.drain_timeout, planned)
+    supervisor = Supervisor(env, settings.drain_timeout, planned, settings.stop_grace, settings.restart_delay)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.signal())
     written = write_stack_env(settings, env)

@@ -238,6 +238,7 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool
         "URL_ALLOWLIST": "127.0.0.1",
         "WEBHOOK_BACKOFF": "0.5",
         "SETTLE_SECONDS": "0.5",
+        "RESTART_DELAY": "0.2",  # a service the test killed is back at once (doubling while it keeps dying)
         "WHISPER_CPU_THREADS": "2",
         # Event streams hear of changes only by pub/sub here: one that is not published hangs its test.
         "EVENTS_RECHECK": "3600",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,6 @@ import psutil
 import pytest
 import redis
 
-from embedded.__main__ import GRACE_SECONDS
 from tests.conftest import Stack, running_stack
 from tests.helpers import GatedServer, Receiver, wait_until
 
@@ -49,14 +47,15 @@ def stats(stack: Stack) -> dict:
 def test_ctrl_c_lets_a_running_job_finish_within_the_drain_timeout(
     tmp_path: Path, redis_server: str, receiver: Receiver, gated: GatedServer
 ) -> None:
-    env = {"DRAIN_TIMEOUT": "600", "DOWNLOAD_TIMEOUT": "600"}
+    env = {"DRAIN_TIMEOUT": "600", "DOWNLOAD_TIMEOUT": "600", "STOP_GRACE": "1"}
     with running_stack(tmp_path, redis_db(redis_server, 7), receiver, **env) as stack:
         job_id = submit(stack, gated.url)
         assert gated.asked.wait(60)
         worker = stack.service("gpu_worker")
         stack.process.send_signal(signal.SIGINT)
         wait_until(lambda: said(stack, "running jobs get 600 s to finish"), timeout=60)
-        time.sleep(GRACE_SECONDS + 5)  # past the supervisor's own grace: the worker must still be draining
+        # Past the supervisor's own grace (every other service has stopped): the worker must still be draining.
+        wait_until(lambda: said(stack, "worker is still draining after the 1 s grace"), timeout=60)
         assert worker.is_running(), stack.log_tail()
         gated.open()
         assert stack.process.wait(300) == 0, stack.log_tail()
