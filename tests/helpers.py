@@ -76,6 +76,18 @@ def long_text(repeats: int = 2) -> str:
     return " ".join(speech_text(name) for _ in range(repeats) for name in LONG_PARTS)
 
 
+def lecture(path: Path, seconds: float) -> str:
+    """The lecture fixture's first paragraphs, as many as end within ``seconds``, written to
+    ``path`` (its extension says how) with the second of silence after the last; their text. Varied
+    speech of a known text and any length: tiny.en decodes it at ten times real time, where a clip
+    read over and over makes it repeat itself and fall back to slower decoding."""
+    paragraphs = [p for p in json.loads((SPEECH / "lecture.json").read_text()) if p["end"] <= seconds]
+    assert paragraphs, f"the lecture's first paragraph is longer than {seconds} s"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(SPEECH / "lecture.opus")]
+    subprocess.run([*command, "-t", f"{paragraphs[-1]['end'] + 1:.3f}", "-ac", "1", str(path)], check=True)
+    return " ".join(p["text"] for p in paragraphs)
+
+
 def speech_text(name: str) -> str:
     return (SPEECH / f"{name}.txt").read_text()
 

@@ -2,23 +2,21 @@
 no job stays "started" forever, none runs twice at once, and scratch space does not leak.
 
 The stack here has one job slot, a 3 s heartbeat and a 1 s reaper, so that a death is noticed
-in seconds; jobs transcribe a minute of speech so that there is time to kill them mid-way."""
+in seconds; jobs transcribe two minutes of speech so that there is time to kill them mid-way."""
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import imageio_ffmpeg
 import pytest
 import redis
 
 from tests.conftest import Stack, running_stack
-from tests.helpers import SPEECH, Receiver, wait_until
+from tests.helpers import SPEECH, Receiver, lecture, wait_until
 from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
 from transcribe_common import keys
@@ -59,16 +57,10 @@ def drain_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, rec
 
 @pytest.fixture(scope="module")
 def long_speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """About a minute of speech: the url fixture five times over."""
-    folder = tmp_path_factory.mktemp("long")
-    listing = folder / "list.txt"
-    listing.write_text(f"file '{SPEECH / 'url.wav'}'\n" * 5)
-    out = folder / "long.mp3"
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-b:a", "32k", str(out)],
-        check=True,
-    )
+    """About two minutes of varied speech (the lecture's first paragraphs): a job that reports
+    progress within a couple of seconds and runs for several more, to be killed in between."""
+    out = tmp_path_factory.mktemp("long") / "long.mp3"
+    lecture(out, 120)
     return out.read_bytes()
 
 
