@@ -1,0 +1,40 @@
+"""What a transcript's reader is told about it (``gpu_worker.findings``), sentence by sentence:
+a pure function of the transcript, its options and what the file declared."""
+
+from __future__ import annotations
+
+from gpu_worker.findings import findings
+from gpu_worker.transcript import Segment, Transcript
+from transcribe_common.models import JobOptions
+
+NO_SPEECH = "no speech was found in the audio: the transcript is empty"
+
+
+def transcript(text: str, *, language: str | None = None, probability: float = 0.99, duration: float = 10.0):  # type: ignore[no-untyped-def]
+    segments = [Segment(id=0, start=0.0, end=duration, text=text)] if text else []
+    options = JobOptions(language=language)
+    return Transcript(
+        language=language or "th", language_probability=probability, duration=duration, segments=segments,
+        options=options, model="base",
+    )  # fmt: skip
+
+
+def test_a_weak_detection_with_an_empty_transcript_names_the_language_it_thought_it_heard() -> None:
+    said = findings(transcript("", probability=0.56), declared=10.0, confidence_min=0.95)
+    assert said == [
+        "the language was detected as 'th' with a probability of only 0.56, below LANGUAGE_CONFIDENCE_MIN (0.95); "
+        "the transcript may be in the wrong language: if so, name the language in 'language'",
+        f"{NO_SPEECH} (the language was detected as 'th'; if there is speech, name its language)",
+    ]
+
+
+def test_an_empty_transcript_in_a_language_named_or_on_an_english_only_model_says_only_that() -> None:
+    assert findings(transcript("", language="id"), declared=None, confidence_min=0.95) == [NO_SPEECH]
+    assert findings(transcript(""), declared=None, confidence_min=0.95, multilingual=False) == [NO_SPEECH]
+
+
+def test_a_sure_detection_of_a_full_file_says_nothing_and_a_short_decode_says_the_file_may_be_truncated() -> None:
+    assert findings(transcript("Selamat pagi."), declared=10.5, confidence_min=0.95) == []
+    assert findings(transcript("Selamat pagi.", duration=5.0), declared=10.0, confidence_min=0.95) == [
+        "only 5.0 s of audio could be decoded, of the 10.0 s the file declares: the file may be truncated"
+    ]
