@@ -10,6 +10,7 @@ heard: a message lost while Redis was away delays an event, never loses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -40,9 +41,14 @@ class JobChanges:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2 * _LISTEN_TIMEOUT)
-            self._thread = None
+        if self._thread is None:
+            return
+        # A message wakes the listener at once, rather than at the end of its wait; with Redis away
+        # it is waiting to try again, and sees the stop in that wait.
+        with contextlib.suppress(redis.RedisError):
+            self._conn.publish(keys.JOB_CHANGES, "")
+        self._thread.join(timeout=2 * _LISTEN_TIMEOUT)
+        self._thread = None
 
     @contextmanager
     def follow(self, job_id: str) -> Iterator[asyncio.Event]:
