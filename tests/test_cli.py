@@ -11,13 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import imageio_ffmpeg
 import pytest
 import srt
 import webvtt
 
 from tests.conftest import SPEECH, Stack, free_port
-from tests.helpers import FileServer, speech_text, wer
+from tests.helpers import FileServer, lecture, speech_text, wer
 
 CLI = str(Path(sys.executable).parent / "transcribe")
 
@@ -42,26 +41,10 @@ def test_submit_wait_shows_progress_and_saves_the_srt(stack: Stack, tmp_path: Pa
 
 
 def test_the_progress_shown_is_the_jobs_real_progress(stack: Stack, tmp_path: Path) -> None:
-    """Half a minute of speech, polled often: the percentages
-    shown rise through values between 0 and 100 (reported by the worker as it transcribes) and end
-    at 100."""
+    """Eighty seconds of speech (three decoding windows), polled often: the percentages shown rise
+    through values between 0 and 100 (reported by the worker as it transcribes) and end at 100."""
     long_clip = tmp_path / "minute.mp3"
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run(
-        [
-            ffmpeg,
-            "-loglevel",
-            "error",
-            "-stream_loop",
-            "2",
-            "-i",
-            str(SPEECH / "url.wav"),
-            "-b:a",
-            "32k",
-            str(long_clip),
-        ],
-        check=True,
-    )
+    lecture(long_clip, 81)
     done = transcribe(stack.url, "submit", str(long_clip), "--wait", "--poll", "0.05", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     shown = [(status, float(p)) for status, p in re.findall(r"^(\w+) (\d+)%$", done.stderr, re.M)]

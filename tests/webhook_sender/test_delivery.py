@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue, Worker
+from rq import Queue
 
 from tests.helpers import WEBHOOK_SECRET, Receiver, wait_until
 from transcribe_common import jobqueue, jobstate, keys
@@ -41,6 +41,7 @@ def _start(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
         "WEBHOOK_DEADLINE": "3",
         "WEBHOOK_METRICS_PORT": "0",
     }
+    started = _starts(log)
     process = subprocess.Popen(
         [sys.executable, "-m", "webhook_sender"],
         env={**os.environ, **settings, **env},
@@ -48,10 +49,14 @@ def _start(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    queue = Queue(keys.WEBHOOK_QUEUE, connection=redis.Redis.from_url(redis_url))
-    wait_until(lambda: Worker.count(queue=queue) >= 1 or process.poll() is not None, timeout=60)
+    # It says so once its workers run, its signal handlers set.
+    wait_until(lambda: _starts(log) > started or process.poll() is not None, timeout=60)
     assert process.poll() is None, log.read_text()
     return process
+
+
+def _starts(log: Path) -> int:
+    return log.read_text().count("delivering webhooks from") if log.exists() else 0
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def _exit_code(process) -> int:  # type: ignore[no-untyped-def]
 
 def test_an_idle_sender_stops_at_once(redis_server: str, tmp_path: Path) -> None:
     log = tmp_path / "sender.log"
-    sender = _start(redis_server.rsplit("/", 1)[0] + "/6", log)
+    sender = _start(redis_server.rsplit("/", 1)[0] + "/14", log)
     os.killpg(sender.pid, signal.SIGTERM)
     assert _exit_code(sender) == 0, log.read_text()[-3000:]
     assert '"stopped"' in log.read_text()
@@ -31,7 +31,7 @@ def test_an_idle_sender_stops_at_once(redis_server: str, tmp_path: Path) -> None
 def test_a_stopping_sender_lets_its_attempt_end_and_records_it(
     redis_server: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/6"
+    redis_url = redis_server.rsplit("/", 1)[0] + "/14"
     conn = redis.Redis.from_url(redis_url)
     conn.flushdb()
     log = tmp_path / "sender.log"
