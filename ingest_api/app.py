@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from ingest_api import docs
 from ingest_api.auth import authorize
+from ingest_api.headers import SecurityHeaders
 from ingest_api.idempotency import InProgress
 from ingest_api.jobs import Conflict, Gone
 from ingest_api.routes import jobs, openai, page, service, transcribe
@@ -84,6 +85,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(page.router)
     app.mount("/static", page.static_files, name="static")
     app.add_middleware(service.Measure)
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
     app.add_exception_handler(openai.OpenAIError, openai.error_response)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
+from ingest_api import media
 from ingest_api.auth import Identity, may_see
 from ingest_api.schemas import JobPage, JobView, Source, Stats, links
 from ingest_api.services import Services
@@ -293,8 +294,9 @@ def result_stem(job_id: str, manifest: Manifest | None) -> str:
     return stem or job_id
 
 
-def input_object(services: Services, job_id: str, caller: Identity) -> ObjectInfo:
-    """The job's own input (an upload, or an inbox drop), to be played beside its transcript."""
+def input_object(services: Services, job_id: str, caller: Identity) -> tuple[ObjectInfo, str]:
+    """The job's own input (an upload, or an inbox drop), to be played beside its transcript, and
+    the type to serve it as: what its first bytes are (``media``), whatever it was stored as."""
     record = read_status(services, job_id, caller)
     if record.status == JobStatus.DELETED:
         raise Gone(f"job {job_id} was deleted, and its input with it")
@@ -311,7 +313,9 @@ def input_object(services: Services, job_id: str, caller: Identity) -> ObjectInf
         and layout.inbox_job_id(source.bucket, source.key, info.etag) != job_id
     ):  # the same name dropped again with other bytes: another job's input now
         raise Gone(f"job {job_id}'s input was replaced by a newer drop of the same name")
-    return info
+    sniffed = min(media.SNIFF_BYTES, info.size)  # an S3 range past an empty object's end is refused
+    head = b"".join(services.store.iter_bytes(info.bucket, info.key, 0, sniffed)) if sniffed else b""
+    return info, media.media_type(head)
 
 
 def stats(services: Services) -> Stats:

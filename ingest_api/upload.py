@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import mimetypes
 from collections.abc import AsyncIterator, Callable
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from ingest_api import media
 from transcribe_common.errors import InvalidInput
 from transcribe_common.store.base import ObjectInfo, ObjectWriter
 
@@ -57,7 +57,6 @@ class MultipartReader:
         self.fields: dict[str, str] = {}
         self._repeats: dict[str, int] = {}
         self.filename: str | None = None
-        self.content_type = "application/octet-stream"
         self.file_bytes = 0
         self.complete = False
         self._max = max_file_bytes
@@ -118,10 +117,8 @@ class MultipartReader:
         if b"filename" in params:
             if name != "file" or self.filename is not None:
                 raise InvalidInput("send exactly one file, in the form field 'file'")
+            # The part's own Content-Type is not kept: what the file is, is read from its bytes (media).
             self.filename = params[b"filename"].decode("utf-8", errors="replace")
-            guessed = mimetypes.guess_type(self.filename)[0]
-            declared = _text(self._headers.get(b"content-type", b""), "the file's Content-Type")
-            self.content_type = declared or guessed or self.content_type
             self._in_file = True
         elif len(self.fields) >= MAX_FIELDS:
             raise InvalidInput("too many form fields")
@@ -189,20 +186,25 @@ async def receive_upload(
     reader: MultipartReader,
     open_writer: Callable[[str, str], ObjectWriter],
 ) -> ObjectInfo:
-    """Stream the body into the store; the object exists only if the whole upload arrived."""
+    """Stream the body into the store; the object exists only if the whole upload arrived. It is
+    stored as the type its first bytes say (``media``), so the writer opens once they are here."""
     writer: ObjectWriter | None = None
+    head = b""  # the file's first bytes, until the writer is open
     try:
         async for chunk in body:
             data = reader.feed(chunk)
-            if writer is None and reader.filename is not None:
-                writer = open_writer(reader.filename, reader.content_type)
-            if data and writer is not None:
+            if writer is None:
+                head += data
+                if reader.filename is None or (len(head) < media.SNIFF_BYTES and not reader.complete):
+                    continue
+                writer, data = open_writer(reader.filename, media.media_type(head)), head
+            if data:
                 await run_in_threadpool(writer.write, data)
         if not reader.complete:
             raise InvalidInput("the multipart body ended before its closing boundary")
-        if writer is None:
+        if reader.filename is None:
             raise InvalidInput("no file in the upload: send it in the form field 'file'")
-        if writer.size == 0:
+        if writer is None or writer.size == 0:
             raise InvalidInput("the uploaded file is empty")
         return await run_in_threadpool(writer.commit)
     except BaseException:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mimetypes
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ingest_api import docs, jobs, submit
+from ingest_api import docs, jobs, media, submit
 from ingest_api.auth import Caller
 from ingest_api.schemas import JobPage, JobView, Source, Stats
 from ingest_api.services import ServicesDep
@@ -174,15 +173,14 @@ async def get_input(
     caller: Caller,
     range_: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
 ) -> Response:
-    info = await run_in_threadpool(jobs.input_object, services, job_id, caller)
-    # Only media is served as what it says it is: the type is the uploader's to set.
-    media = info.content_type or mimetypes.guess_type(info.key)[0] or ""
-    media = media if media.startswith(("audio/", "video/")) else "application/octet-stream"
+    info, kind = await run_in_threadpool(jobs.input_object, services, job_id, caller)
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, max-age=3600",
         "Vary": "Authorization",
         "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": media.INPUT_POLICY,
+        "Content-Disposition": disposition(info.key.rsplit("/", 1)[-1]),
     }
     try:
         span = _span(range_, info.size)
@@ -190,11 +188,11 @@ async def get_input(
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{info.size}"})
     if span is None:
         stream = services.store.iter_bytes(info.bucket, info.key)
-        return StreamingResponse(stream, media_type=media, headers={**headers, "Content-Length": str(info.size)})
+        return StreamingResponse(stream, media_type=kind, headers={**headers, "Content-Length": str(info.size)})
     start, end = span
     stream = services.store.iter_bytes(info.bucket, info.key, start, end - start + 1)
     headers |= {"Content-Range": f"bytes {start}-{end}/{info.size}", "Content-Length": str(end - start + 1)}
-    return StreamingResponse(stream, status_code=206, media_type=media, headers=headers)
+    return StreamingResponse(stream, status_code=206, media_type=kind, headers=headers)
 
 
 def _span(header: str | None, size: int) -> tuple[int, int] | None:

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -212,24 +213,39 @@ def test_a_url_job_is_named_without_its_credentials_or_query(client: TestClient)
     assert view["filename"] == "https://93.184.215.14:8443/talks/keynote.mp3"
 
 
-def test_the_input_is_served_as_media_only(client: TestClient, store_dir: Path) -> None:
-    """An upload's type is the uploader's to say: one that is not audio or video is served as
-    bytes, never as a page of this origin."""
-    with (SPEECH / "upload.mp3").open("rb") as audio:
-        response = client.post(
-            "/v1/transcribe",
-            data={"source_type": "upload"},
-            files={"file": ("page.html", audio, "text/html")},
-            headers=bearer(ONE),
-        )
+@pytest.mark.parametrize(
+    ("declared", "content", "served_as"),
+    [
+        ("text/html", (SPEECH / "upload.mp3").read_bytes(), "audio/mpeg"),  # the bytes say what it is
+        ("audio/mpeg, text/html", b"<html><script>alert(1)</script></html>" * 10, "application/octet-stream"),
+        ("audio/mpeg,image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"><script>1</script></svg>' * 9, None),
+    ],
+)
+def test_the_input_is_served_as_what_its_bytes_are_and_never_as_a_page(
+    client: TestClient, store_dir: Path, declared: str, content: bytes, served_as: str | None
+) -> None:
+    """Issue 31: an upload's declared type was served back as it was (browsers take a list's last
+    type, so ``audio/mpeg, text/html`` was a page of this origin). Now only the bytes say, only
+    media is served as itself, and the answer can neither run script nor be sniffed into a page."""
+    response = client.post(
+        "/v1/transcribe",
+        data={"source_type": "upload"},
+        files={"file": ("a.mp3", content, declared)},
+        headers=bearer(ONE),
+    )
     job_id = response.json()["job_id"]
+    [stored] = [p for p in (store_dir / "transcribe").glob(f"{job_id}/input/*") if not p.name.startswith(".")]
     served = client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ONE))
-    assert served.headers["content-type"] == "application/octet-stream"
+    assert served.content == content
+    assert served.headers["content-type"] == (served_as or "application/octet-stream")
     assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["content-security-policy"] == "default-src 'none'; media-src 'self'; sandbox"
+    assert served.headers["content-disposition"] == 'inline; filename="a.mp3"'
     assert served.headers["vary"] == "Authorization"
+    assert stored.read_bytes() == content
     backwards = client.get(f"/v1/jobs/{job_id}/input", headers={**bearer(ONE), "Range": "bytes=5-3"})
     assert backwards.status_code == 200  # not a range (RFC 9110): the whole object
-    assert len(backwards.content) == (SPEECH / "upload.mp3").stat().st_size
+    assert len(backwards.content) == len(content)
 
 
 def test_a_replaced_inbox_drop_is_not_played_as_the_old_jobs_input(
