@@ -14,12 +14,12 @@ from __future__ import annotations
 import hmac
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ingest_api.services import ServicesDep
+from ingest_api.services import Services, ServicesDep
 from ingest_api.settings import key_id
 
 bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS or API_KEYS_FILE, when set.")
@@ -61,13 +61,6 @@ async def authorize(
     keys = services.api_keys
     if not keys:
         return Identity(ANONYMOUS)
-    address = request.client.host if request.client else "?"
-    if wait := services.auth_failures.refused_for(address):
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many wrong API keys from this address; try again later",
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -81,9 +74,22 @@ async def authorize(
     for key in services.admin_keys:
         admin |= hmac.compare_digest(given, key.encode())
     if not matched and not admin:
-        services.auth_failures.failed(address)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "the API key is not valid")
+        wrong_key(services, request.client.host if request.client else "?")
     return Identity(key_id(credentials.credentials), admin=admin)
+
+
+def wrong_key(services: Services, address: str) -> NoReturn:
+    """403, or 429 once ``address`` has given ``AUTH_FAILURES_MAX`` wrong keys this minute: guessing
+    slows down, and a right key from the same address (another tenant behind the same NAT, the
+    guesser's victim) is never refused."""
+    if wait := services.auth_failures.refused_for(address):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many wrong API keys from this address; try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    services.auth_failures.failed(address)
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "the API key is not valid")
 
 
 Caller = Annotated[Identity, Depends(authorize)]

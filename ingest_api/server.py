@@ -85,6 +85,10 @@ def serve(app: Any, settings: ApiSettings) -> None:
         log_config=None,
         http=protocol,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        # uvicorn believes X-Forwarded-For from loopback by default: anyone on this machine could
+        # then say which address a request came from (and steer AUTH_FAILURES_MAX onto another's).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
 
 

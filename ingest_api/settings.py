@@ -22,7 +22,15 @@ class ApiSettings(CommonSettings):
     header_timeout: float = Field(10.0, gt=0, description="Seconds a connection may take to send a request's headers.")
     body_timeout: float = Field(60.0, gt=0, description="Seconds a request's body may go without a byte; then 408.")
     auth_failures_max: int = Field(
-        20, ge=1, description="Wrong API keys from one address in a minute before it is refused for that minute."
+        20,
+        ge=1,
+        description="Wrong API keys from one address in a minute before its further wrong keys get 429 for the "
+        "rest of that minute (a right key is never refused).",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Comma-separated addresses (or networks) of the proxies in front of the API whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; empty: none, a client's address is its connection's.",
     )
     events_recheck: float = Field(
         5.0,

@@ -1,6 +1,7 @@
 """Slowing down guessing: an address that gives ``AUTH_FAILURES_MAX`` wrong API keys within a
-minute is refused every keyed request (429, right keys too, or a guess would still get through)
-until its minute is over.
+minute gets 429 for each further wrong key until its minute is over. A right key is never refused:
+refusing right keys too let anyone lock every tenant behind one address out (and with a believed
+``X-Forwarded-For``, any address), while a key of 20 or more characters is not found by guessing.
 
 Counted in the API process, with no round trip on the way of a request; with several API
 replicas, an address gets that many guesses a minute from each. The table is bounded: when it

@@ -395,7 +395,7 @@ def test_a_short_api_key_is_refused_at_start(tmp_path: Path, redis_server: str, 
         pass
 
 
-def test_repeated_wrong_keys_from_one_address_are_refused_for_a_while(
+def test_repeated_wrong_keys_from_one_address_are_slowed_down_for_a_while(
     redis_conn,
     tmp_path: Path,
     redis_server: str,  # type: ignore[no-untyped-def]
@@ -407,5 +407,5 @@ def test_repeated_wrong_keys_from_one_address_are_refused_for_a_while(
         refused = client.get("/v1/stats", headers={"Authorization": "Bearer wrong-guess-0000000003"})
         assert refused.status_code == 429
         assert 0 < int(refused.headers["Retry-After"]) <= 60
-        # The right key too, for that while: else guessing would go on at full speed.
-        assert client.get("/v1/stats", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 429
+        # Never a right key: else anyone could lock every tenant behind that address out (issue 31).
+        assert client.get("/v1/stats", headers={"Authorization": f"Bearer {KEYS[0]}"}).status_code == 200
