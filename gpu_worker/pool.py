@@ -42,6 +42,7 @@ from transcribe_common.models import JobStatus
 from transcribe_common.ops import Heartbeat
 from transcribe_common.recovery import fail_unserved, reap
 from transcribe_common.rqworker import ThreadWorker, start, worker_alive
+from transcribe_common.runtime import connect_redis
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class WorkerPool:
         metrics.SLOTS.set(len(self.workers))
 
     def _connection(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
+        return connect_redis(self.settings, "worker")
 
     def run(self) -> None:
         self.take_over()

@@ -23,7 +23,7 @@ from transcribe_common import deadletters
 from transcribe_common.ending import Ending
 from transcribe_common.errors import PipelineError
 from transcribe_common.jobstate import JobStates
-from transcribe_common.logs import setup_logging
+from transcribe_common.logs import redact, setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
 from transcribe_common.rqworker import worker_alive
 from transcribe_common.runtime import command_line, connect_redis, open_store
@@ -56,7 +56,7 @@ def main() -> None:
 
 def describe(exc: BaseException, settings: JanitorSettings) -> str:
     if isinstance(exc, redis.ConnectionError):
-        return f"cannot reach Redis at {settings.redis_url} (REDIS_URL; is the stack running?): {exc}"
+        return f"cannot reach Redis at {redact(settings.redis_url)} (REDIS_URL; is the stack running?): {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 

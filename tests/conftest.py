@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 import redis
+from dotenv import dotenv_values
 
 from embedded.redis_server import free_port, start_redis, stop_redis
 from tests.browser import launched
@@ -219,17 +220,21 @@ class Stack:
 
 
 @contextmanager
-def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool = True, **env: str) -> Iterator[Stack]:
+def running_stack(
+    data: Path, redis_url: str | None, receiver: Receiver, *, flush: bool = True, **env: str
+) -> Iterator[Stack]:
     """The embedded stack, started by its real entry point as a user would, on tiny.en; on an
-    empty Redis database unless ``flush`` is false (a restart finds what the last run left)."""
+    empty Redis database unless ``flush`` is false (a restart finds what the last run left). With
+    no ``redis_url``, on a Redis of its own, as ``python3 dev.py stack`` runs it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if flush:
+    if flush and redis_url is not None:
         redis.Redis.from_url(redis_url).flushdb()
+    own = {"EMBEDDED_REDIS_PORT": "0"} if redis_url is None else {"REDIS_URL": redis_url}
     environment = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "REDIS_URL"},
         "DATA_DIR": str(data),
-        "REDIS_URL": redis_url,
+        **own,
         "MODEL_SIZE": "tiny.en",
         "API_PORT": str(port),
         "PUBLIC_API_URL": url,
@@ -250,13 +255,15 @@ def running_stack(data: Path, redis_url: str, receiver: Receiver, *, flush: bool
     with log.open("wb") as out:
         command = [sys.executable, "-m", "embedded"]
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
-        stack = Stack(url, data, redis_url, log, process.pid, environment, process)
+        stack = Stack(url, data, redis_url or "", log, process.pid, environment, process)
         try:
             wait_until(lambda: stack.said_ready() or process.poll() is not None, timeout=300, interval=0.2)
             assert process.poll() is None
         except AssertionError:
             process.kill()
             raise AssertionError(f"the stack did not come up:\n{stack.log_tail()}") from None
+        if redis_url is None:  # where the stack says its own Redis is
+            stack.redis_url = dotenv_values(data / "stack.env")["REDIS_URL"] or ""
         yield stack
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -43,6 +44,29 @@ class JobIdFilter(logging.Filter):
         return True
 
 
+# A URL's secrets: its userinfo (``user:password@``, ``:password@``) and its query's values.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@\"'<>]*@")
+_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#\"'<>]*\?)([^\s#\"'<>]*)")
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of every URL in it replaced: a callback's password or its
+    ``?token=`` does not belong in a log line (``https://***@hooks.example/x?token=***``)."""
+    text = _USERINFO.sub(r"\1***@", text)
+    return _QUERY.sub(lambda m: m[1] + re.sub(r"=[^&;]*", "=***", m[2]), text)
+
+
+class _Redacting(logging.Formatter):
+    """Any formatter, its every line (message, arguments and traceback) passed through ``redact``."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -51,6 +75,10 @@ class _TextFormatter(logging.Formatter):
 
 
 def formatter(service: str, fmt: LogFormat) -> logging.Formatter:
+    return _Redacting(_formatter(service, fmt))
+
+
+def _formatter(service: str, fmt: LogFormat) -> logging.Formatter:
     if fmt == "text":
         return _TextFormatter(f"%(asctime)s %(levelname)-7s {service:<8} %(name)s: %(message)s")
     return JsonFormatter(

@@ -35,10 +35,16 @@ def plain(text: str) -> str:
     return text.replace("``", "")
 
 
-def connect_redis(settings: CommonSettings, service: str) -> redis.Redis:
-    """Named, so that ``CLIENT LIST`` says which service holds which connection."""
+def connect_redis(settings: CommonSettings, service: str, **options: object) -> redis.Redis:
+    """Named, so that ``CLIENT LIST`` says which service holds which connection; with
+    ``REDIS_PASSWORD`` when the URL holds none (one in the URL wins)."""
     return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=5, health_check_interval=30, client_name=f"transcribe-{service}"
+        settings.redis_url,
+        password=settings.redis_password or None,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        client_name=f"transcribe-{service}",
+        **options,  # type: ignore[arg-type]
     )
 
 

@@ -63,6 +63,9 @@ class CommonSettings(BaseSettings):
         return init_settings, env_settings, stack, dotenv_settings, file_secret_settings
 
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for events, queues and live status.")
+    redis_password: str = Field(
+        "", description="Redis's password (requirepass), for a REDIS_URL that does not hold one (redis://:pw@host)."
+    )
     store_backend: Literal["local", "s3"] = Field("local", description="local: a folder; s3: MinIO or S3.")
     store_dir: Path = Field(Path("data/buckets"), description="Root folder of the local store.")
     minio_endpoint: str = Field("minio:9000", description="host:port of MinIO or another S3 server.")

@@ -52,7 +52,7 @@ class LiveStack:
     folder: Path
     env: dict[str, str]
     ports: dict[str, str]
-    redis_url: str
+    redis_port: str
     log: Path
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -61,7 +61,7 @@ class LiveStack:
 
     def localise(self, command: str) -> str:
         """The README's default addresses, made this stack's."""
-        command = re.sub(r"redis://(localhost|127\.0\.0\.1):6379/0", self.redis_url, command)
+        command = re.sub(r"@(localhost|127\.0\.0\.1):6379/", f"@127.0.0.1:{self.redis_port}/", command)
         command = command.replace("-p 9181", f"-p {self.extra['dashboard']}")
         return re.sub(
             r"\b(localhost|127\.0\.0\.1):(\d{4})\b",
@@ -109,8 +109,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, taken_port: int) -> Iterator[
     try:
         wait_until(lambda: b"ready: API on" in log.read_bytes() or process.poll() is not None, timeout=300)
         assert process.poll() is None, log.read_text()
-        redis_url = re.search(r"redis-server (redis://\S+)", log.read_text())[1]  # type: ignore[index]
-        stack = LiveStack(folder, env, ports, redis_url, log, {"dashboard": str(free_port())})
+        redis_port = re.search(r"redis-server on 127.0.0.1:(\d+)", log.read_text())[1]  # type: ignore[index]
+        stack = LiveStack(folder, env, ports, redis_port, log, {"dashboard": str(free_port())})
         stack.extra["job"] = _finished_job(stack)
         yield stack
     finally:
@@ -225,9 +225,11 @@ EXPECTED: dict[str, Callable[[LiveStack, str], None]] = {
     "curl -s http://127.0.0.1:9102/metrics | grep realtime_factor_sum": _grep(
         r'^transcribe_worker_realtime_factor_sum\{model="tiny.en"\} [0-9.]+$'
     ),
-    ".venv/bin/rq info --url redis://127.0.0.1:6379/0": _rq_info,
-    ".venv/bin/rq info --url redis://127.0.0.1:6379/0 --interval 1": _rq_info_interval,
-    ".venv/bin/rq-dashboard --redis-url redis://127.0.0.1:6379/0 -b 127.0.0.1 -p 9181": _dashboard,
+    '.venv/bin/rq info --url "redis://:$(cat data/redis/password)@127.0.0.1:6379/0"': _rq_info,
+    '.venv/bin/rq info --url "redis://:$(cat data/redis/password)@127.0.0.1:6379/0" --interval 1': _rq_info_interval,
+    '.venv/bin/rq-dashboard --redis-url "redis://:$(cat data/redis/password)@127.0.0.1:6379/0" -b 127.0.0.1 -p 9181': (
+        _dashboard
+    ),
     ".venv/bin/transcribe-janitor --once --dry-run": _janitor_dry_run,
     "curl -s localhost:9103/metrics | grep transcribe_janitor": _grep(r"^transcribe_janitor_runs_total\{"),
 }
@@ -245,16 +247,17 @@ def test_a_readme_command_works_as_written(live: LiveStack, command: str) -> Non
 def test_the_stack_took_another_port_and_said_so(live: LiveStack, taken_port: int) -> None:
     text = live.text()
     assert re.search(rf"port {taken_port} is taken \(another Redis\?\); the embedded Redis listens on (\d+)", text)
-    assert not live.redis_url.startswith(f"redis://127.0.0.1:{taken_port}/")
+    assert live.redis_port != str(taken_port)
 
 
 def test_the_rq_commands_the_stack_prints_work_as_printed(live: LiveStack) -> None:
     text = live.text()
+    url = f'"redis://:$(cat data/redis/password)@127.0.0.1:{live.redis_port}/0"'
     info = re.search(r"RQ's queues and workers: (.+)$", text, re.M)[1]  # type: ignore[index]
-    assert info == f".venv/bin/rq info --url {live.redis_url}"
+    assert info == f".venv/bin/rq info --url {url}"
     _rq_info(live, info)
     web = re.search(r"RQ's web view: (.+) \(then http://127.0.0.1:9181\)$", text, re.M)[1]  # type: ignore[index]
-    assert web == f".venv/bin/rq-dashboard --redis-url {live.redis_url} -b 127.0.0.1 -p 9181"
+    assert web == f".venv/bin/rq-dashboard --redis-url {url} -b 127.0.0.1 -p 9181"
     _dashboard(live, web.replace("-p 9181", f"-p {live.extra['dashboard']}"))
 
 

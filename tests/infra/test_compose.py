@@ -38,6 +38,17 @@ def test_redis_keeps_an_append_only_file_and_reports_health() -> None:
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
+def test_redis_asks_for_the_password_every_service_and_minio_are_given() -> None:
+    """Issue 31: compose's Redis had no password, and Redis access is code execution."""
+    password = "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    redis = SERVICES["redis"]
+    assert redis["command"][redis["command"].index("--requirepass") + 1] == password
+    assert redis["environment"]["REDISCLI_AUTH"] == password  # its health check's redis-cli
+    assert SERVICES["minio"]["environment"]["MINIO_NOTIFY_REDIS_PASSWORD_PRIMARY"] == password
+    for name in APP_SERVICES:
+        assert SERVICES[name]["environment"]["REDIS_PASSWORD"] == password, name
+
+
 def test_minio_is_pinned_overridable_and_notifies_redis_in_access_format() -> None:
     minio = SERVICES["minio"]
     assert minio["image"] == "${MINIO_IMAGE:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}"

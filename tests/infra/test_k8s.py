@@ -58,6 +58,7 @@ SERVICES: dict[str, tuple[type[BaseSettings], str | None]] = {
 # service that has one must be given it.
 CLUSTER_NEEDS = {
     "redis_url",
+    "redis_password",
     "store_backend",
     "minio_endpoint",
     "minio_access_key",
@@ -69,7 +70,15 @@ CLUSTER_NEEDS = {
     "scratch_dir",
     "model_cache_dir",
 }
-KEYS = {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "WEBHOOK_SECRET", "API_KEYS", "ADMIN_API_KEYS", "INGRESS_SECRET"}
+KEYS = {
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "REDIS_PASSWORD",
+    "WEBHOOK_SECRET",
+    "API_KEYS",
+    "ADMIN_API_KEYS",
+    "INGRESS_SECRET",
+}
 NOT_OURS = {"HF_HOME"}  # read by faster-whisper's model download, not by a settings class
 
 
