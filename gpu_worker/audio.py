@@ -20,6 +20,7 @@ import numpy as np
 from transcribe_common.errors import PermanentError
 
 SAMPLE_RATE = 16_000
+BYTES_PER_SECOND = 2 * SAMPLE_RATE  # decoded: 16-bit samples, one stream
 # The container's own duration, on the format's line (two spaces in): not a tag's value, which ffmpeg
 # prints further in, so a tag saying "Duration: 00:00:01.00" cannot pass for it.
 _DURATION = re.compile(r"^  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
@@ -95,22 +96,32 @@ def decode_audio(source: Path, scratch: Path, *, timeout: float, max_seconds: fl
     cap) is checked against the duration the container declares before decoding, so a small file
     that declares hours fails in milliseconds, and again against what was decoded, for containers
     that declare none."""
-    return decode_channels(source, scratch, timeout=timeout, max_seconds=max_seconds, split=False)[0]
+    return decode_channels(source, scratch, timeout=timeout, split=False, bounds=Bounds(seconds=max_seconds))[0]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one input may cost: seconds of audio (``MAX_AUDIO_SECONDS``), channels split apart
+    (``MAX_CHANNELS``) and bytes of disk (``MAX_JOB_DISK_MB``) for its decoded audio, of which a job
+    keeps ``copies`` (two when it may be split into shards: in scratch, and in the jobs bucket); 0:
+    no bound."""
+
+    seconds: float = 0
+    channels: int = 0
+    disk_bytes: int = 0
+    copies: int = 1
 
 
 def decode_channels(
-    source: Path, scratch: Path, *, timeout: float, max_seconds: float = 0, split: bool = True
+    source: Path, scratch: Path, *, timeout: float, split: bool = True, bounds: Bounds | None = None
 ) -> list[Decoded]:
     """Each audio channel on its own (``split``), or all mixed down to one, decoded in one run of
     ffmpeg into files in ``scratch``. A channel split of a mono input is refused: it has no
-    channels to tell apart."""
+    channels to tell apart. What the input would cost is checked against ``bounds`` from its
+    header before a byte is decoded, and the decode is cut off where it would pass them."""
+    bounds = bounds or Bounds()
     media = inspect(source, timeout=timeout)
-    if max_seconds and media.declared is not None and media.declared > max_seconds:
-        raise PermanentError(_too_long(media.declared, max_seconds))
-    if split and media.channels is None:
-        raise PermanentError("multichannel=true, but the input's channel layout is not one this service can split")
-    if split and media.channels == 1:
-        raise PermanentError("multichannel=true, but the input has one audio channel; submit it without multichannel")
+    streams, max_seconds = _within(media, split, bounds)
     cap = ("-t", f"{max_seconds + 1:g}") if max_seconds else ()
     pcms, outputs = [], []
     for channel in range(media.channels or 1) if split else [None]:
@@ -124,8 +135,30 @@ def decode_channels(
     if count == 0:
         raise PermanentError("the input contains no audio")
     if max_seconds and count / SAMPLE_RATE > max_seconds:
-        raise PermanentError(_too_long(count / SAMPLE_RATE, max_seconds))
+        if bounds.seconds and count / SAMPLE_RATE > bounds.seconds:
+            raise PermanentError(_too_long(count / SAMPLE_RATE, bounds.seconds))
+        raise PermanentError(_too_big(count / SAMPLE_RATE, streams, bounds))
     return [Decoded(pcm, pcm.stat().st_size // 2, media.declared) for pcm in pcms]
+
+
+def _within(media: Media, split: bool, bounds: Bounds) -> tuple[int, float]:
+    """The streams to decode, and the seconds of each that stay within ``bounds`` (0: no cap);
+    refused at once where the header says the input passes them."""
+    if bounds.seconds and media.declared is not None and media.declared > bounds.seconds:
+        raise PermanentError(_too_long(media.declared, bounds.seconds))
+    if split and media.channels is None:
+        raise PermanentError("multichannel=true, but the input's channel layout is not one this service can split")
+    if split and media.channels == 1:
+        raise PermanentError("multichannel=true, but the input has one audio channel; submit it without multichannel")
+    if split and bounds.channels and (media.channels or 0) > bounds.channels:
+        raise PermanentError(_too_many_channels(media.channels or 0, bounds.channels))
+    streams = (media.channels or 1) if split else 1
+    if not bounds.disk_bytes:
+        return streams, bounds.seconds
+    fits = bounds.disk_bytes / (bounds.copies * streams * BYTES_PER_SECOND)  # seconds of each stream
+    if media.declared is not None and media.declared > fits:
+        raise PermanentError(_too_big(media.declared, streams, bounds))
+    return streams, min(bounds.seconds, fits) if bounds.seconds else fits
 
 
 def probe(source: Path, *, timeout: float) -> float | None:
@@ -192,6 +225,22 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[byte
         raise PermanentError(
             f"decoding took longer than FFMPEG_TIMEOUT ({timeout:g} s); is the source endless?"
         ) from exc
+
+
+def _too_many_channels(channels: int, limit: int) -> str:
+    return (
+        f"multichannel=true, but the input has {channels} audio channels; MAX_CHANNELS allows {limit}: "
+        "submit it without multichannel to transcribe its mix"
+    )
+
+
+def _too_big(seconds: float, streams: int, bounds: Bounds) -> str:
+    need = seconds * streams * BYTES_PER_SECOND * bounds.copies / 2**20
+    kept = f", kept {bounds.copies} times," if bounds.copies > 1 else ""
+    return (
+        f"its decoded audio ({seconds / 60:.1f} minutes x {streams} channel(s) at 16 kHz{kept}) would take "
+        f"{need:,.0f} MiB of disk or more; MAX_JOB_DISK_MB allows a job {bounds.disk_bytes // 2**20:,} MiB"
+    )
 
 
 def _too_long(seconds: float, limit: float) -> str:

@@ -239,8 +239,8 @@ class JobRun:
                 source,
                 self.scratch,
                 timeout=self.settings.ffmpeg_timeout,
-                max_seconds=self.settings.max_audio_seconds,
                 split=manifest.options.multichannel,
+                bounds=self.bounds(manifest),
             )
         source.unlink(missing_ok=True)  # the decoded audio is all that is needed from here
         decoded = channels[0]
@@ -257,6 +257,18 @@ class JobRun:
         )
         transcript.warnings = self.findings(transcript, decoded.declared, model)
         return transcript
+
+    def bounds(self, manifest: Manifest) -> audio.Bounds:
+        """What this job's input may cost. Audio split into shards is kept twice: in scratch, and
+        the shards' copy in the jobs bucket."""
+        settings = self.settings
+        may_split = manifest.options.multichannel or bool(settings.shard_min_seconds)
+        return audio.Bounds(
+            seconds=settings.max_audio_seconds,
+            channels=settings.max_channels,
+            disk_bytes=settings.max_job_disk_mb * 2**20,
+            copies=2 if may_split else 1,
+        )
 
     def transcribe_decoded(
         self,
@@ -322,6 +334,7 @@ class JobRun:
         if not self.retrying(gates.begin, len(plan.shards), plan.seconds, silent):
             raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer its current one")
         indexes = [shard.index for shard in speaking]
+        record = self.ctx.states.read(self.job_id)
         self.retrying(
             jobqueue.enqueue_shards,
             self.ctx.conn,
@@ -330,6 +343,7 @@ class JobRun:
             indexes,
             name,  # the model the plan was made with: its queue
             self.settings,
+            jobqueue.job_deadline(record.started_at if record else None, self.settings),
         )
         log.info(
             "job %s: %.0f s of audio split into %d shards (%d with speech), in %s",

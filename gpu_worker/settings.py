@@ -67,6 +67,13 @@ class WorkerSettings(JobEndSettings):
         300.0, ge=5, description="About how long each shard is: cut at a pause near each multiple of it."
     )
     max_audio_seconds: int = Field(14400, ge=0, description="Longest audio accepted, in seconds; 0: no cap.")
+    max_job_disk_mb: int = Field(
+        4096,
+        ge=0,
+        description="Disk one job's decoded audio may take (16 kHz, 16-bit: 32 KB a second a channel; twice that "
+        "when it may be split into shards: in scratch and in the jobs bucket), reckoned from its header before "
+        "decoding and held while decoding; 0: no cap.",
+    )
     scratch_dir: Path = Field(Path("/tmp/transcribe-scratch"), description="Per-job local scratch folders.")
     subtitle_line_width: int = Field(42, ge=10, description="Characters per subtitle line.")
     subtitle_max_lines: int = Field(2, ge=1, description="Lines per subtitle cue.")

@@ -87,6 +87,9 @@ class ShardRun(JobRun):
         if not verdict.startswith("ok:"):
             log.info("job %s: %s: %s; skipping", self.job_id, where, verdict)
             return "skipped"
+        if self.overdue():
+            self.fail_shard(manifest, f"the job ran longer than JOB_TIMEOUT ({self.settings.job_timeout} s)")
+            return JobStatus.FAILED
         log.info("job %s: %s: started on %s (start %s)", self.job_id, where, self.worker, verdict.partition(":")[2])
         with self.ctx.lock:
             self.ctx.running[threading.get_ident()] = self
@@ -98,6 +101,12 @@ class ShardRun(JobRun):
             with self.ctx.lock:
                 self.ctx.running.pop(threading.get_ident(), None)
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def overdue(self) -> bool:
+        """Whether the job has had its JOB_TIMEOUT: it bounds the whole job, not each shard."""
+        record = self.ctx.states.read(self.job_id)
+        deadline = jobqueue.job_deadline(record.started_at if record else None, self.settings)
+        return deadline is not None and time.time() > deadline
 
     def attempt_shard(self, manifest: Manifest, shard: sharding.Shard) -> str:
         assert self.plan is not None

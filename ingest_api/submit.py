@@ -100,9 +100,9 @@ HEAD_BYTES = 256 * 1024
 
 
 def check_channels(services: Services, key: str) -> None:
-    """A multichannel upload with one channel is refused at once. Read from the file's header
-    with mutagen, for the formats it knows (WAV, MP3, FLAC, Ogg, MP4 with its index first); the
-    others the worker checks, and fails the job saying the same."""
+    """A multichannel upload with one channel, or more than ``MAX_CHANNELS``, is refused at once.
+    Read from the file's header with mutagen, for the formats it knows (WAV, MP3, FLAC, Ogg, MP4
+    with its index first); the others the worker checks, and fails the job saying the same."""
     head = bytearray()
     for chunk in services.store.iter_bytes(services.settings.minio_bucket, key):
         head += chunk
@@ -115,6 +115,12 @@ def check_channels(services: Services, key: str) -> None:
     channels = getattr(getattr(found, "info", None), "channels", None)
     if channels == 1:
         raise InvalidInput("multichannel=true, but the file has one audio channel; submit it without multichannel")
+    most = services.settings.max_channels
+    if isinstance(channels, int) and channels > most:
+        raise InvalidInput(
+            f"multichannel=true, but the file has {channels} audio channels; MAX_CHANNELS allows {most}: "
+            "submit it without multichannel to transcribe its mix"
+        )
 
 
 def url_job(services: Services, job_id: str, request: TranscribeRequest) -> Manifest:

@@ -284,9 +284,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver:
         "MAX_CONCURRENCY": "2",
         "MAX_AUDIO_SECONDS": "600",
         "MAX_DOWNLOAD_MB": "1",
+        "MAX_JOB_DISK_MB": "64",  # ten times what the longest job here needs (MAX_AUDIO_SECONDS above, split)
         "IO_BACKOFF": "0.2",
         "LOG_FORMAT": "json",
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/1"
     with running_stack(tmp_path_factory.mktemp("stack"), redis_url, receiver, **limits) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def timeout_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+    """A stack whose jobs have JOB_TIMEOUT=5: each whole, shards and join included."""
+    redis_url = redis_server.rsplit("/", 1)[0] + "/11"  # a database of its own: no other test uses 11
+    with running_stack(tmp_path_factory.mktemp("timeout"), redis_url, receiver, JOB_TIMEOUT="5") as stack:
+        yield stack

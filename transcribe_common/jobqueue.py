@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
+from datetime import datetime
 
 import httpx
 import redis
@@ -68,13 +70,16 @@ def _transcription(
     rq_id: str,
     description: str,
     pipeline: Pipeline | None,
+    deadline: float | None = None,
 ) -> None:
-    """A job, or a shard of one, on its model's queue."""
+    """A job, or a shard of one, on its model's queue: RQ stops it after ``JOB_TIMEOUT``, or at the
+    ``deadline`` of the job a shard is part of (``job_deadline``)."""
+    timeout = settings.job_timeout if deadline is None else max(1, math.ceil(deadline - time.time()))
     Queue(keys.queue_for(model), connection=conn).enqueue_call(
         function,
         args=args,
         job_id=rq_id,
-        timeout=settings.job_timeout,
+        timeout=timeout,
         result_ttl=settings.rq_result_ttl,
         failure_ttl=settings.rq_result_ttl,
         description=description,
@@ -85,14 +90,26 @@ def _transcription(
     )
 
 
+def job_deadline(started_at: datetime | None, settings: CommonSettings) -> float | None:
+    """When a job that started at ``started_at`` has run for ``JOB_TIMEOUT``, its shards and join
+    included (a Unix time); None for one not started."""
+    return None if started_at is None else started_at.timestamp() + settings.job_timeout
+
+
 def enqueue_shards(
-    conn: redis.Redis, job_id: str, attempt: int, indexes: list[int], model: str | None, settings: CommonSettings
+    conn: redis.Redis,
+    job_id: str,
+    attempt: int,
+    indexes: list[int],
+    model: str | None,
+    settings: CommonSettings,
+    deadline: float | None = None,
 ) -> None:
     """Each shard of an attempt of a job as an RQ job of its own on the job's queue (in one round
     trip), so that any worker, on any machine, takes the next one."""
     with conn.pipeline() as pipe:
         for index in indexes:
-            enqueue_shard(conn, job_id, attempt, index, model, settings, pipeline=pipe)
+            enqueue_shard(conn, job_id, attempt, index, model, settings, pipeline=pipe, deadline=deadline)
         pipe.execute()
 
 
@@ -104,9 +121,11 @@ def enqueue_shard(
     model: str | None,
     settings: CommonSettings,
     pipeline: Pipeline | None = None,
+    deadline: float | None = None,
 ) -> None:
     rq_id, description = keys.shard_job_id(job_id, attempt, index), f"transcribe {job_id}, shard {index + 1}"
-    _transcription(conn, model, settings, keys.SHARD_FUNCTION, (job_id, attempt, index), rq_id, description, pipeline)
+    call = (keys.SHARD_FUNCTION, (job_id, attempt, index), rq_id, description)
+    _transcription(conn, model, settings, *call, pipeline, deadline)
 
 
 def enqueue_rewrite(conn: redis.Redis, job_id: str, settings: CommonSettings, pipeline: Pipeline | None = None) -> None:

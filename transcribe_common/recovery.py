@@ -102,7 +102,8 @@ def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: 
         return
     ShardStates(ending.conn, job_id, attempt).abandon(index, worker)
     log.warning("job %s: shard %d: its worker died; queued again", job_id, index + 1)
-    jobqueue.enqueue_shard(ending.conn, job_id, attempt, index, model, ending.settings)
+    deadline = jobqueue.job_deadline(record.started_at, ending.settings)
+    jobqueue.enqueue_shard(ending.conn, job_id, attempt, index, model, ending.settings, deadline=deadline)
 
 
 def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:

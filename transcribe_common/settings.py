@@ -77,7 +77,12 @@ class CommonSettings(BaseSettings):
     presign_expiry: int = Field(86400, ge=60, le=604800, description="Seconds a presigned result link works.")
     minio_bucket: str = Field("transcribe", description="The jobs bucket: manifests, inputs, results.")
     minio_inbox_bucket: str = Field("transcribe-inbox", description="Drop media here to transcribe it.")
-    job_timeout: int = Field(1800, description="Seconds a job may run before it is failed (RQ's job timeout).")
+    job_timeout: int = Field(
+        1800, description="Seconds a job may run before it is failed: from its start, its shards and join included."
+    )
+    max_channels: int = Field(
+        8, ge=2, description="Most audio channels a multichannel job is split into; more is refused, or fails."
+    )
     rq_result_ttl: int = Field(86400, description="Seconds RQ keeps a finished job's record.")
     state_ttl: int = Field(
         7 * 86400,

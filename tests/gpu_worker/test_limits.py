@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from gpu_worker import fetch
 from gpu_worker.fetch import FetchLimits, download_url
-from tests.conftest import Stack, running_stack
+from tests.conftest import Stack
 from tests.helpers import SPEECH, Receiver, TrickyServer
 from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
@@ -51,13 +50,6 @@ def test_hours_of_audio_fail_fast(stack: Stack, receiver: Receiver, tmp_path: Pa
     assert payload["status"] == "failed"
     assert "120.0 minutes long; MAX_AUDIO_SECONDS allows 600 s" in payload["error"]
     assert time.monotonic() - started < 60  # refused from the declared length: transcribing would take minutes
-
-
-@pytest.fixture(scope="module")
-def timeout_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/11"  # a database of its own: no other test uses 11
-    with running_stack(tmp_path_factory.mktemp("timeout"), redis_url, receiver, JOB_TIMEOUT="5") as stack:
-        yield stack
 
 
 def test_a_job_past_job_timeout_fails_and_the_worker_goes_on(
