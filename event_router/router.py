@@ -280,15 +280,27 @@ class Router:
         return "rewrite"
 
     def folder_options(self, event: ObjectCreated) -> FolderOptions:
-        """The nearest folder options file above a drop (``layout.OPTIONS_FILE``); one that is not a
-        JSON object makes the job fail saying so."""
+        """The nearest folder options file above a drop (``layout.OPTIONS_FILE``). One that is too
+        large, or that cannot be read as a JSON object of options for whatever reason (its JSON
+        broken or nested too deep, say), makes the job of each drop under it fail saying so, with its
+        note beside the drop; only a store that does not answer puts the event off."""
         for key in layout.options_files(event.key):
+            info = self.store.stat(event.bucket, key)
+            if info is None:
+                continue
+            if info.size > MAX_OPTIONS_BYTES:
+                return FolderOptions(
+                    error=f"the folder's {layout.OPTIONS_FILE} is {info.size:,} bytes; at most {MAX_OPTIONS_BYTES:,}"
+                )
             try:
                 found = get_json(self.store, event.bucket, key)
-            except NotFound:
+            except NotFound:  # gone since it was seen
                 continue
-            except ValueError as exc:
-                return FolderOptions(error=f"the folder's {layout.OPTIONS_FILE} is not valid JSON: {exc}")
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+                return FolderOptions(error=f"the folder's {layout.OPTIONS_FILE} is not valid JSON: {reason}")
             if not isinstance(found, dict):
                 return FolderOptions(error=f"the folder's {layout.OPTIONS_FILE} must hold a JSON object of options")
             return FolderOptions(found)
@@ -322,6 +334,9 @@ def made(event: ObjectCreated, trusted: bool = True) -> str | None:
     return f"{event.event_time.timestamp():.6f}" if event.event_time is not None else None
 
 
+MAX_OPTIONS_BYTES = 64 * 1024  # a folder options file: a handful of options, never megabytes
+
+
 @dataclass(frozen=True)
 class FolderOptions:
     values: dict[str, object] = field(default_factory=dict)
@@ -353,8 +368,8 @@ def inbox_manifest(job_id: str, event: ObjectCreated, folder: FolderOptions | No
             listed = ", ".join(unknown)
             raise ValueError(folder.error or f"unknown options in the folder's {layout.OPTIONS_FILE}: {listed}")
         return Manifest.model_validate(fields)
-    except (ValidationError, ValueError) as exc:
-        fields.update(options={}, callback_url=None, error=_invalid_options(exc))
+    except Exception as exc:  # whatever the options hold, the drop gets a job that says what was wrong
+        fields.update(options={}, callback_url=None, db_id=None, error=_invalid_options(exc))
         return Manifest.model_validate(fields)
 
 
