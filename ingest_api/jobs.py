@@ -57,7 +57,11 @@ def _with_owner(services: Services, job_id: str, record: StatusRecord | None, ca
         manifest = services.manifests.stored(job_id)
         if manifest is None:
             return None
-        return StatusRecord(job_id=job_id, status=JobStatus.QUEUED, owner=manifest.owner)
+        # Queued as of its making: its view does not change with each read (an event stream of it
+        # would send it anew every EVENTS_RECHECK, and never count as idle).
+        return StatusRecord(
+            job_id=job_id, status=JobStatus.QUEUED, owner=manifest.owner, updated_at=manifest.created_at
+        )
     if record.owner is None and not caller.sees_all and (manifest := services.manifests.get(job_id)) is not None:
         record.owner = manifest.owner
     return record

@@ -9,7 +9,7 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 
-from ingest_api.changes import JobChanges
+from ingest_api.changes import JobChanges, StreamSlots
 from ingest_api.settings import ApiSettings, key_id
 from ingest_api.throttle import FailureWindow
 from transcribe_common import layout
@@ -60,6 +60,7 @@ class Services:
     auth_failures: FailureWindow
     manifests: Manifests
     changes: JobChanges
+    streams: StreamSlots
 
     @classmethod
     def open(cls, settings: ApiSettings) -> Services:
@@ -71,7 +72,9 @@ class Services:
         keys = settings.load_api_keys() + admin_keys
         failures = FailureWindow(settings.auth_failures_max)
         manifests = Manifests(store, settings.minio_bucket)
-        return cls(settings, conn, store, states, keys, admin_keys, inbox_owner, failures, manifests, JobChanges(conn))
+        streams = StreamSlots(settings.events_max_streams, settings.events_max_per_caller)
+        changes = JobChanges(conn)
+        return cls(settings, conn, store, states, keys, admin_keys, inbox_owner, failures, manifests, changes, streams)
 
 
 async def _services(request: Request) -> Services:

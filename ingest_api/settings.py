@@ -38,6 +38,18 @@ class ApiSettings(CommonSettings):
         description="Seconds an event stream (GET /v1/jobs/{id}/events) waits for news of its job before it reads "
         "the job anyway, in case a change's message was lost while Redis was away.",
     )
+    events_max_streams: int = Field(
+        1000, ge=1, description="Event streams (GET /v1/jobs/{id}/events) one API process holds open; more get 429."
+    )
+    events_max_per_caller: int = Field(
+        50, ge=1, description="Event streams one API key (or address, with keys off) may hold open; more get 429."
+    )
+    events_idle_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds an event stream stays open with nothing new to send; then it ends, and the client "
+        "reconnects (or polls) if its job has not ended.",
+    )
     idempotency_ttl: int = Field(86400, ge=1, description="Seconds an Idempotency-Key maps to its job.")
     openai_wait_timeout: float = Field(
         1800.0,

@@ -181,13 +181,20 @@ def follow(client: Client, job_id: str, poll: float) -> dict:
 
 
 def _streamed_or_polled(client: Client, job_id: str, poll: float) -> Iterator[dict]:
+    """The job's views from its event stream, connected again each time the server ends it before
+    the job (EVENTS_IDLE_SECONDS); polled where the stream fails, or ends having said nothing."""
     try:
-        yield from client.events(job_id)
+        said = True
+        while said:
+            said = False
+            for view in client.events(job_id):
+                said = True
+                yield view
     except (CliError, SSEError) as exc:
-        if isinstance(exc, CliError) and exc.status == REFUSED:
+        if isinstance(exc, CliError) and exc.status == REFUSED and exc.http_status != 429:
             raise  # an answer about the job (no such job, a wrong key): polling would hear the same
         err.print(f"[dim]the event stream failed ({exc}); polling instead[/]")
-    while True:  # the stream ended before the job did, or failed
+    while True:  # the stream failed, or gave nothing
         yield client.job(job_id)
         time.sleep(poll)
 

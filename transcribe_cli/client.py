@@ -18,9 +18,10 @@ REFUSED = 4  # exit status when the server refuses the request (4xx)
 
 
 class CliError(Exception):
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, http_status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = status  # the exit status
+        self.http_status = http_status
 
 
 class Client:
@@ -73,7 +74,7 @@ class Client:
             raise CliError(f"{detail} (give the API key with --api-key or TRANSCRIBE_API_KEY)", REFUSED)
         if response.status_code >= 500:
             raise CliError(f"the server failed ({response.status_code}): {detail}", UNREACHABLE)
-        raise CliError(detail, REFUSED)
+        raise CliError(detail, REFUSED, response.status_code)
 
     def submit_url(self, url: str, options: dict[str, str]) -> dict:
         body = {"source_type": "url", "url": url, **options}

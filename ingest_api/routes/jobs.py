@@ -3,18 +3,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, media, submit
 from ingest_api.auth import Caller
+from ingest_api.changes import TooManyStreams
 from ingest_api.schemas import JobPage, JobView, Source, Stats
 from ingest_api.services import ServicesDep
 from transcribe_common.models import JobStatus
@@ -125,28 +127,54 @@ async def _visible(job_id: str, services: ServicesDep, caller: Caller) -> JobVie
     return await run_in_threadpool(jobs.job_view, services, job_id, caller)
 
 
+async def _stream_slot(request: Request, services: ServicesDep, caller: Caller) -> Callable[[], None]:
+    """One of the event streams a caller may hold open (``StreamSlots``); what gives it back, which
+    the stream does when it ends (a dependency's own end comes before the stream's)."""
+    who = caller.id if caller.owner else f"address:{request.client.host if request.client else '?'}"
+    try:
+        return services.streams.take(who)
+    except TooManyStreams as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "5"}) from exc
+
+
 @router.get(
     "/jobs/{job_id}/events",
     response_class=EventSourceResponse,
     summary="The job's changes as they happen (Server-Sent Events)",
     description="Each message is `event: job` with the job's status as `data` (as GET /v1/jobs/{id} answers): "
     "the first at once, then one per change (status, progress, warnings, shards); the stream ends after the "
-    "message whose status is final. Comment lines keep it alive.",
-    responses={**docs.errors(*docs.AUTH, 404, 503)},
+    "message whose status is final. Comment lines keep it alive. A stream with nothing new for "
+    "EVENTS_IDLE_SECONDS ends too: reconnect if the job has not ended. Streams are capped per caller and in all "
+    "(429).",
+    responses={
+        **docs.errors(*docs.AUTH, 404, 503),
+        429: docs.error(
+            429,
+            "Too many event streams open: EVENTS_MAX_PER_CALLER for this caller, or EVENTS_MAX_STREAMS in all",
+            {"detail": "you have 50 event streams open (EVENTS_MAX_PER_CALLER); close one, or poll"},
+        ),
+    },
 )
 async def job_events(
-    job_id: str, services: ServicesDep, caller: Caller, first: Annotated[JobView, Depends(_visible)]
+    job_id: str,
+    services: ServicesDep,
+    caller: Caller,
+    first: Annotated[JobView, Depends(_visible)],
+    give_back: Annotated[Callable[[], None], Depends(_stream_slot)],
 ) -> AsyncIterator[ServerSentEvent]:
     view, sent = first, None
-    with services.changes.follow(job_id) as changed:
+    settings = services.settings
+    quiet_since = time.monotonic()
+    with contextlib.ExitStack() as held, services.changes.follow(job_id) as changed:
+        held.callback(give_back)
         while True:
             if view != sent:
                 yield ServerSentEvent(data=view, event="job")
-                sent = view
-            if view.status.is_final:
-                return
+                sent, quiet_since = view, time.monotonic()
+            if view.status.is_final or time.monotonic() - quiet_since >= settings.events_idle_seconds:
+                return  # ended, or quiet for EVENTS_IDLE_SECONDS: a client that still cares reconnects
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), services.settings.events_recheck)
+                await asyncio.wait_for(changed.wait(), min(settings.events_recheck, settings.events_idle_seconds))
             changed.clear()
             view = await run_in_threadpool(jobs.job_view, services, job_id, caller)
 
