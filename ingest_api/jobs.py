@@ -322,6 +322,9 @@ def input_object(services: Services, job_id: str, caller: Identity) -> tuple[Obj
     return info, media.media_type(head)
 
 
-def stats(services: Services) -> Stats:
-    # Job slots of the workers alive now (their heartbeat), not of registrations that outlive them.
-    return Stats(**services.states.counts(), workers=fleet.live_slots(services.redis))
+def stats(services: Services, caller: Identity) -> Stats:
+    """Every job's counts for an admin (or with keys off); a tenant's own jobs' for a tenant key
+    (and inbox drops' too for ``INBOX_OWNER_KEY``). Job slots: of the workers alive now (their
+    heartbeat), not of registrations that outlive them."""
+    owners = None if caller.sees_all else [caller.id, *([None] if caller.id == services.inbox_owner else [])]
+    return Stats(**services.states.counts(owners), workers=fleet.live_slots(services.redis))

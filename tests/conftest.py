@@ -76,8 +76,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free loopback port; the tests use db 0, the stack db 1."""
-    process, url = start_redis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    """A real redis-server on a free loopback port; the tests use db 0, the stack db 1, and the
+    other stacks and processes each a database of their own (32 of them)."""
+    process, url = start_redis(tmp_path_factory.mktemp("redis"), appendonly=False, databases=32)
     yield url
     stop_redis(process)
 
@@ -298,4 +299,23 @@ def timeout_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, r
     """A stack whose jobs have JOB_TIMEOUT=5: each whole, shards and join included."""
     redis_url = redis_server.rsplit("/", 1)[0] + "/11"  # a database of its own: no other test uses 11
     with running_stack(tmp_path_factory.mktemp("timeout"), redis_url, receiver, JOB_TIMEOUT="5") as stack:
+        yield stack
+
+
+# The tenants of ``tenant_stack``: two API keys, and an admin's that sees every job.
+TENANT_ONE, TENANT_TWO, ADMIN_KEY = "tenant-one-key-0123456789", "tenant-two-key-0123456789", "admin-key-0123456789ab"
+
+
+@pytest.fixture(scope="session")
+def tenant_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
+    """A stack with API keys: two tenants and an admin."""
+    redis_url = redis_server.rsplit("/", 1)[0] + "/20"  # a database no other test uses
+    settings = {
+        "API_KEYS": f"{TENANT_ONE},{TENANT_TWO}",
+        "ADMIN_API_KEYS": ADMIN_KEY,
+        "MODELS": "tiny.en",
+        "MAX_CONCURRENCY": "2",
+        "JOB_TIMEOUT": "300",
+    }
+    with running_stack(tmp_path_factory.mktemp("tenants"), redis_url, receiver, **settings) as stack:
         yield stack

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,8 +20,8 @@ import pytest
 import srt
 
 from tests.browser import needs_chromium
-from tests.conftest import SPEECH, Stack, running_stack
-from tests.helpers import FileServer, GatedServer, Receiver, silence, speech_text, wait_until, wer
+from tests.conftest import SPEECH, TENANT_ONE, Stack
+from tests.helpers import FileServer, GatedServer, silence, speech_text, wait_until, wer
 
 pytestmark = needs_chromium
 DROP = """([files]) => {
@@ -34,7 +33,7 @@ DROP = """([files]) => {
     return data;
 }"""
 FORMATS = ("srt", "vtt", "txt", "tsv", "json")
-KEY = "page-key-0123456789abcdef"
+KEY = TENANT_ONE
 SHOTS = os.environ.get("PAGE_SCREENSHOTS")
 FAILED_LOAD = "Failed to load resource: net::ERR_FAILED"
 JOB_TIMEOUT = 120_000  # ms: ten times what tiny.en takes for these fixtures on a busy machine
@@ -499,15 +498,8 @@ def test_more_loads_the_next_page_of_the_list(page, stack: Stack, tmp_path: Path
 # ---- With an API key ----
 
 
-@pytest.fixture(scope="module")
-def key_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, receiver: Receiver) -> Iterator[Stack]:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/9"
-    settings = {"API_KEYS": KEY, "MODELS": "tiny.en", "MAX_CONCURRENCY": "2", "JOB_TIMEOUT": "300"}
-    with running_stack(tmp_path_factory.mktemp("page-keys"), redis_url, receiver, **settings) as stack:
-        yield stack
-
-
-def test_with_an_api_key(browser, key_stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_with_an_api_key(browser, tenant_stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key_stack = tenant_stack
     page = open_page(browser, key_stack.url)
     page.allowed_errors.append("Failed to load resource: the server responded with a status of 401 (Unauthorized)")
     try:

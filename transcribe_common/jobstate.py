@@ -78,9 +78,14 @@ end
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 6))
 if ARGV[1] == 'started' then attempts = tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1)) end
-if prev ~= 'new' then redis.call('HINCRBY', KEYS[2], prev, -1) end
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local owner = redis.call('HGET', KEYS[1], 'owner')
+local owners = KEYS[2] .. ':' .. (owner or '-')  -- keys.stats_of(owner): what GET /v1/stats shows a tenant
+if prev ~= 'new' then
+  redis.call('HINCRBY', KEYS[2], prev, -1)
+  redis.call('HINCRBY', owners, prev, -1)
+end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HINCRBY', owners, ARGV[1], 1)
 local was_open = prev == 'queued' or prev == 'started'
 local is_open = ARGV[1] == 'queued' or ARGV[1] == 'started'
 if owner and was_open ~= is_open then redis.call('HINCRBY', KEYS[3], owner, is_open and 1 or -1) end
@@ -147,6 +152,7 @@ _RETIRE = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
 redis.call('HINCRBY', KEYS[2], 'queued', -1)
 local owner = redis.call('HGET', KEYS[1], 'owner')
+redis.call('HINCRBY', KEYS[2] .. ':' .. (owner or '-'), 'queued', -1)
 if owner then redis.call('HINCRBY', KEYS[3], owner, -1) end
 redis.call('ZREM', KEYS[4], string.sub(KEYS[1], -32))
 redis.call('DEL', KEYS[1])
@@ -393,9 +399,16 @@ class JobStates:
         """How many of ``owner``'s jobs are queued or started (counted by the moves themselves)."""
         return max(0, int(self._redis.hget(keys.OPEN_BY_OWNER, owner) or 0))
 
-    def counts(self) -> dict[str, int]:
-        raw = self._redis.hgetall(keys.STATS)
-        return {s.value: max(0, int(raw.get(s.value.encode(), 0))) for s in JobStatus}
+    def counts(self, owners: Sequence[str | None] | None = None) -> dict[str, int]:
+        """Jobs by status: every job's, or those of ``owners`` (an API key's digest; None: no key's)."""
+        if owners is None:
+            hashes = [self._redis.hgetall(keys.STATS)]
+        else:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for owner in owners:
+                    pipe.hgetall(keys.stats_of(owner))
+                hashes = pipe.execute()
+        return {s.value: max(0, sum(int(raw.get(s.value.encode(), 0)) for raw in hashes)) for s in JobStatus}
 
 
 Made = tuple[float, str]  # (Unix seconds it was made, job id): a job's place in the newest-first order

@@ -118,6 +118,11 @@ def lua_publish_change(job_key: str) -> str:
     return f"redis.call('PUBLISH', '{JOB_CHANGES}', string.sub({job_key}, -32))\n"
 
 
+def stats_of(owner: str | None) -> str:
+    """The counters of one owner's jobs by status, beside ``STATS`` (the jobstate scripts keep both)."""
+    return f"{STATS}:{owner or '-'}"
+
+
 def jobs_of(owner: str | None) -> str:
     """The jobs of one owner, scored by when each was made (see ``JOBS_CREATED``)."""
     return f"{JOBS_CREATED}:{owner or '-'}"

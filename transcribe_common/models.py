@@ -27,7 +27,8 @@ CONTENT_TYPES = {
 MAX_URL_LENGTH = 2048
 MAX_DB_ID_LENGTH = 256
 Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH)]
-DbId = Annotated[str, Field(max_length=MAX_DB_ID_LENGTH)] | int
+# An integer is a database's key: it fits 64 bits (4,000 digits passed the text's bound as a number).
+DbId = Annotated[str, Field(max_length=MAX_DB_ID_LENGTH)] | Annotated[int, Field(ge=-(2**63), lt=2**63)]
 
 
 def utcnow() -> datetime:
@@ -56,7 +57,7 @@ class JobStatus(StrEnum):
 class JobOptions(BaseModel):
     """How to transcribe; recorded in the result so that it can be reproduced."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a threshold of NaN compares as nothing
 
     language: str | None = Field(None, description="ISO 639-1 code such as 'en' or 'id'; detected if empty.")
     task: Literal["transcribe", "translate"] = "transcribe"

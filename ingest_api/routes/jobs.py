@@ -256,14 +256,14 @@ async def get_models(services: ServicesDep) -> dict[str, list[str]]:
     "/stats",
     response_model=Stats,
     tags=["service"],
-    summary="Jobs by status, and live workers",
+    summary="Jobs by status (a tenant key's own; every job for an admin key), and live workers",
     responses={
         200: docs.ok({"queued": 3, "started": 2, "failed": 1, "finished": 1532, "cancelled": 4, "workers": 2}),
         **docs.errors(*docs.AUTH, 503),
     },
 )
-async def get_stats(services: ServicesDep) -> Stats:
-    return await run_in_threadpool(jobs.stats, services)
+async def get_stats(services: ServicesDep, caller: Caller) -> Stats:
+    return await run_in_threadpool(jobs.stats, services, caller)
 
 
 def disposition(name: str) -> str:

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
@@ -102,6 +102,8 @@ async def openai_caller(
 
 class AudioForm(BaseModel):
     """The form fields both of OpenAI's audio routes take (others are ignored, as OpenAI adds new ones)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     task: ClassVar[str] = "transcribe"
     file: bytes = Field(description="The audio or video file.")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -196,6 +197,18 @@ def _accepted(response: Response, job_id: str, status: JobStatus = JobStatus.QUE
     return JobAccepted(job_id=job_id, status=status, links=links(job_id))
 
 
+def _not_a_number(constant: str) -> float:
+    """NaN and Infinity are Python's, not JSON's: refused (echoed back in a 422, they made it a 500)."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise ValueError(f"{text} is too large for a number here")
+    return number
+
+
 async def _json_body(request: Request, timeout: float) -> TranscribeRequest:
     raw = b""
     async for chunk in timed(request.stream(), timeout):
@@ -203,7 +216,7 @@ async def _json_body(request: Request, timeout: float) -> TranscribeRequest:
         if len(raw) > MAX_JSON_BYTES:
             raise TooLarge(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
     except RecursionError as exc:
         raise InvalidInput("the body is not valid JSON here: it is nested too deeply") from exc
     except ValueError as exc:

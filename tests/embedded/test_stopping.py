@@ -14,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import Stack, running_stack
+from tests.conftest import TENANT_ONE, Stack, running_stack
 from tests.helpers import GatedServer, Receiver, wait_until
 
 
@@ -137,11 +137,10 @@ def test_ready_means_every_service_is_ready_and_a_restart_counts_each_slot_once(
         assert stats(second)["workers"] == 2
 
 
-def test_a_stack_with_api_keys_says_ready_too(tmp_path: Path, redis_server: str, receiver: Receiver) -> None:
+def test_a_stack_with_api_keys_says_ready_too(tenant_stack: Stack) -> None:
     """It asks each service's /readyz, which needs no key: with API_KEYS set it still says ready
     (it polled /v1/stats without a key before, and never did)."""
-    key = "stack-key-0123456789"
-    with running_stack(tmp_path, redis_db(redis_server, 13), receiver, API_KEYS=key) as stack:
-        assert stack.said_ready()
-        assert httpx.get(f"{stack.url}/v1/stats").status_code == 401
-        assert httpx.get(f"{stack.url}/v1/stats", headers={"Authorization": f"Bearer {key}"}).json()["workers"] == 2
+    assert tenant_stack.said_ready()
+    assert httpx.get(f"{tenant_stack.url}/v1/stats").status_code == 401
+    headers = {"Authorization": f"Bearer {TENANT_ONE}"}
+    assert httpx.get(f"{tenant_stack.url}/v1/stats", headers=headers).json()["workers"] == 2

@@ -7,8 +7,9 @@ that people copy into a bucket folder by hand are announced by the folder watche
 ``adopt`` once they have settled.
 
 Only regular files are objects. A symlink (to a file outside the bucket, or to another user's
-upload), a FIFO, a device or a socket put into a bucket folder is never read, hashed, listed or
-announced: it is skipped with a warning. Files are opened without following links and without
+upload), a hard link (a second name of a file that may lie anywhere on the disk), a FIFO, a
+device or a socket put into a bucket folder is never read, hashed, listed or announced: it is
+skipped with a warning. Files are opened without following links and without
 blocking, and checked again once open, so that nothing swapped in between is read either.
 """
 
@@ -79,7 +80,7 @@ class LocalStore:
             st = data.lstat()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not stat.S_ISREG(st.st_mode) or data.resolve() != data:
+        if not stat.S_ISREG(st.st_mode) or data.resolve() != data or st.st_nlink != 1:
             log.warning("%s/%s is not a regular file (a link, FIFO, device or socket); skipped", bucket, key)
             return None
         return st
@@ -248,7 +249,8 @@ def _open_regular(path: Path) -> BinaryIO:
     """Open without following a link and without blocking (a FIFO would wait for a writer), then
     make sure what was opened is a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode) or opened.st_nlink != 1:  # a hard link may reach any file of its disk
         os.close(fd)
         raise IsADirectoryError(f"{path} is not a regular file")
     return os.fdopen(fd, "rb")
