@@ -78,6 +78,8 @@ end
 if not string.find(ARGV[2], ',' .. prev .. ',', 1, true) then return prev end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'moved_by', by, unpack(ARGV, 6))
 if ARGV[1] == 'started' then attempts = tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1)) end
+-- Put back by the attempt itself (its worker stopping): a start that did not die, not held against it.
+if ARGV[1] == 'queued' and by ~= '' then redis.call('HINCRBY', KEYS[1], 'drained', 1) end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local owners = KEYS[2] .. ':' .. (owner or '-')  -- keys.stats_of(owner): what GET /v1/stats shows a tenant
 if prev ~= 'new' then

@@ -202,6 +202,7 @@ class StatusRecord(BaseModel):
     duration: float | None = None
     error: str | None = None
     attempts: int = Field(0, description="How many times a worker has started the job.")
+    drained: int = Field(0, description="How many of those starts a stopping worker put back; not crashes.")
     owner: str | None = Field(None, description="The API key that submitted it (a digest); None: the inbox.")
     worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")

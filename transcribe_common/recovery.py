@@ -83,8 +83,9 @@ def recover(ending: Ending, job_id: str, why: str) -> None:
     manifest = manifest_or_fail(ending, job_id)
     if manifest is None:
         return
-    if record.status == JobStatus.STARTED and record.attempts >= settings.max_attempts:
-        reason = f"the worker running this job died ({record.attempts} attempts); it was not started again"
+    crashes = record.attempts - record.drained  # a start a stopping worker put back did not die
+    if record.status == JobStatus.STARTED and crashes >= settings.max_attempts:
+        reason = f"the worker running this job died ({crashes} attempts); it was not started again"
         log.error("job %s: %s", job_id, reason)
         ending.fail(job_id, manifest, reason)
         return

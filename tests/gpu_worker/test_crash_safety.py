@@ -157,6 +157,22 @@ def test_sigterm_requeues_a_job_that_outlasts_the_drain_and_it_finishes_later(
     assert attempts(drain_stack, job_id) == 2
 
 
+def test_a_drain_then_one_crash_is_one_crash_not_two(
+    drain_stack: Stack, receiver: Receiver, long_speech: bytes
+) -> None:
+    """Issue 32, finding 2: a SIGTERM drain put the job back and the next start counted an
+    attempt, so one crash after it (an OOM kill after a rollout) failed the job as "died 2 times"
+    with MAX_ATTEMPTS=2. Attempts count the starts that died: the job runs a third time."""
+    job_id = upload(drain_stack, long_speech, "drained-then-killed.mp3")
+    started(drain_stack, job_id, attempt=1)
+    drain_stack.service("gpu_worker").send_signal(signal.SIGTERM)  # drains, puts it back, exits
+    started(drain_stack, job_id, attempt=2)  # on the worker the stack started again
+    drain_stack.service("gpu_worker").kill()
+    payload = receiver.wait_for(job_id, timeout=300)["json"]
+    assert payload["status"] == "finished", (payload, drain_stack.log_tail())
+    assert attempts(drain_stack, job_id) == 3
+
+
 def test_two_jobs_run_at_once_on_one_copy_of_the_model(stack: Stack, receiver: Receiver) -> None:
     """The main stack runs MAX_CONCURRENCY=2 in one worker process."""
     ids = [upload(stack, (SPEECH / "upload.mp3").read_bytes(), f"together-{n}.mp3") for n in range(2)]
