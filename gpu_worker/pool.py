@@ -13,8 +13,9 @@ thread), and signals belong to the main thread:
   models) with the same TTL. A stopping worker withdraws that record before it drains.
 - At start, a worker takes over what its ``WORKER_NAME`` left behind: the old RQ registrations,
   and the jobs they were running (recovered before any new job is taken).
-- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered, and jobs that waited
-  ``MODEL_WAIT`` for a model no live worker serves are failed (``transcribe_common.recovery``).
+- Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered, jobs and shards RQ lost
+  (in no queue for ``LOST_AFTER``) are queued again, and jobs that waited ``MODEL_WAIT`` for a model
+  no live worker serves are failed (``transcribe_common.recovery``).
 - Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
   same means as a drain's requeue: an exception raised in the job's thread; so are jobs started
   again elsewhere (a later attempt) while this process stalled and was taken for dead.
@@ -40,7 +41,7 @@ from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.models import JobStatus
 from transcribe_common.ops import Heartbeat
-from transcribe_common.recovery import fail_unserved, reap
+from transcribe_common.recovery import fail_unserved, reap, requeue_lost
 from transcribe_common.rqworker import ThreadWorker, start, worker_alive
 from transcribe_common.runtime import connect_redis
 from transcribe_common.scratch import sweep_scratch
@@ -146,6 +147,7 @@ class WorkerPool:
         so that one failing does not stop the other."""
         looks = {
             "abandoned jobs": lambda: reap(self.ctx.ending, self.queues),
+            "jobs and shards RQ lost": lambda: requeue_lost(self.ctx.ending),
             "jobs no worker serves": lambda: fail_unserved(self.ctx.ending),
         }
         for what, look in looks.items():

@@ -259,9 +259,19 @@ class Janitor:
             if not self.limits.dry_run:
                 announce(self.redis, self.store, manifest_info)
         elif live.status == JobStatus.STARTED and job_id not in running and not recovery.attended(self.redis, live):
-            self._act(report, "abandoned_recovered", job_id, "started but no worker runs it; recovering it")
+            self._unrun(job_id, live, report)
+
+    def _unrun(self, job_id: str, live: StatusRecord, report: Report) -> None:
+        """Started, and neither run nor queued to run: a split job's lost shards run again, and
+        only they; a whole job runs again (or fails, past MAX_ATTEMPTS)."""
+        if live.shards is not None:
+            self._act(report, "shards_requeued", job_id, "split, but no shard of it in any RQ queue; requeueing")
             if not self.limits.dry_run:
-                recovery.recover(self.ending, job_id, "no worker was running it")
+                recovery.requeue_lost_shards(self.ending, live)
+            return
+        self._act(report, "abandoned_recovered", job_id, "started but no worker runs it; recovering it")
+        if not self.limits.dry_run:
+            recovery.recover(self.ending, job_id, "no worker was running it")
 
     def _recent(self, live: StatusRecord, now: float) -> bool:
         """Ended since LOST_AFTER ago and in the day before: the jobs whose end is checked (so that

@@ -12,9 +12,6 @@ class JanitorSettings(JobEndSettings):
     scratch_max_age: int = Field(3600, ge=0, description="Seconds before a job's scratch folder is removed.")
     janitor_interval: int = Field(3600, ge=1, description="Seconds between two runs.")
     orphan_after: int = Field(3600, ge=0, description="Seconds before a job folder with no manifest is removed.")
-    lost_after: int = Field(
-        300, ge=0, description="Seconds before a job or inbox drop that nothing is doing is announced again."
-    )
     result_retention_days: float = Field(0, ge=0, description="Days an ended job's objects are kept; 0: forever.")
     inbox_after: Literal["keep", "delete", "move"] = Field(
         "keep", description="What becomes of an inbox drop once its transcript is written beside it."

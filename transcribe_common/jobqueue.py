@@ -177,18 +177,25 @@ def shards_waiting(conn: redis.Redis, job_id: str, attempt: int, total: int) -> 
 
 
 def waiting(conn: redis.Redis, job_id: str) -> bool:
-    """Whether RQ will still run the job: it is queued, scheduled or running (not finished, failed,
-    or gone: RQ gave up on it, or a router died before enqueueing it)."""
+    """Whether RQ will still run the job: it is in its queue, or in the registry of its scheduled,
+    deferred or running jobs. Not what its status says: a worker that takes from several queues
+    pops a job with BLPOP, and one that dies before it records the start (or Redis losing its last
+    second of writes) leaves the job 'queued' in no list at all, for ever."""
     try:
         job = Job.fetch(job_id, connection=conn)
     except NoSuchJobError:
         return False
-    return job.get_status(refresh=False) in (
-        JobStatus.QUEUED,
-        JobStatus.SCHEDULED,
-        JobStatus.DEFERRED,
-        JobStatus.STARTED,
-    )
+    queue = Queue(job.origin, connection=conn)
+    status = job.get_status(refresh=False)
+    if status == JobStatus.QUEUED:
+        return queue.get_job_position(job_id) is not None or job_id in queue.intermediate_queue.get_job_ids()
+    registries = {
+        JobStatus.SCHEDULED: queue.scheduled_job_registry,
+        JobStatus.DEFERRED: queue.deferred_job_registry,
+        JobStatus.STARTED: queue.started_job_registry,
+    }
+    registry = registries.get(status)  # type: ignore[call-overload]
+    return registry is not None and job_id in registry
 
 
 def queue_webhook(conn: redis.Redis, job_id: str, url: str, payload: FinishedWebhook | FailedWebhook) -> None:

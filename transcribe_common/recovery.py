@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import redis
 from rq import Queue
@@ -105,6 +106,51 @@ def recover_shard(ending: Ending, job_id: str, attempt: int, index: int, model: 
     log.warning("job %s: shard %d: its worker died; queued again", job_id, index + 1)
     deadline = jobqueue.job_deadline(record.started_at, ending.settings)
     jobqueue.enqueue_shard(ending.conn, job_id, attempt, index, model, ending.settings, deadline=deadline)
+
+
+def requeue_lost(ending: Ending, now: float | None = None) -> list[str]:
+    """Work that RQ will never run, queued again: a job ``queued`` in its state, and the shards (or
+    the join) of a split job, that no RQ queue or registry holds (``jobqueue.waiting``) and that have
+    not moved for ``LOST_AFTER``. A worker that takes from several queues pops with BLPOP: one that
+    dies between the pop and the start, or Redis losing its last second of writes, leaves them in
+    no list. Workers run this each ``REAP_INTERVAL``, the janitor each run. The ids it queued."""
+    conn, settings = ending.conn, ending.settings
+    now = time.time() if now is None else now
+    requeued = []
+    for raw in cast(list[bytes], conn.zrangebyscore(keys.JOBS_OPEN, "-inf", now - settings.lost_after)):
+        job_id = keys.text(raw)
+        record = ending.states.read(job_id)
+        if record is None or now - record.updated_at.timestamp() < settings.lost_after:
+            continue  # gone, or moving (progress)
+        if record.status == JobStatus.QUEUED and not jobqueue.waiting(conn, job_id):
+            if (manifest := manifest_or_fail(ending, job_id)) is not None:
+                log.warning("job %s: queued, but in no RQ queue for %d s; queued again", job_id, settings.lost_after)
+                jobqueue.enqueue(conn, job_id, manifest.options.model, settings)
+                requeued.append(job_id)
+        elif record.status == JobStatus.STARTED and record.shards is not None and requeue_lost_shards(ending, record):
+            requeued.append(job_id)
+    return requeued
+
+
+def requeue_lost_shards(ending: Ending, record: StatusRecord) -> bool:
+    """The shards of a split job that RQ holds none of, freed and queued again (all done: one of
+    them, whose run joins them). Whether any was."""
+    conn, job_id, attempt = ending.conn, record.job_id, record.attempts
+    total = record.shards.total if record.shards else 0
+    if jobqueue.shards_waiting(conn, job_id, attempt, total):
+        return False
+    gates = ShardStates(conn, job_id, attempt)
+    pending = gates.pending()
+    if pending is None or not gates.free(pending):
+        return False
+    manifest = manifest_or_fail(ending, job_id)
+    if manifest is None:
+        return False
+    model = record.model or manifest.options.model
+    deadline = jobqueue.job_deadline(record.started_at, ending.settings)
+    log.warning("job %s: %s in no RQ queue; queued again", job_id, f"shards {pending}" if pending else "its join")
+    jobqueue.enqueue_shards(conn, job_id, attempt, pending or [0], model, ending.settings, deadline)
+    return True
 
 
 def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:

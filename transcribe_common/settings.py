@@ -137,6 +137,12 @@ class JobEndSettings(CommonSettings):
     those whose worker died or whose input vanished, in the same way (``transcribe_common.ending``)."""
 
     max_attempts: int = Field(2, ge=1, description="Times a job is started before a worker death fails it.")
+    lost_after: int = Field(
+        300,
+        ge=0,
+        description="Seconds a job, shard or inbox drop may go with nothing doing it (in no RQ queue, with no "
+        "worker) before it is queued or announced again.",
+    )
     webhook_on_error: bool = True
     default_callback_url: AnyHttpUrl | None = Field(
         None, description="Webhook for jobs that name none, inbox drops among them."

@@ -147,6 +147,23 @@ return 'ok'
 """
 )
 
+# Shards (ARGV: attempt, then their indexes) that nothing runs or will run: RQ lost them (a worker
+# popped one and died, Redis lost its last second) or their worker gave up while Redis was away.
+# Whoever held each, or the join, holds it no more; a holder's start is given back (not a death).
+_FREE = (
+    _CURRENT
+    + """
+for n = 2, #ARGV do
+  local i = ARGV[n]
+  if redis.call('HEXISTS', KEYS[1], 'd' .. i) == 0 and redis.call('HDEL', KEYS[1], 'w' .. i) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'n' .. i, -1)
+  end
+end
+if tonumber(redis.call('HGET', KEYS[1], 'left')) == 0 then redis.call('HDEL', KEYS[1], 'join') end
+return 'ok'
+"""
+)
+
 # The job is ended by this attempt's shards once (a failure): ARGV: attempt, this worker.
 _END = (
     _CURRENT
@@ -219,6 +236,22 @@ class ShardStates:
         except redis.RedisError as exc:
             raise StateUnavailable(f"redis: {exc}") from exc
         return holder if holder in ("", worker) or not alive(holder) else None
+
+    def pending(self) -> list[int] | None:
+        """The shards not done yet (all done: the join is what is left); None when the attempt has
+        no gates (it ended, or never split)."""
+        try:
+            gates = {keys.text(k): v for k, v in self.conn.hgetall(self.keys[0]).items()}
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
+        if "total" not in gates:
+            return None
+        return [i for i in range(int(gates["total"])) if f"d{i}" not in gates]
+
+    def free(self, indexes: list[int]) -> bool:
+        """Free these shards, and the join, of whatever holds them: RQ will run none of them, so
+        nothing does (``_FREE``). False if the attempt is no longer the job's, running."""
+        return self._call(_FREE, *indexes) == "ok"
 
     def forget(self) -> None:
         self.conn.delete(self.keys[0])

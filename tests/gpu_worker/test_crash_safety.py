@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import rq
+import rq.job
 
 from tests.conftest import Stack, running_stack
 from tests.helpers import SPEECH, Receiver, lecture, wait_until
@@ -33,6 +35,7 @@ def crash_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, rec
         "FFMPEG_TIMEOUT": "2",
         "MAX_AUDIO_SECONDS": "0",
         "JANITOR_INTERVAL": "1",  # the janitor reaps a stopped worker's job: the worker cannot
+        "LOST_AFTER": "2",  # a job in no RQ list this long is queued again
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/3"
     with running_stack(tmp_path_factory.mktemp("crash"), redis_url, receiver, **settings) as stack:
@@ -155,6 +158,40 @@ def test_sigterm_requeues_a_job_that_outlasts_the_drain_and_it_finishes_later(
     payload = receiver.wait_for(job_id, timeout=300)["json"]
     assert payload["status"] == "finished"
     assert attempts(drain_stack, job_id) == 2
+
+
+def _blocked_on_its_queues(stack: Stack) -> bool:
+    """Whether a connection of the worker is blocked in BLPOP: one that Redis hands the next job."""
+    clients = redis.Redis.from_url(stack.redis_url).client_list()
+    return any(c["name"] == "transcribe-worker" and c["cmd"] == "blpop" and "b" in c["flags"] for c in clients)
+
+
+def test_a_job_popped_by_a_worker_that_dies_before_starting_it_runs_all_the_same(
+    crash_stack: Stack, receiver: Receiver
+) -> None:
+    """Issue 32, finding 1: a worker on two queues pops with BLPOP, into no list; stopped while it
+    waits, it is handed the next job, then killed. The job was 'queued' for ever, in no RQ list;
+    now, in no list for LOST_AFTER (2 s here), it is queued again."""
+    worker = crash_stack.service("gpu_worker")
+
+    def stopped_in_blpop() -> bool:
+        worker.suspend()
+        if _blocked_on_its_queues(crash_stack):
+            return True
+        worker.resume()
+        return False
+
+    wait_until(stopped_in_blpop, timeout=120, interval=0.3)
+    try:
+        job_id = upload(crash_stack, (SPEECH / "upload.mp3").read_bytes(), "popped.mp3")
+        queue = rq.Queue(keys.QUEUE, connection=redis.Redis.from_url(crash_stack.redis_url))
+        wait_until(lambda: rq.job.Job.exists(job_id, queue.connection), timeout=60)  # routed
+        wait_until(lambda: queue.get_job_position(job_id) is None, timeout=60)  # handed to the stopped worker
+    finally:
+        worker.kill()
+    payload = receiver.wait_for(job_id, timeout=300)["json"]
+    assert payload["status"] == "finished", crash_stack.log_tail()
+    assert attempts(crash_stack, job_id) == 1  # it never started before: no attempt lost
 
 
 def test_a_drain_then_one_crash_is_one_crash_not_two(

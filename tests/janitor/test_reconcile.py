@@ -15,7 +15,7 @@ from event_router.settings import RouterSettings
 from janitor.reconcile import DAY, Janitor, Limits
 from janitor.settings import JanitorSettings
 from tests.conftest import INBOX_BUCKET, JOBS_BUCKET
-from transcribe_common import jobqueue, keys, layout
+from transcribe_common import jobqueue, keys, layout, recovery
 from transcribe_common.ending import Ending
 from transcribe_common.jobstate import JobStates, read_webhook, record_webhook
 from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord, WebhookDelivery, utcnow
@@ -464,7 +464,8 @@ def test_a_started_job_whose_shards_are_queued_is_left_to_them(  # type: ignore[
     reconcile, local_store, redis_conn: redis.Redis, states: JobStates
 ) -> None:
     """A long job split into shards: its own RQ job has ended, and its shards wait in the queue
-    behind other work. It is not lost; once RQ has none of its shards, it is."""
+    behind other work. It is not lost; once RQ has none of its shards, they are, and they (only
+    they: not the whole job again, from zero) are queued again (issue 32)."""
     job_id = _queued_job(local_store.store, states)
     started = states.advance(job_id, JobStatus.STARTED)
     assert started is not None
@@ -477,4 +478,45 @@ def test_a_started_job_whose_shards_are_queued_is_left_to_them(  # type: ignore[
     assert reconcile().counts == {}
     for index in (1, 2):
         jobqueue.drop(redis_conn, keys.shard_job_id(job_id, started.attempts, index))
-    assert reconcile().counts == {"abandoned_recovered": 1}
+    assert reconcile().counts == {"shards_requeued": 1}
+    shards = [keys.shard_job_id(job_id, started.attempts, index) for index in (1, 2)]
+    assert all(jobqueue.waiting(redis_conn, shard) for shard in shards)
+    assert states.read(job_id).attempts == started.attempts  # the same attempt goes on
+
+
+def test_work_popped_and_lost_is_queued_again_by_the_workers_reaper(  # type: ignore[no-untyped-def]
+    local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """Issue 32, finding 1, as ``recovery.requeue_lost`` (each worker's reaper) sees it: a job
+    popped off its queue (BLPOP, as a worker on two queues takes it) by a worker that died before
+    it started it, and a split job's shard lost the same way, are in no RQ list; once they have
+    not moved for LOST_AFTER, they are queued again, and only they."""
+    ending = Ending(redis_conn, states, local_store.store, SETTINGS)
+    lost, waiting = _queued_job(local_store.store, states), _queued_job(local_store.store, states)
+    for job_id in (lost, waiting):
+        jobqueue.enqueue(redis_conn, job_id, None, SETTINGS)
+    queue = Queue(keys.QUEUE, connection=redis_conn)
+    assert redis_conn.lrem(queue.key, 1, lost) == 1  # taken off the list, as BLPOP does, and never started
+    split = _queued_job(local_store.store, states)
+    started = states.advance(split, JobStatus.STARTED)
+    assert started is not None
+    assert ShardStates(redis_conn, split, started.attempts).begin(2, 20.0, {})
+    jobqueue.enqueue_shards(redis_conn, split, started.attempts, [0, 1], None, SETTINGS)
+    shard = keys.shard_job_id(split, started.attempts, 1)
+    assert redis_conn.lrem(queue.key, 1, shard) == 1
+    # Finding 4: its worker took it, then gave up while Redis was away ("left"): RQ counts the shard
+    # finished, and the gate still names the live worker.
+    gates = ShardStates(redis_conn, split, started.attempts)
+    assert gates.start(1, "alive-worker", lambda worker: True, 2) == "ok:1"
+    assert not jobqueue.waiting(redis_conn, lost)  # RQ still calls it "queued"
+    assert Job.fetch(lost, connection=redis_conn).get_status() == "queued"
+
+    assert recovery.requeue_lost(ending, now=time.time()) == []  # not idle for LOST_AFTER yet
+    assert sorted(recovery.requeue_lost(ending, now=time.time() + 301)) == sorted([lost])  # shard 0 still waits
+    assert jobqueue.waiting(redis_conn, lost)
+    redis_conn.lrem(queue.key, 1, keys.shard_job_id(split, started.attempts, 0))  # now no shard is in RQ
+    assert recovery.requeue_lost(ending, now=time.time() + 301) == [split]
+    assert jobqueue.waiting(redis_conn, shard)
+    assert gates.start(1, "next-worker", lambda worker: True, 2) == "ok:1"  # free, its lost start given back
+    assert states.read(split).attempts == started.attempts  # not split again from zero
+    assert queue.get_job_ids().count(waiting) == 1  # what RQ held is left as it was
