@@ -54,7 +54,7 @@ class WorkerPool:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.queues = [keys.queue_for(None), *(keys.queue_for(name) for name in ctx.models)]
+        self.queues = keys.worker_queues(ctx.models)
         self.name = self.settings.worker_name
         self.workers = [
             ThreadWorker(

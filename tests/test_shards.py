@@ -20,6 +20,7 @@ import srt
 import webvtt
 from rq import Queue
 from rq.executions import Execution
+from rq.job import Job
 
 from tests.conftest import Stack, running_stack
 from tests.helpers import SPEECH, Receiver, damaged, long_speech, long_text, silence, wait_until, wer
@@ -41,7 +42,7 @@ SHARDED = {
 }
 
 
-SHARD_QUEUE = keys.queue_for("tiny.en")  # shards go on the queue of the model that cut them
+SHARD_QUEUE = keys.shard_queue_for("tiny.en")  # shards go on the shard queue of the model that cut them
 
 
 def _worker_ports() -> str:
@@ -319,3 +320,25 @@ def test_diarized_json_without_multichannel_says_what_it_needs(shard_stack: Stac
     with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="diarized_json")
     assert "needs multichannel=true" in caught.value.message
+
+
+def test_a_split_job_s_shards_go_before_jobs_submitted_after_the_split(
+    shard_stack: Stack, receiver: Receiver, long_recording: bytes
+) -> None:
+    """Issue 32, finding 3: workers took the default queue first and shards waited on their
+    model's queue, so a split job's shards waited behind every new job (55 s behind one short
+    clip on an idle stack). Now started work goes first: no new job starts while a shard waits."""
+    long_id = upload(shard_stack, long_recording, "long-first.wav")
+    wait_until(lambda: job(shard_stack, long_id).get("shards"), timeout=300, interval=0.05)  # split, shards queued
+    short_ids = [upload(shard_stack, (SPEECH / "upload.mp3").read_bytes(), f"after-{n}.mp3") for n in range(3)]
+    for job_id in (long_id, *short_ids):
+        assert receiver.wait_for(job_id)["json"]["status"] == "finished", shard_stack.log_tail()
+    conn = redis.Redis.from_url(shard_stack.redis_url)
+    record = job(shard_stack, long_id)
+    attempt = int(conn.hget(keys.job(long_id), "attempts") or 0)
+    shard_ids = [keys.shard_job_id(long_id, attempt, index) for index in range(record["shards"]["total"])]
+    shard_starts_at = [j.started_at for j in Job.fetch_many(shard_ids, connection=conn) if j and j.started_at]
+    short_starts_at = [j.started_at for j in Job.fetch_many(short_ids, connection=conn) if j and j.started_at]
+    assert len(short_starts_at) == 3
+    assert shard_starts_at, "no shard of it ran"
+    assert max(shard_starts_at) <= min(short_starts_at)

@@ -58,12 +58,13 @@ def enqueue(
 ) -> None:
     """RQ enforces ``JOB_TIMEOUT`` and keeps the job's record for ``RQ_RESULT_TTL``. With a
     ``pipeline`` the job is written when the caller executes it (with what else it holds)."""
-    _transcription(conn, model, settings, keys.WORKER_FUNCTION, (job_id,), job_id, f"transcribe {job_id}", pipeline)
+    call = (keys.WORKER_FUNCTION, (job_id,), job_id, f"transcribe {job_id}")
+    _transcription(conn, keys.queue_for(model), settings, *call, pipeline)
 
 
 def _transcription(
     conn: redis.Redis,
-    model: str | None,
+    queue: str,
     settings: CommonSettings,
     function: str,
     args: tuple[object, ...],
@@ -75,7 +76,7 @@ def _transcription(
     """A job, or a shard of one, on its model's queue: RQ stops it after ``JOB_TIMEOUT``, or at the
     ``deadline`` of the job a shard is part of (``job_deadline``)."""
     timeout = settings.job_timeout if deadline is None else max(1, math.ceil(deadline - time.time()))
-    Queue(keys.queue_for(model), connection=conn).enqueue_call(
+    Queue(queue, connection=conn).enqueue_call(
         function,
         args=args,
         job_id=rq_id,
@@ -125,7 +126,7 @@ def enqueue_shard(
 ) -> None:
     rq_id, description = keys.shard_job_id(job_id, attempt, index), f"transcribe {job_id}, shard {index + 1}"
     call = (keys.SHARD_FUNCTION, (job_id, attempt, index), rq_id, description)
-    _transcription(conn, model, settings, *call, pipeline, deadline)
+    _transcription(conn, keys.shard_queue_for(model), settings, *call, pipeline, deadline)
 
 
 def enqueue_rewrite(conn: redis.Redis, job_id: str, settings: CommonSettings, pipeline: Pipeline | None = None) -> None:

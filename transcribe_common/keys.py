@@ -1,5 +1,7 @@
 """Every Redis key name the services share, in one place."""
 
+from collections.abc import Iterable
+
 PREFIX = "transcribe"
 
 # MinIO's Redis notification target RPUSHes one access-format record per event onto this list.
@@ -72,10 +74,31 @@ def queue_for(model: str | None) -> str:
     return f"{QUEUE}:{model}" if model else QUEUE
 
 
+def shard_queue_for(model: str | None) -> str:
+    """Where the shards of jobs split for ``model`` wait: work already started, taken first."""
+    return f"{SHARD_QUEUE}:{model}" if model else SHARD_QUEUE
+
+
+SHARD_QUEUE = f"{QUEUE}:shards"
+
+
+def worker_queues(models: Iterable[str]) -> list[str]:
+    """The queues a worker serving ``models`` takes from, in the order RQ asks them: the shards of
+    jobs already split first (else, under a steady load of new jobs, a long job's shards would
+    wait behind every one of them), then new jobs for any model, then new jobs for its own."""
+    served = list(models)
+    return [*(shard_queue_for(model) for model in served), queue_for(None), *(queue_for(model) for model in served)]
+
+
 def model_of_queue(name: str) -> str | None:
-    """The model a transcription queue is for; None for the default queue (and the webhooks')."""
-    model = name.removeprefix(f"{QUEUE}:")
-    return None if model == name or name == WEBHOOK_QUEUE else model
+    """The model a transcription queue (of new jobs, or of shards) is for; None for the default
+    queues (and the webhooks')."""
+    if name == WEBHOOK_QUEUE or name in (QUEUE, SHARD_QUEUE):
+        return None
+    for prefix in (f"{SHARD_QUEUE}:", f"{QUEUE}:"):
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return None
 
 
 def idempotency(digest: str) -> str:

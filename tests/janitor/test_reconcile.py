@@ -503,7 +503,8 @@ def test_work_popped_and_lost_is_queued_again_by_the_workers_reaper(  # type: ig
     assert ShardStates(redis_conn, split, started.attempts).begin(2, 20.0, {})
     jobqueue.enqueue_shards(redis_conn, split, started.attempts, [0, 1], None, SETTINGS)
     shard = keys.shard_job_id(split, started.attempts, 1)
-    assert redis_conn.lrem(queue.key, 1, shard) == 1
+    shards = Queue(keys.shard_queue_for(None), connection=redis_conn)
+    assert redis_conn.lrem(shards.key, 1, shard) == 1
     # Finding 4: its worker took it, then gave up while Redis was away ("left"): RQ counts the shard
     # finished, and the gate still names the live worker.
     gates = ShardStates(redis_conn, split, started.attempts)
@@ -514,7 +515,7 @@ def test_work_popped_and_lost_is_queued_again_by_the_workers_reaper(  # type: ig
     assert recovery.requeue_lost(ending, now=time.time()) == []  # not idle for LOST_AFTER yet
     assert sorted(recovery.requeue_lost(ending, now=time.time() + 301)) == sorted([lost])  # shard 0 still waits
     assert jobqueue.waiting(redis_conn, lost)
-    redis_conn.lrem(queue.key, 1, keys.shard_job_id(split, started.attempts, 0))  # now no shard is in RQ
+    redis_conn.lrem(shards.key, 1, keys.shard_job_id(split, started.attempts, 0))  # now no shard is in RQ
     assert recovery.requeue_lost(ending, now=time.time() + 301) == [split]
     assert jobqueue.waiting(redis_conn, shard)
     assert gates.start(1, "next-worker", lambda worker: True, 2) == "ok:1"  # free, its lost start given back
