@@ -18,7 +18,7 @@ from ingest_api.schemas import JobPage, JobView, Source, Stats, links
 from ingest_api.services import Services
 from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.errors import InvalidInput, NotFound
-from transcribe_common.jobstate import Made
+from transcribe_common.jobstate import Made, Origin, made_by
 from transcribe_common.models import (
     CONTENT_TYPES,
     OUTPUT_FORMATS,
@@ -244,7 +244,9 @@ def cancel(services: Services, job_id: str, delete_objects: bool, caller: Identi
     target = JobStatus.DELETED if delete_objects else JobStatus.CANCELLED
     if target == JobStatus.CANCELLED and record.status.is_final:
         raise Conflict(_ended(job_id, record.status))
-    if services.states.advance(job_id, target) is None:  # it moved meanwhile: say where to
+    manifest = services.manifests.get(job_id)  # its first move, maybe: listed under its owner
+    made = made_by(manifest) if manifest is not None else Origin()
+    if services.states.advance(job_id, target, **made) is None:  # it moved meanwhile: say where to
         record = read_status(services, job_id, caller)
         raise (
             Gone(f"job {job_id} was deleted")

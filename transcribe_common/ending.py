@@ -14,7 +14,7 @@ from functools import partial
 import redis
 
 from transcribe_common import jobqueue, layout
-from transcribe_common.jobstate import JobStates
+from transcribe_common.jobstate import JobStates, made_by
 from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
 from transcribe_common.settings import JobEndSettings
 from transcribe_common.store.base import ObjectStore, get_bytes, get_json, put_bytes
@@ -68,11 +68,11 @@ class Ending:
         job had ended already (cancelled, or ended by someone else), or is not in ``only_from``
         when that is given: then nothing is written. ``attempt``: the worker's, which makes the
         call safe to repeat (see ``jobstate``)."""
-        states = self.states
+        states, fields = self.states, {"error": error, **made_by(manifest)}
         moved = (
-            states.advance(job_id, JobStatus.FAILED, attempt=attempt, error=error)
+            states.advance(job_id, JobStatus.FAILED, attempt=attempt, **fields)
             if only_from is None
-            else states.advance_from(job_id, only_from, JobStatus.FAILED, attempt=attempt, error=error)
+            else states.advance_from(job_id, only_from, JobStatus.FAILED, attempt=attempt, **fields)
         )
         if moved is None:
             return False

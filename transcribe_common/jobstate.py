@@ -23,14 +23,14 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import cast
+from typing import TypedDict, cast
 
 import redis
 from pydantic import ValidationError
 
 from transcribe_common import keys, layout
 from transcribe_common.errors import NotFound, RetryableError, StateUnavailable
-from transcribe_common.models import JobStatus, StatusRecord, WebhookDelivery, utcnow
+from transcribe_common.models import JobStatus, Manifest, StatusRecord, WebhookDelivery, utcnow
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.base import ObjectInfo, ObjectStore, get_json, put_model
 from transcribe_common.transient import Retry
@@ -185,6 +185,22 @@ def _advance_args(
         f"{time.time():.3f}",
         *(str(v) for pair in values.items() if pair[1] is not None for v in pair),
     ]
+
+
+class Origin(TypedDict, total=False):
+    made: str  # Unix seconds
+    owner: str
+
+
+def made_by(manifest: Manifest) -> Origin:
+    """What a job's first move records, whoever makes it (the router's claim, a cancel or a
+    failure before it was routed): its owner and when it was made, from its manifest, so that it
+    is listed under its owner at its making (a first move without them listed it under the
+    inbox's, made "now")."""
+    origin = Origin(made=f"{manifest.created_at.timestamp():.6f}")
+    if manifest.owner is not None:
+        origin["owner"] = manifest.owner
+    return origin
 
 
 class JobStates:

@@ -257,3 +257,18 @@ def test_a_replaced_inbox_drop_is_not_played_as_the_old_jobs_input(
     replaced = client.get(f"/v1/jobs/{job_id}/input", headers=bearer(ADMIN))
     assert replaced.status_code == 410
     assert "replaced by a newer drop" in replaced.json()["detail"]
+
+
+def test_a_job_cancelled_before_it_was_routed_stays_on_its_owner_s_list(
+    client: TestClient, redis_conn: redis.Redis
+) -> None:
+    """Issue 32, finding 5: the status script lists a job under its owner on its first move, and
+    only the router's claim carried the owner and the time it was made; a job cancelled (or
+    failed) first was listed under the inbox's, made "now": its owner no longer found it."""
+    earlier = submit(client, ONE)
+    route(redis_conn, client)
+    job_id = submit(client, ONE)  # not routed yet: its first move is the cancel
+    assert client.delete(f"/v1/jobs/{job_id}", headers=bearer(ONE)).status_code == 200
+    assert listed(client, ONE, status="cancelled") == [job_id]
+    assert listed(client, ONE) == [job_id, earlier]  # newest first: made after the earlier one
+    assert job_id not in listed(client, TWO)
