@@ -188,8 +188,10 @@ def transcribe_windows(
 ) -> Transcript:
     """``transcribe`` over audio of ``total`` samples read ``window_seconds`` at a time, so that
     memory holds one window whatever the length. Each window ends at the quietest moment near its
-    end, not inside a word if it can help it; the language detected in the first is used for all,
-    so that windows do not disagree. Audio of one window or less is transcribed whole, as before."""
+    end, not inside a word if it can help it; the language detected in the first window with
+    speech is used for all that follow, so that windows do not disagree, and is the one reported
+    (``on_info``, once that window is done): a silent first window's guess is no detection. Audio
+    of one window or less is transcribed whole, as before."""
     size = int(window_seconds * SAMPLE_RATE)
 
     def run(start: int, end: int, asked: JobOptions, progress: Progress, info: Callable[..., None]) -> Transcript:
@@ -202,6 +204,7 @@ def transcribe_windows(
     if total <= size:
         return run(0, total, options, on_progress, on_info)
     segments: list[Segment] = []
+    heard: Transcript | None = None  # the first window with speech: its language holds for the rest
     first: Transcript | None = None
     start = 0
     while start < total:
@@ -210,17 +213,22 @@ def transcribe_windows(
         def scaled(percent: float, done: int = start, length: int = end - start) -> None:
             on_progress(min(99.0, 100.0 * (done + percent / 100 * length) / total))
 
-        if first is None:
-            first = part = run(
-                start, end, options, scaled, lambda lang, prob, _: on_info(lang, prob, total / SAMPLE_RATE)
-            )
+        if heard is None:  # each window detects its own, until one has speech to detect it on
+            part = run(start, end, options, scaled, _ignore)
+            first = first or part
+            if part.segments:
+                heard = part
+                on_info(part.language, part.language_probability, total / SAMPLE_RATE)
         else:
-            part = run(start, end, options.model_copy(update={"language": first.language}), scaled, _ignore)
+            part = run(start, end, options.model_copy(update={"language": heard.language}), scaled, _ignore)
         segments.extend(_shifted(part.segments, start / SAMPLE_RATE, len(segments)))
         start = end
-    assert first is not None
+    if heard is None:  # no speech at all: what the first window said of it
+        assert first is not None
+        heard = first
+        on_info(first.language, first.language_probability, total / SAMPLE_RATE)
     whole = {"segments": segments, "duration": round(total / SAMPLE_RATE, 3), "options": options}
-    return first.model_copy(update=whole)
+    return heard.model_copy(update=whole)
 
 
 def quietest(window: Window, end: int, seconds: float = CUT_SEARCH_SECONDS) -> int:

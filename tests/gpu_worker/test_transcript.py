@@ -131,3 +131,26 @@ def test_only_a_long_quiet_tail_is_cut_from_a_segment(quiet_after: float, words:
     said = [Word(start=0.0, end=5.0, word=" hello", probability=1.0)] if words else None
     segment = Segment(id=0, start=0.0, end=3 + quiet_after, text="hello", words=said)
     assert ended_at_speech(segment, frame_energy(audio.astype(np.float32))).end == pytest.approx(end)
+
+
+def test_a_long_recording_takes_its_language_from_its_first_speech_not_a_silent_first_window(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 32, finding 6: the windowed path took the language from its first window, even a
+    silent one: the multilingual model guesses 'en' at 0.57 on silence, so a recording that opens
+    with 45 s of quiet reported a weak detection (and failed a caller's threshold) however clear
+    its speech. The sharded path guarded against this; now the windowed one does too."""
+    base = WhisperModel(resolve_model("base", tmp_path_factory.mktemp("base")), compute_type="int8", cpu_threads=2)
+    speech = decode(SPEECH / "upload.mp3", tmp_path, timeout=30)
+    audio = np.concatenate([np.zeros(45 * 16000, dtype=np.float32), speech])
+    told: list[tuple[str, float]] = []
+    result = transcribe_windows(
+        base, lambda start, count: audio[start : start + count], audio.size, JobOptions(), window_seconds=40,
+        model_name="base", beam_size=1, on_progress=lambda _: None,
+        on_info=lambda language, probability, _: told.append((language, probability)),
+    )  # fmt: skip
+    assert len(told) == 1
+    assert told[0][0] == "en"
+    assert told[0][1] > 0.9, told  # the speech's detection, not the silence's guess
+    assert (result.language, result.language_probability) == told[0]
+    assert wer(speech_text("upload"), result.text) < 0.15
