@@ -14,8 +14,9 @@ thread), and signals belong to the main thread:
 - At start, a worker takes over what its ``WORKER_NAME`` left behind: the old RQ registrations,
   and the jobs they were running (recovered before any new job is taken).
 - Every ``REAP_INTERVAL`` seconds the jobs of dead workers are recovered, jobs and shards RQ lost
-  (in no queue for ``LOST_AFTER``) are queued again, and jobs that waited ``MODEL_WAIT`` for a model
-  no live worker serves are failed (``transcribe_common.recovery``).
+  (in no queue for ``LOST_AFTER``) are queued again, jobs that waited ``MODEL_WAIT`` for a model
+  no live worker serves are failed (``transcribe_common.recovery``), and scratch folders untouched
+  for ``LOST_AFTER`` of jobs no live worker runs are removed (the janitor may not reach them).
 - Every ``CANCEL_POLL`` seconds running jobs whose status became ``cancelled`` are stopped, by the
   same means as a drain's requeue: an exception raised in the job's thread; so are jobs started
   again elsewhere (a later attempt) while this process stalled and was taken for dead.
@@ -78,11 +79,7 @@ class WorkerPool:
 
     def run(self) -> None:
         self.take_over()
-        report = sweep_scratch(
-            self.settings.scratch_dir, self.ctx.states, max_age=0, alive=lambda w: worker_alive(self.ctx.conn, w)
-        )
-        if report.removed:
-            log.info("removed %d scratch folders of jobs no live worker runs", report.removed)
+        self.sweep(max_age=0)
         self.advertise()
         self.threads = start(self.workers)
         log.info(
@@ -111,6 +108,13 @@ class WorkerPool:
         recovered = reap(self.ctx.ending, self.queues)
         if recovered:
             log.warning("recovered %d jobs this worker was running when it last stopped", len(recovered))
+
+    def sweep(self, max_age: float) -> None:
+        """Scratch folders untouched for ``max_age`` seconds of jobs no live worker runs go."""
+        alive = lambda worker: worker_alive(self.ctx.conn, worker)  # noqa: E731
+        report = sweep_scratch(self.settings.scratch_dir, self.ctx.states, max_age=max_age, alive=alive)
+        if report.removed:
+            log.info("removed %d scratch folders of jobs no live worker runs", report.removed)
 
     def stop(self) -> None:
         if self.stopping.is_set():
@@ -149,6 +153,8 @@ class WorkerPool:
             "abandoned jobs": lambda: reap(self.ctx.ending, self.queues),
             "jobs and shards RQ lost": lambda: requeue_lost(self.ctx.ending),
             "jobs no worker serves": lambda: fail_unserved(self.ctx.ending),
+            # Its own scratch space, which no janitor may reach (a pod's emptyDir on Kubernetes).
+            "scratch left behind": lambda: self.sweep(max_age=self.settings.lost_after),
         }
         for what, look in looks.items():
             try:

@@ -28,9 +28,15 @@ class WorkerSettings(JobEndSettings):
     worker_name: str = Field(
         default_factory=socket.gethostname,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
-        description="Unique among running workers and the same across restarts (default: the host name), so a "
-        "restarted worker replaces its old registration at once and recovers the jobs it was running.",
+        description="Unique among running workers and the same across restarts (default, or empty: the host "
+        "name), so a restarted worker replaces its old registration at once and recovers the jobs it was running.",
     )
+
+    @field_validator("worker_name", mode="before")
+    @classmethod
+    def _host_name_when_empty(cls, value: object) -> object:
+        """Empty is the host name: compose's replicas of one service each have their own."""
+        return socket.gethostname() if value == "" else value
     language_confidence_min: float = Field(
         0.8, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
     )

@@ -27,7 +27,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from pydantic import BaseModel
 
 from gpu_worker.audio import SAMPLE_RATE, Decoded, clock
-from gpu_worker.transcript import Segment, Transcript, Window, quietest
+from gpu_worker.transcript import FRAMES_PER_SECOND, Segment, Transcript, Window, quietest
 from transcribe_common.models import JobOptions
 
 VAD_WINDOW_SECONDS = 600.0  # audio shown to the VAD at once: 38 MB as float32
@@ -226,7 +226,13 @@ def _placed(segments: Iterable[Segment], shard: Shard, speaker: str | None) -> l
             w.model_copy(update={"start": at(w.start), "end": at(w.end), "speaker": speaker})
             for w in segment.words or []
         ]
-        update = {"start": at(segment.start), "end": at(segment.end), "speaker": speaker, "words": words or None}
+        update = {
+            "start": at(segment.start),
+            "end": at(segment.end),
+            "seek": segment.seek + round(shard.start * FRAMES_PER_SECOND),  # at its place too
+            "speaker": speaker,
+            "words": words or None,
+        }
         placed.append(segment.model_copy(update=update))
     return placed
 

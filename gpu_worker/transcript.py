@@ -15,6 +15,7 @@ from transcribe_common.models import JobOptions
 
 Progress = Callable[[float], None]
 PROGRESS_INTERVAL = 1.0  # seconds between progress reports
+FRAMES_PER_SECOND = 100  # of Whisper's mel spectrogram: a segment's ``seek`` is in these
 
 
 class Word(BaseModel):
@@ -247,7 +248,12 @@ def _shifted(segments: list[Segment], offset: float, first_id: int) -> list[Segm
     shifted = []
     for n, segment in enumerate(segments):
         words = [w.model_copy(update={"start": w.start + offset, "end": w.end + offset}) for w in segment.words or []]
-        update = {"id": first_id + n, "start": round(segment.start + offset, 3), "end": round(segment.end + offset, 3)}
+        update = {
+            "id": first_id + n,
+            "start": round(segment.start + offset, 3),
+            "end": round(segment.end + offset, 3),
+            "seek": segment.seek + round(offset * FRAMES_PER_SECOND),  # Whisper's seek counts 10 ms frames
+        }
         shifted.append(segment.model_copy(update={**update, "words": words or segment.words}))
     return shifted
 

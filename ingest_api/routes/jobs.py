@@ -167,6 +167,7 @@ async def job_events(
     quiet_since = time.monotonic()
     with contextlib.ExitStack() as held, services.changes.follow(job_id) as changed:
         held.callback(give_back)
+        changed.set()  # read once more now that changes are heard: one between the first read and now is not lost
         while True:
             if view != sent:
                 yield ServerSentEvent(data=view, event="job")

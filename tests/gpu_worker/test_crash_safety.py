@@ -7,6 +7,7 @@ in seconds; jobs transcribe two minutes of speech so that there is time to kill 
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +235,14 @@ def test_a_decode_past_ffmpeg_timeout_fails_and_the_worker_goes_on(
 
     after = upload(crash_stack, (SPEECH / "upload.mp3").read_bytes(), "after-ffmpeg-timeout.mp3")
     assert receiver.wait_for(after, timeout=60)["json"]["status"] == "finished"
+
+
+def test_a_worker_sweeps_its_own_scratch_space(crash_stack: Stack) -> None:
+    """Issue 32: on Kubernetes each worker pod's scratch is an emptyDir no janitor reaches, and it
+    grew until eviction. The worker itself removes folders of jobs no live worker runs, once they
+    have been untouched for LOST_AFTER (2 s here)."""
+    left = crash_stack.data / "scratch" / ("ab" * 16)  # a job no worker runs
+    left.mkdir(parents=True)
+    (left / "audio.s16le").write_bytes(b"\0" * 1000)
+    wait_until(lambda: not left.exists(), timeout=120)
+    assert re.search(r"worker +gpu_worker.pool: removed \d+ scratch folders", crash_stack.log_tail(100_000))

@@ -93,6 +93,12 @@ def test_long_audio_is_transcribed_a_window_at_a_time_without_losing_a_word(tiny
     assert all(w.start >= s.start - 0.5 for s in result.segments for w in s.words or [])
     assert result.duration == pytest.approx(audio.size / 16000, abs=0.01)
     assert progress == sorted(progress)
+    # Whisper's seek (10 ms frames) is where a segment's decode began: at its place in the whole
+    # too, never past its start (issue 32: each window's began at 0 again).
+    seeks = [s.seek for s in result.segments]
+    assert seeks == sorted(seeks)
+    assert all(s.seek / 100 <= s.start + 0.01 for s in result.segments)
+    assert seeks[-1] / 100 >= 80  # in the third window
 
 
 def test_a_window_ends_at_the_quietest_moment() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import socket
 import tomllib
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from gpu_worker.settings import WorkerSettings
 from transcribe_common import keys
 from transcribe_common.store.s3 import load_notify_file, notification_config
 
@@ -141,3 +143,10 @@ def test_health_checks_ask_each_service_on_its_own_port(name: str, port: int) ->
     assert f"http://127.0.0.1:{port}/healthz" in service["healthcheck"]["test"][-1]
     if name != "ingest-api":
         assert service["expose"] == [str(port)]  # for Prometheus, on the compose network only
+
+
+def test_each_cpu_worker_replica_names_itself_whatever_env_says() -> None:
+    """Issue 32: a WORKER_NAME in .env reached every replica, and the second restart-looped
+    ("another worker named ... is alive"). Empty is the container's host name, unique per replica."""
+    assert SERVICES["cpu-worker"]["environment"]["WORKER_NAME"] == ""
+    assert WorkerSettings(_env_file=None, worker_name="").worker_name == socket.gethostname()  # type: ignore[call-arg]
