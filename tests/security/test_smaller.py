@@ -12,11 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.conftest import ADMIN_KEY, INBOX_BUCKET, TENANT_ONE, TENANT_TWO, Stack
 from tests.helpers import SPEECH, Receiver, wait_until
-from tests.webhook_sender.test_delivery import _send, _settled, _start
+from tests.webhook_sender.test_delivery import _send, _settled, _start, fresh_db
 from transcribe_common import layout
 
 URL_JOB = '{"source_type": "url", "url": "https://93.184.215.14/a.mp3"'
@@ -77,9 +76,7 @@ def test_an_input_declared_with_a_type_that_cannot_be_served_is_served_as_its_by
 def test_a_callback_s_password_and_token_never_reach_a_log_line(
     redis_server: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/14"
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
+    redis_url, conn = fresh_db(redis_server, 14)
     log = tmp_path / "sender.log"
     path = receiver.script("/secret-hook?token=tok-3141592653", 503)
     url = path.replace("http://", "http://hookuser:hook-pa55word@")

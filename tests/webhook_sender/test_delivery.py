@@ -55,6 +55,14 @@ def _start(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     return process
 
 
+def fresh_db(redis_server: str, db: int) -> tuple[str, redis.Redis]:
+    """A database of the test Redis, emptied: its URL, and a connection to it."""
+    redis_url = redis_server.rsplit("/", 1)[0] + f"/{db}"
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    return redis_url, conn
+
+
 def _starts(log: Path) -> int:
     return log.read_text().count("delivering webhooks from") if log.exists() else 0
 

@@ -9,11 +9,9 @@ import os
 import signal
 from pathlib import Path
 
-import redis
-
 from embedded.redis_server import start_redis, stop_redis
 from tests.helpers import Receiver, wait_until
-from tests.webhook_sender.test_delivery import _send, _settled, _start
+from tests.webhook_sender.test_delivery import _send, _settled, _start, fresh_db
 
 
 def _exit_code(process) -> int:  # type: ignore[no-untyped-def]
@@ -31,9 +29,7 @@ def test_an_idle_sender_stops_at_once(redis_server: str, tmp_path: Path) -> None
 def test_a_stopping_sender_lets_its_attempt_end_and_records_it(
     redis_server: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    redis_url = redis_server.rsplit("/", 1)[0] + "/14"
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
+    redis_url, conn = fresh_db(redis_server, 14)
     log = tmp_path / "sender.log"
     url, held = receiver.script("/finishing"), receiver.hold("/finishing")
     sender = _start(redis_url, log, WEBHOOK_DEADLINE="60", WEBHOOK_TIMEOUT="60")
