@@ -37,6 +37,7 @@ class WorkerSettings(JobEndSettings):
     def _host_name_when_empty(cls, value: object) -> object:
         """Empty is the host name: compose's replicas of one service each have their own."""
         return socket.gethostname() if value == "" else value
+
     language_confidence_min: float = Field(
         0.8, ge=0, le=1, description="A detected language less likely than this is reported in the job's warnings."
     )
