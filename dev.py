@@ -4,8 +4,8 @@
     python3 dev.py stack    # run the whole pipeline embedded (API on http://127.0.0.1:8000)
     python3 dev.py test     # run the test suite
 
-and, for the benchmarks in bench/, ``python3 dev.py bench NAME`` (router, ingest, e2e, worker, long, seams, fuzz, priority,
-load, accuracy).
+and, for the benchmarks in bench/, ``python3 dev.py bench NAME`` (router, ingest, e2e, worker, long, seams,
+fuzz, priority, load, accuracy).
 
 Each makes ``.venv`` on first use and installs the project into it, again whenever
 ``pyproject.toml`` changes. ``stack`` installs the runtime only (the extras in ``SETS["stack"]``);
