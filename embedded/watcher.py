@@ -22,10 +22,11 @@ from pydantic import Field
 from watchfiles import Change, watch
 
 from transcribe_common import keys
+from transcribe_common.errors import InvalidInput
 from transcribe_common.logs import setup_logging
 from transcribe_common.runtime import command_line, connect_redis
 from transcribe_common.settings import CommonSettings
-from transcribe_common.store.local import LocalStore
+from transcribe_common.store.local import LocalStore, check_key
 
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", "~")
@@ -74,6 +75,12 @@ class InboxWatcher:
                 self.consider(Path(dirpath) / name)
 
     def consider(self, path: Path) -> None:
+        try:
+            self._consider(path)
+        except Exception:  # one file's trouble (a name the store refuses, say) never stops the watch
+            log.exception("%s: not taken", path)
+
+    def _consider(self, path: Path) -> None:
         key = self._key(path)
         if key is None or key in self.pending or self.store.is_announced(self.bucket, key):
             return  # is_announced also says so of what is not a regular file: never taken
@@ -84,17 +91,24 @@ class InboxWatcher:
     def settle(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for key, seen in list(self.pending.items()):
-            st = self.store.regular(self.bucket, key)
-            if st is None:  # gone, or replaced by a link or the like
-                del self.pending[key]
-                continue
-            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
-                self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, now)
-            elif now - seen.since >= self.settle_seconds:
-                del self.pending[key]
-                if not self.store.is_announced(self.bucket, key):
-                    self.store.adopt(self.bucket, key)
-                    log.info("announced %s/%s (%d bytes)", self.bucket, key, st.st_size)
+            try:
+                self._settle(key, seen, now)
+            except Exception:
+                log.exception("%s/%s: not announced; tried again when it changes", self.bucket, key)
+                self.pending.pop(key, None)
+
+    def _settle(self, key: str, seen: _Seen, now: float) -> None:
+        st = self.store.regular(self.bucket, key)
+        if st is None:  # gone, or replaced by a link or the like
+            del self.pending[key]
+            return
+        if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
+            self.pending[key] = _Seen(st.st_size, st.st_mtime_ns, now)
+        elif now - seen.since >= self.settle_seconds:
+            del self.pending[key]
+            if not self.store.is_announced(self.bucket, key):
+                self.store.adopt(self.bucket, key)
+                log.info("announced %s/%s (%d bytes)", self.bucket, key, st.st_size)
 
     def _key(self, path: Path) -> str | None:
         try:
@@ -103,7 +117,11 @@ class InboxWatcher:
             return None
         if path.is_dir() or any(p.startswith(".") for p in rel.parts) or rel.name.endswith(PARTIAL_SUFFIXES):
             return None
-        return rel.as_posix()
+        try:
+            return check_key(rel.as_posix()).as_posix()
+        except InvalidInput as exc:
+            log.warning("%s: skipped (%s)", self.bucket, exc)
+            return None
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ blocking, and checked again once open, so that nothing swapped in between is rea
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -23,7 +25,8 @@ import mimetypes
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -39,14 +42,24 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 META_DIR = ".meta"
+MAX_NAME_BYTES = 255  # of one name in a folder, on the usual file systems
+MAX_KEY_BYTES = 1024  # of an object key, in S3
 TMP_DIR = ".tmp"
 _TMP_PREFIX = "put-"  # then the bucket: put-<bucket>-<random>
 
 
 def check_key(key: str) -> PurePosixPath:
+    """``key`` as a path below its bucket; ``InvalidInput`` for one that would leave it, or that S3
+    would refuse: not UTF-8 (a file name of other bytes), or longer than 1,024 bytes."""
     path = PurePosixPath(key)
     if not key or key.startswith("/") or "\x00" in key or any(p in ("", ".", "..") for p in key.split("/")):
         raise InvalidInput(f"invalid object key {key!r}")
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput(f"object key {key!r} is not UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidInput(f"object key {key[:64]!r}… is {size} bytes; S3 takes {MAX_KEY_BYTES} at most")
     return path
 
 
@@ -59,8 +72,22 @@ class LocalStore:
     def data_path(self, bucket: str, key: str) -> Path:
         return self.root / bucket / check_key(key)
 
+    @staticmethod
+    def _parts(bucket: str, key: str) -> list[str]:
+        """The object's path below the root, a folder at a time: its bucket's, then its key's."""
+        return [bucket, *check_key(key).parts]
+
     def meta_path(self, bucket: str, key: str) -> Path:
-        return self.root / META_DIR / bucket / f"{check_key(key)}.json"
+        return self.root.joinpath(META_DIR, *self._sidecar_parts(bucket, key))
+
+    @staticmethod
+    def _sidecar_parts(bucket: str, key: str) -> list[str]:
+        """Where an object's sidecar is, below ``META_DIR``: its path with ``.json`` added, or, for
+        a name too long to take it (251 bytes and up), one named after the name's digest."""
+        *folders, name = LocalStore._parts(bucket, key)
+        if len(name.encode()) > MAX_NAME_BYTES - len(".json"):
+            name = f".long-{hashlib.sha256(name.encode()).hexdigest()}"
+        return [*folders, f"{name}.json"]
 
     def ensure_bucket(self, bucket: str) -> None:
         if not bucket or bucket.startswith(".") or "/" in bucket:
@@ -86,7 +113,6 @@ class LocalStore:
         return st
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None:
-        data = self.data_path(bucket, key)
         st = self.regular(bucket, key)
         if st is None:
             return None
@@ -94,7 +120,7 @@ class LocalStore:
         if sidecar is not None:
             return sidecar
         try:
-            etag = _md5_file(data)
+            etag = _md5_file(self.root, self._parts(bucket, key))
         except OSError:  # gone, or swapped for something that is not a file, since the check
             return None
         return ObjectInfo(bucket, key, st.st_size, etag, _guess_type(key), {}, st.st_mtime)
@@ -103,7 +129,7 @@ class LocalStore:
         if self.regular(bucket, key) is None:
             raise ObjectMissing(f"no object {bucket}/{key}")
         try:
-            handle = _open_regular(self.data_path(bucket, key))
+            handle = _open_regular(self.root, self._parts(bucket, key))
         except OSError as exc:  # gone, or swapped for something else since
             raise ObjectMissing(f"no object {bucket}/{key}") from exc
         left = math.inf if length is None else length
@@ -124,14 +150,30 @@ class LocalStore:
             dirs[:] = sorted(d for d in dirs if _may_hold(folder + d + "/", prefix, start_after))
             for name in sorted(files):
                 key = folder + name
-                if key.startswith(prefix) and key > start_after and (info := self.stat(bucket, key)) is not None:
+                if key.startswith(prefix) and key > start_after and (info := self._listed(bucket, key)) is not None:
                     yield info
 
+    def _listed(self, bucket: str, key: str) -> ObjectInfo | None:
+        """What ``list`` shows of a file: nothing for one whose name no object key may have."""
+        try:
+            return self.stat(bucket, key)
+        except InvalidInput as exc:
+            log.warning("%s: skipped (%s)", bucket, exc)
+            return None
+
     def delete(self, bucket: str, key: str) -> None:
-        data, meta = self.data_path(bucket, key), self.meta_path(bucket, key)
-        for path, top in ((data, self.root / bucket), (meta, self.root / META_DIR / bucket)):
-            path.unlink(missing_ok=True)
-            _prune_empty(path.parent, top)
+        """The object and its sidecar, each removed through no link (``_folders``): a folder
+        swapped for a link never has what it points to removed."""
+        for parts, bucket_at in ((self._parts(bucket, key), 0), ([META_DIR, *self._sidecar_parts(bucket, key)], 1)):
+            try:
+                with _folders(self.root, parts[:-1]) as chain:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(parts[-1], dir_fd=chain[-1])
+                    _prune_empty(chain, parts, bucket_at)
+            except FileNotFoundError:  # its folder is gone already
+                continue
+            except OSError as exc:  # a link on the way, or not a folder: nothing of its is removed
+                log.warning("%s/%s: not removed (%s)", bucket, key, exc.strerror or exc)
 
     def download_url(self, bucket: str, key: str) -> str | None:
         return None
@@ -165,7 +207,7 @@ class LocalStore:
     def _read_sidecar(self, bucket: str, key: str, st: os.stat_result) -> ObjectInfo | None:
         try:
             meta = json.loads(self.meta_path(bucket, key).read_text())
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):  # none yet (or unreadable): the object is told of again
             return None
         if meta.get("size") != st.st_size or meta.get("mtime_ns") != st.st_mtime_ns:
             return None  # the file was replaced by hand since the store wrote it
@@ -212,11 +254,27 @@ class _LocalWriter:
         self.size += len(data)
 
     def commit(self) -> ObjectInfo:
+        """Put the object in its place, through no link (``_folders``): a folder swapped for a link
+        while it was written refuses it (``InvalidInput``), whatever it points to."""
         self._file.close()
-        self._target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self._tmp, FILE_MODE)
-        os.replace(self._tmp, self._target)
-        st = self._target.stat()
+        parts = LocalStore._parts(self._bucket, self._key)
+        try:
+            with _folders(self._store.root, parts[:-1], create=True) as chain:
+                os.replace(self._tmp, parts[-1], dst_dir_fd=chain[-1])
+                st = os.stat(parts[-1], dir_fd=chain[-1], follow_symlinks=False)
+        except NotADirectoryError as exc:
+            self.abort()
+            raise InvalidInput(
+                f"a folder on the way to {self._key} is a link or a file; nothing is written there"
+            ) from exc
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.ENAMETOOLONG:
+                raise InvalidInput(f"a name in {self._key} is longer than {MAX_NAME_BYTES} bytes") from exc
+            if exc.errno != errno.ELOOP:
+                raise
+            raise InvalidInput(f"a folder on the way to {self._key} is a link; nothing is written through it") from exc
         etag = self._md5.hexdigest()
         info = ObjectInfo(self._bucket, self._key, self.size, etag, self._content_type, self._metadata, st.st_mtime)
         self._store._publish(info, st)
@@ -224,17 +282,38 @@ class _LocalWriter:
 
     def abort(self) -> None:
         self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)  # in the store's own .tmp folder
 
 
-def _prune_empty(folder: Path, top: Path) -> None:
-    """Remove the folders a deletion left empty, up to the bucket's own; S3 has no empty folders."""
-    while folder != top and top in folder.parents:
+@contextmanager
+def _folders(root: Path, parts: Sequence[str], *, create: bool = False) -> Iterator[list[int]]:
+    """Descriptors of ``root`` and of each folder of ``parts`` below it, each opened relative to the
+    one before and never through a link (``O_NOFOLLOW``): what is read, written or removed there
+    stays under ``root`` whatever is swapped in meanwhile (a dropper who replaces an inbox folder
+    with a link to another job's, or to anywhere, while its job runs). A link on the way, or a
+    folder missing (unless ``create``), is ``OSError``."""
+    chain = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for part in parts:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=chain[-1])
+            chain.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=chain[-1]))
+        yield chain
+    finally:
+        for fd in chain:
+            os.close(fd)
+
+
+def _prune_empty(chain: list[int], parts: Sequence[str], bucket_at: int) -> None:
+    """Remove the folders of ``parts`` that a deletion left empty, deepest first, up to the
+    bucket's own (``parts[bucket_at]``), which stays; S3 has no empty folders. ``chain[d]`` is
+    the folder that holds ``parts[d]``."""
+    for depth in range(len(parts) - 2, bucket_at, -1):
         try:
-            folder.rmdir()
+            os.rmdir(parts[depth], dir_fd=chain[depth])
         except OSError:  # not empty (or gone): stop here
             return
-        folder = folder.parent
 
 
 def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
@@ -245,20 +324,21 @@ def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
     os.replace(tmp, path)
 
 
-def _open_regular(path: Path) -> BinaryIO:
-    """Open without following a link and without blocking (a FIFO would wait for a writer), then
-    make sure what was opened is a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+def _open_regular(root: Path, parts: Sequence[str]) -> BinaryIO:
+    """Open ``root``/``parts`` without following a link, at any step, and without blocking (a FIFO
+    would wait for a writer), then make sure what was opened is a regular file."""
+    with _folders(root, parts[:-1]) as chain:
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=chain[-1])
     opened = os.fstat(fd)
     if not stat.S_ISREG(opened.st_mode) or opened.st_nlink != 1:  # a hard link may reach any file of its disk
         os.close(fd)
-        raise IsADirectoryError(f"{path} is not a regular file")
+        raise IsADirectoryError(f"{'/'.join(parts)} is not a regular file")
     return os.fdopen(fd, "rb")
 
 
-def _md5_file(path: Path) -> str:
+def _md5_file(root: Path, parts: Sequence[str]) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with _open_regular(path) as handle:
+    with _open_regular(root, parts) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

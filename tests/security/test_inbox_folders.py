@@ -1,0 +1,83 @@
+"""Issue 31, the second attack on the inbox folder: a folder swapped for a link while its job ran
+had the transcript written through it (anywhere the service may write) and its drop deleted
+through it; a name of 251 to 255 bytes left no room for its sidecar's ``.json``, and the watcher
+died on it again at each restart; a name of other bytes than UTF-8 did the same."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from embedded.watcher import InboxWatcher
+from tests.conftest import INBOX_BUCKET, Published
+from transcribe_common.errors import InvalidInput, NotFound
+from transcribe_common.events import parse
+from transcribe_common.store.base import get_bytes, put_bytes
+from transcribe_common.store.local import LocalStore
+
+
+def swap_for_link(store: LocalStore, folder: str, target: Path) -> None:
+    """What a dropper can do while a job runs: put a link where the drop's folder was."""
+    path = store.root / INBOX_BUCKET / folder
+    path.rename(path.with_name(".was-" + path.name))
+    path.symlink_to(target, target_is_directory=True)
+
+
+def test_a_folder_swapped_for_a_link_is_not_written_read_or_emptied_through(
+    local_store: Published, tmp_path: Path
+) -> None:
+    store = local_store.store
+    put_bytes(store, INBOX_BUCKET, "talks/a.mp3", b"the drop", content_type="audio/mpeg")
+    elsewhere = tmp_path / "elsewhere"  # another job's folder, or anything the service may write
+    elsewhere.mkdir()
+    (elsewhere / "a.mp3").write_bytes(b"not the dropper's")
+    swap_for_link(store, "talks", elsewhere)
+
+    writer = store.open_writer(INBOX_BUCKET, "talks/a.srt", content_type="text/plain")
+    writer.write(b"1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    with pytest.raises(InvalidInput, match="link"):
+        writer.commit()
+    with pytest.raises(NotFound):
+        get_bytes(store, INBOX_BUCKET, "talks/a.mp3")
+    store.delete(INBOX_BUCKET, "talks/a.mp3")
+
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["a.mp3"]
+    assert (elsewhere / "a.mp3").read_bytes() == b"not the dropper's"
+    assert list((store.root / ".tmp").iterdir()) == []  # the refused write left nothing behind
+
+
+@pytest.mark.parametrize("length", [251, 255])
+def test_a_drop_whose_name_fills_the_folder_limit_is_announced(local_store: Published, length: int) -> None:
+    store = local_store.store
+    name = "a" * (length - len(".wav")) + ".wav"
+    (store.root / INBOX_BUCKET / name).write_bytes(b"RIFF")
+    watcher = InboxWatcher(store, INBOX_BUCKET, settle_seconds=0.01)
+    watcher.scan()
+    watcher.settle(now=time.monotonic() + 10)
+
+    assert [event.key for record in local_store.records for event in parse(record)] == [name]
+    assert store.is_announced(INBOX_BUCKET, name)  # so a restart does not announce it again
+    assert [info.key for info in store.list(INBOX_BUCKET)] == [name]
+    store.delete(INBOX_BUCKET, name)
+    assert list(store.list(INBOX_BUCKET)) == []
+    assert list((store.root / ".meta" / INBOX_BUCKET).iterdir()) == []
+
+
+def test_names_no_object_key_may_have_are_passed_over_and_the_rest_announced(local_store: Published) -> None:
+    store = local_store.store
+    folder = store.root / INBOX_BUCKET
+    os.mkdir(os.fsencode(folder) + b"/caf\xe9")  # Latin-1, as an old tool may write
+    (Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9")) / "talk.wav").write_bytes(b"RIFF")
+    deep = folder.joinpath(*["d" * 200] * 6)  # 1,200 bytes: more than an S3 key may have
+    deep.mkdir(parents=True)
+    (deep / "talk.wav").write_bytes(b"RIFF")
+    (folder / "fine.wav").write_bytes(b"RIFF")
+    watcher = InboxWatcher(store, INBOX_BUCKET, settle_seconds=0.01)
+    watcher.scan()
+    watcher.settle(now=time.monotonic() + 10)
+
+    assert [event.key for record in local_store.records for event in parse(record)] == ["fine.wav"]
+    assert [info.key for info in store.list(INBOX_BUCKET)] == ["fine.wav"]
