@@ -1,8 +1,9 @@
 """Serving the app with uvicorn, with the deadlines uvicorn does not have.
 
 uvicorn waits for ever for a request's headers: 200 connections that send half a request line
-stay open as long as they like. ``HeaderDeadline`` closes a connection whose first request's
-headers have not all come within ``HEADER_TIMEOUT`` seconds. uvicorn has no public hook for this,
+stay open as long as they like. ``HeaderDeadline`` closes a connection whose next request's
+headers (the first, or the next on a kept-alive connection) have not all come within
+``HEADER_TIMEOUT`` seconds. uvicorn has no public hook for this,
 so it subclasses uvicorn's h11 protocol and reads its ``cycle`` (set once a request's headers are
 in) and ``transport``; ``tests/ingest_api/test_server.py`` pins that behaviour. The body's own
 deadline is the app's (``ingest_api.upload.timed``).
@@ -30,14 +31,31 @@ class HeaderDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._headers_due = self.loop.call_later(self.header_timeout, self._headers_late)
+        self._headers_due: asyncio.TimerHandle | None = None
+        self._expect_headers(after=None)
 
-    def _headers_late(self) -> None:
-        if self.cycle is None and not self.transport.is_closing():
+    def on_response_complete(self) -> None:
+        # The next request on a kept-alive connection gets the same deadline as the first: uvicorn
+        # stops its keep-alive timer at the first byte of it, and would then wait for ever.
+        done = self.cycle
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._expect_headers(after=done)
+
+    def _expect_headers(self, after: object) -> None:
+        """Close the connection unless a request's headers, after those of ``after`` (the
+        request answered last, or None), are all in within ``header_timeout``."""
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+        self._headers_due = self.loop.call_later(self.header_timeout, self._headers_late, after)
+
+    def _headers_late(self, after: object) -> None:
+        if self.cycle is after and not self.transport.is_closing():
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._headers_due.cancel()
+        if self._headers_due is not None:
+            self._headers_due.cancel()
         super().connection_lost(exc)
 
 

@@ -78,6 +78,20 @@ def test_headers_that_never_finish_are_cut_off(api: int) -> None:
         assert time.monotonic() - started < 30
 
 
+def test_headers_of_a_second_request_that_never_finish_are_cut_off(api: int) -> None:
+    """Issue 31: on a kept-alive connection, uvicorn stops its keep-alive timer at the first byte
+    of the next request, and the header deadline covered only the first."""
+    with socket.create_connection(("127.0.0.1", api)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.settimeout(30)
+        answer = b""
+        while not answer.endswith(b"}"):  # the whole answer, {"status":"ok"} last
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no end of headers
+        assert _closed_within(sock, 30) == b"", "the connection is still open"
+
+
 def test_a_body_that_stops_arriving_is_408(api: int) -> None:
     with socket.create_connection(("127.0.0.1", api)) as sock:
         sock.sendall(
