@@ -38,6 +38,7 @@ from transcribe_common.logs import setup_logging
 from transcribe_common.ops import OPS_PORTS
 from transcribe_common.runtime import command_line
 from transcribe_common.settings import STACK_PID, CommonSettings, stack_env_file
+from transcribe_common.store.local import META_DIR, TMP_DIR
 
 log = logging.getLogger("stack")
 
@@ -272,6 +273,7 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.signal())
     written = write_stack_env(settings, env)
+    keep_private(settings, env)
     for name in planned:
         supervisor.start(name)
     threading.Thread(target=_announce, args=(settings, env, supervisor, shown_url), daemon=True).start()
@@ -312,6 +314,21 @@ def write_stack_env(settings: StackSettings, env: dict[str, str]) -> Path:
     with os.fdopen(descriptor, "w") as out:
         out.write("\n".join(lines) + "\n")
     return path
+
+
+def keep_private(settings: StackSettings, env: dict[str, str]) -> None:
+    """Make every folder but the inbox's its owner's only (0700): the jobs bucket holds every
+    tenant's uploads and manifests (callback URLs may hold credentials), the store's sidecars and
+    temporary files and the scratch folder hold the same. The inbox stays as the umask makes it,
+    for the people of this machine who drop files there and read the transcripts beside them.
+    Folders an earlier version made open are closed too."""
+    buckets, jobs = Path(env["STORE_DIR"]), env.get("MINIO_BUCKET", settings.minio_bucket)
+    private = [buckets / META_DIR, buckets / TMP_DIR, Path(env["SCRATCH_DIR"])]
+    if jobs != env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket):
+        private.append(buckets / jobs)
+    for folder in private:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
 
 
 def redis_password(data_dir: Path) -> str:
