@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,7 @@ from transcribe_common.store.base import ObjectInfo, ObjectWriter
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
+MAX_BOUNDARY = 256  # python-multipart's own bound (RFC 2046 asks for 70 at most)
 # A field may come once, but for OpenAI's list fields (``timestamp_granularities[]``), which may
 # come this many times; repeats are joined into one comma-separated value.
 MAX_REPEATS = 8
@@ -68,6 +69,8 @@ class MultipartReader:
         self._in_file = False
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
+        if not 1 <= len(boundary) <= MAX_BOUNDARY:  # the parser's own refusal is not a MultipartParseError
+            raise InvalidInput(f"the multipart boundary must be 1 to {MAX_BOUNDARY} characters")
         self._parser = MultipartParser(
             boundary,
             {
@@ -86,7 +89,7 @@ class MultipartReader:
         """Parse one chunk of the body; returns the file bytes it held."""
         try:
             self._parser.write(chunk)
-        except MultipartParseError as exc:
+        except FormParserError as exc:
             raise InvalidInput(f"the multipart body is malformed: {exc}") from exc
         data = b"".join(self._pending)
         self._pending.clear()

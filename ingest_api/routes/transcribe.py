@@ -222,6 +222,10 @@ async def _json_body(request: Request, timeout: float) -> TranscribeRequest:
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
     try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:  # an escape "\ud800" alone: text no UTF-8 holds (the 422's echo was a 500)
+        raise InvalidInput("the body holds a \\u escape of half a surrogate pair, which is no character") from exc
+    try:
         return TranscribeRequest.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc

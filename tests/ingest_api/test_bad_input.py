@@ -121,3 +121,30 @@ def test_a_long_inbox_name_still_has_room_for_its_notes() -> None:
     note = layout.beside_key(longer, "warnings.txt").rsplit("/", 1)[1]
     assert len(note.encode()) <= 255
     assert note.endswith("ü.warnings.txt")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"source_type": "\\ud800"}',
+        b'{"source_type": "url", "url": "https://a.example/\\udfff.mp3"}',
+        b'{"source_type": "url", "url": "https://a.example/a.mp3", "db_id": "\\ud800"}',
+        b'{"\\ud800": 1, "source_type": "url"}',
+    ],
+)
+def test_json_with_half_a_surrogate_pair_is_refused(client: TestClient, body: bytes) -> None:
+    """Issue 31: ``\\ud800`` is valid JSON but no character; the 422 that echoed it could not be
+    encoded, and was a 500."""
+    answer = client.post("/v1/transcribe", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "surrogate" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/transcribe", "/v1/audio/transcriptions"])
+def test_a_multipart_boundary_longer_than_the_parser_takes_is_refused(client: TestClient, path: str) -> None:
+    boundary = "b" * 300
+    body = f'--{boundary}\r\ncontent-disposition: form-data; name="source_type"\r\n\r\nupload\r\n--{boundary}--\r\n'
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    answer = client.post(path, content=body.encode(), headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert "boundary" in answer.text
