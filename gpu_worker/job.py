@@ -19,8 +19,6 @@ from typing import TypeVar
 import numpy as np
 import redis
 from faster_whisper import WhisperModel
-from rq.job import get_current_job
-from rq.timeouts import JobTimeoutException
 
 from gpu_worker import audio, findings, metrics, render, sharding
 from gpu_worker.fetch import FetchLimits, fetch_source
@@ -123,8 +121,8 @@ class JobRun:
             return JobStatus.FAILED
         if self.ended_long_ago():
             return "retired"
-        rq_job = get_current_job()
-        worker = rq_job.worker_name if rq_job is not None else None
+        rq_job = jobqueue.running_job()
+        worker = rq_job.worker if rq_job is not None else None
         started = self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker)
         if started is None:
             log.info("job %s: taken or done already; skipping", self.job_id)
@@ -428,7 +426,7 @@ class JobRun:
 
     def fail(self, manifest: Manifest, exc: Exception) -> None:
         error = describe(exc, self.settings.job_timeout)
-        if isinstance(exc, PipelineError | JobTimeoutException):
+        if isinstance(exc, PipelineError | jobqueue.JobTimeout):
             log.warning("job %s: failed: %s", self.job_id, error)
         else:
             log.exception("job %s: failed unexpectedly", self.job_id)
@@ -457,7 +455,7 @@ def detect_language(model: WhisperModel, samples: np.ndarray) -> tuple[str, floa
 
 def describe(exc: BaseException, job_timeout: int) -> str:
     """The error a user reads: ours are written for them; anything else is named plainly."""
-    if isinstance(exc, JobTimeoutException):
+    if isinstance(exc, jobqueue.JobTimeout):
         return f"the job ran longer than JOB_TIMEOUT ({job_timeout} s)"
     if isinstance(exc, PipelineError):
         return public_message(exc)

@@ -40,10 +40,10 @@ from gpu_worker import metrics
 from gpu_worker.job import Cancelled, JobRun, Requeue, Superseded, WorkerContext
 from gpu_worker.whisper import is_multilingual
 from transcribe_common import fleet, jobqueue, keys
+from transcribe_common.jobqueue import ThreadWorker, start, worker_alive
 from transcribe_common.models import JobStatus
 from transcribe_common.ops import Heartbeat
 from transcribe_common.recovery import fail_unserved, reap, requeue_lost
-from transcribe_common.rqworker import ThreadWorker, start, worker_alive
 from transcribe_common.runtime import connect_redis
 from transcribe_common.scratch import sweep_scratch
 

@@ -14,9 +14,6 @@ import shutil
 import threading
 import time
 
-from rq.job import get_current_job
-from rq.timeouts import JobTimeoutException
-
 from gpu_worker import metrics, sharding
 from gpu_worker.audio import Decoded
 from gpu_worker.job import PLAN, Cancelled, JobRun, Requeue, Superseded, WorkerContext, describe
@@ -27,7 +24,6 @@ from transcribe_common.jobstate import Stale
 from transcribe_common.logs import job_context
 from transcribe_common.models import JobStatus, Manifest, utcnow
 from transcribe_common.recovery import manifest_or_fail
-from transcribe_common.rqworker import worker_alive
 from transcribe_common.shardstate import ShardStates
 from transcribe_common.store.base import delete_prefix, download, get_json, put_model
 
@@ -54,12 +50,12 @@ class ShardRun(JobRun):
         self.attempt, self.index = attempt, index
         self.scratch = self.settings.scratch_dir / f"{job_id}-a{attempt}-s{index}"
         self.gates = ShardStates(context.conn, job_id, attempt)
-        rq_job = get_current_job()
-        self.worker = (rq_job.worker_name if rq_job is not None else None) or "no-worker"
+        rq_job = jobqueue.running_job()
+        self.worker = (rq_job.worker if rq_job is not None else None) or "no-worker"
         self.plan: sharding.ShardPlan | None = None
 
     def alive(self, worker: str) -> bool:
-        return worker_alive(self.ctx.conn, worker)
+        return jobqueue.worker_alive(self.ctx.conn, worker)
 
     def run(self) -> str:
         manifest = manifest_or_fail(self.ctx.ending, self.job_id)
@@ -199,7 +195,7 @@ class ShardRun(JobRun):
         """A shard that cannot be transcribed fails its job, saying which part of the recording."""
         assert self.plan is not None
         where = self.plan.shards[self.index].describe(len(self.plan.shards))
-        if exc is not None and not isinstance(exc, PermanentError | JobTimeoutException):
+        if exc is not None and not isinstance(exc, PermanentError | jobqueue.JobTimeout):
             log.exception("job %s: %s failed unexpectedly", self.job_id, where)
         self.fail_once(manifest, f"{where}: {error}")
 

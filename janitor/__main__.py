@@ -22,10 +22,10 @@ from janitor.settings import JanitorSettings
 from transcribe_common import deadletters
 from transcribe_common.ending import Ending
 from transcribe_common.errors import PipelineError
+from transcribe_common.jobqueue import worker_alive
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import redact, setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
-from transcribe_common.rqworker import worker_alive
 from transcribe_common.runtime import command_line, connect_redis, open_store
 from transcribe_common.scratch import sweep_scratch
 

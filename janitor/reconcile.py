@@ -43,7 +43,7 @@ from janitor.announce import announce
 from janitor.inbox import reconcile_inbox
 from janitor.report import Report
 from janitor.settings import JanitorSettings
-from transcribe_common import deadletters, jobqueue, keys, layout, recovery, rqworker
+from transcribe_common import deadletters, jobqueue, keys, layout, recovery
 from transcribe_common.ending import Ending
 from transcribe_common.models import JobStatus, Manifest, ObjectSource, StatusRecord
 from transcribe_common.store.base import ObjectInfo, get_json
@@ -118,7 +118,7 @@ class Janitor:
 
     def recover_abandoned(self, queues: list[str], report: Report) -> None:
         if self.limits.dry_run:
-            for job_id, _, _ in rqworker.abandoned(self.redis, queues):
+            for job_id, _, _ in jobqueue.abandoned(self.redis, queues):
                 log.warning("job %s: its worker died [dry run: left]", job_id)
                 report.count("abandoned_recovered")
             return

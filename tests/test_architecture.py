@@ -28,6 +28,11 @@ def test_only_the_s3_store_imports_minio() -> None:
     assert importers == ["transcribe_common/store/s3.py"]
 
 
+def test_only_the_queue_adapter_imports_rq() -> None:
+    importers = sorted(str(p.relative_to(ROOT)) for p in sources() if "rq" in imports(p))
+    assert importers == ["transcribe_common/jobqueue.py"]
+
+
 def test_the_api_never_enqueues() -> None:
     for path in (ROOT / "ingest_api").rglob("*.py"):
         tree = ast.parse(path.read_text())

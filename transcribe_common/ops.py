@@ -28,8 +28,8 @@ import redis
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
-from rq import Queue
 
+from transcribe_common import jobqueue
 from transcribe_common.recovery import transcription_queues
 from transcribe_common.store.base import ObjectStore
 
@@ -200,4 +200,4 @@ def register_redis_gauges(conn: redis.Redis, gauges: list[RedisGauge]) -> None:
 
 def queue_lengths(conn: redis.Redis) -> dict[str, float]:
     """Jobs waiting in each transcription queue (the one to scale GPU workers on)."""
-    return {name: float(Queue(name, connection=conn).count) for name in transcription_queues(conn)}
+    return {name: float(jobqueue.queue_length(conn, name)) for name in transcription_queues(conn)}

@@ -20,13 +20,10 @@ from collections.abc import Iterator
 from typing import cast
 
 import redis
-from rq import Queue
-from rq.registry import StartedJobRegistry
 
 from transcribe_common import fleet, jobqueue, keys
 from transcribe_common.ending import UNREADABLE_MANIFEST, Ending, unreadable
 from transcribe_common.models import JobStatus, Manifest, StatusRecord
-from transcribe_common.rqworker import abandoned
 from transcribe_common.shardstate import ShardStates
 
 log = logging.getLogger(__name__)
@@ -34,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def transcription_queues(conn: redis.Redis) -> list[str]:
     """Every RQ queue of transcriptions (one per model, and the default one); not the webhooks'."""
-    names = {queue.name for queue in Queue.all(connection=conn)} | {keys.QUEUE}
+    names = jobqueue.queue_names(conn) | {keys.QUEUE}
     return sorted(n for n in names if n == keys.QUEUE or (n.startswith(f"{keys.QUEUE}:") and n != keys.WEBHOOK_QUEUE))
 
 
@@ -44,7 +41,7 @@ def running(conn: redis.Redis, queue_names: list[str]) -> set[str]:
     return {
         shard[0] if (shard := keys.shard_of(rq_id)) else rq_id
         for name in queue_names
-        for rq_id in StartedJobRegistry(queue=Queue(name, connection=conn)).get_job_ids(cleanup=False)
+        for rq_id in jobqueue.started_ids(conn, name)
     }
 
 
@@ -58,7 +55,7 @@ def attended(conn: redis.Redis, record: StatusRecord) -> bool:
 def reap(ending: Ending, queue_names: list[str]) -> list[str]:
     """Recover the abandoned jobs on these queues; returns their ids."""
     recovered = []
-    for job_id, execution, registry in list(abandoned(ending.conn, queue_names)):
+    for job_id, execution, registry in list(jobqueue.abandoned(ending.conn, queue_names)):
         try:
             if (shard := keys.shard_of(job_id)) is not None:
                 recover_shard(ending, *shard, keys.model_of_queue(registry.name), execution.worker_name)
@@ -153,7 +150,7 @@ def requeue_lost_shards(ending: Ending, record: StatusRecord) -> bool:
     return True
 
 
-def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Queue, str]]:
+def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, str, str]]:
     """The jobs on the queue of a model that no live worker serves, which have waited
     ``MODEL_WAIT`` seconds since they were queued and since a worker last served the model:
     (job id, its queue, the error to fail it with). Not those of a model the fleet starts
@@ -167,19 +164,18 @@ def unserved(ending: Ending, now: float | None = None) -> Iterator[tuple[str, Qu
         model = keys.model_of_queue(name)
         if model is None or model in served or model in coming or now - seen.get(model, 0.0) < wait:
             continue
-        queue = Queue(name, connection=conn)
-        for job_id in queue.get_job_ids():
+        for job_id in jobqueue.queued_ids(conn, name):
             shard = keys.shard_of(job_id)
             record = ending.states.read(shard[0] if shard is not None else job_id)
             if shard is not None:  # a running job's shard: nothing has served its model since it was cut
                 if record is not None and record.status == JobStatus.STARTED and record.attempts == shard[1]:
-                    yield job_id, queue, f"its shards wait for model {model!r}: " + _no_worker(model, wait, listed)
+                    yield job_id, name, f"its shards wait for model {model!r}: " + _no_worker(model, wait, listed)
                 continue
             if record is None or record.status != JobStatus.QUEUED:
                 continue
             if now - record.updated_at.timestamp() < wait:
                 break  # a queue is first in, first out: the jobs behind this one are younger still
-            yield job_id, queue, _no_worker(model, wait, listed)
+            yield job_id, name, _no_worker(model, wait, listed)
 
 
 def _no_worker(model: str, wait: float, listed: str) -> str:
@@ -198,7 +194,7 @@ def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
         shard = keys.shard_of(rq_id)
         job_id, attempt = (shard[0], shard[1]) if shard is not None else (rq_id, None)
         if job_id in failed:  # a sibling of a shard that has failed its job already
-            queue.remove(rq_id)
+            jobqueue.take_off(ending.conn, queue, rq_id)
             continue
         manifest = manifest_or_fail(ending, job_id)
         state = JobStatus.QUEUED if shard is None else JobStatus.STARTED
@@ -207,7 +203,7 @@ def fail_unserved(ending: Ending, now: float | None = None) -> list[str]:
             failed.append(job_id)
             if shard is not None and (record := ending.states.read(job_id)) and record.shards is not None:
                 jobqueue.drop_shards(ending.conn, job_id, shard[1], record.shards.total)
-        queue.remove(rq_id)
+        jobqueue.take_off(ending.conn, queue, rq_id)
     return failed
 
 

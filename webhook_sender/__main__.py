@@ -1,5 +1,5 @@
 """``transcribe-webhooks``: ``WEBHOOK_CONCURRENCY`` RQ workers on threads of this one process
-(``transcribe_common.rqworker``) deliver from the webhook queue; the main thread keeps their keys
+(``transcribe_common.jobqueue``) deliver from the webhook queue; the main thread keeps their keys
 alive and, each second, keeps the queue (``jobqueue.keep_webhooks``): it queues the retries that are
 due and gives back the attempts of senders that died.
 
@@ -19,10 +19,9 @@ import time
 import uuid
 
 import redis
-from rq import Queue
 
 import webhook_sender.delivery  # noqa: F401  the job function, imported before any thread asks for it
-from transcribe_common import jobqueue, keys, rqworker, transient
+from transcribe_common import jobqueue, keys, transient
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import Heartbeat, RedisGauge, register_redis_gauges, serve_ops
 from transcribe_common.runtime import command_line, connect_redis
@@ -41,7 +40,7 @@ GAUGES = [
     RedisGauge(
         "transcribe_webhook_queued",
         "Webhooks waiting for a sender.",
-        lambda r: Queue(keys.WEBHOOK_QUEUE, connection=r).count,
+        lambda r: jobqueue.queue_length(r, keys.WEBHOOK_QUEUE),
     ),
     RedisGauge(
         "transcribe_webhook_scheduled",
@@ -61,7 +60,7 @@ class Sender:
         # Names of their own: a sender that died leaves workers whose keys expire, and nothing to take over.
         self.name = f"webhooks-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = [
-            rqworker.ThreadWorker(
+            jobqueue.ThreadWorker(
                 [keys.WEBHOOK_QUEUE],
                 name=f"{self.name}-{n}",
                 connection=connect_redis(settings, "webhooks"),
@@ -86,7 +85,7 @@ class Sender:
         self.stopping.set()
 
     def run(self) -> None:
-        self.threads = rqworker.start(self.workers, daemon=True)
+        self.threads = jobqueue.start(self.workers, daemon=True)
         log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, len(self.workers))
         last_beat = -self.beat
         while not self.stopping.is_set():

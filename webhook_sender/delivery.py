@@ -37,7 +37,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import redis
-from rq import get_current_job
 from standardwebhooks import Webhook
 
 from transcribe_common import jobqueue, jobstate, keys, netsafe, transient
@@ -72,7 +71,7 @@ def deliver(job_id: str, url: str, body: str, message_id: str, attempt: int = 1)
 
 
 def _deliver(job_id: str, url: str, body: str, message_id: str, attempt: int) -> str:
-    job = get_current_job()
+    job = jobqueue.running_job()
     assert job is not None, "runs as an RQ job"
     conn: redis.Redis = job.connection
     config = settings()

@@ -34,7 +34,7 @@ from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
 from tests.helpers import wait_until
 from transcribe_common import keys
-from transcribe_common.rqworker import ThreadWorker
+from transcribe_common.jobqueue import ThreadWorker
 from transcribe_common.setup_store import SetupSettings
 from webhook_sender.settings import WebhookSettings
 

@@ -1,4 +1,4 @@
-"""``transcribe_common.rqworker`` against the RQ this project installs: real RQ workers on threads,
+"""``transcribe_common.jobqueue``'s workers against the RQ this project installs: real RQ workers on threads,
 on a real Redis, running a job that waits for the test."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from tests.helpers import wait_until
-from transcribe_common import jobqueue, keys, rqworker
+from transcribe_common import jobqueue, keys
 
 GATE = threading.Event()
 URL = "http://hooks.example.org/x"
@@ -26,20 +26,20 @@ def test_a_thread_worker_keeps_a_short_key_in_a_job_and_stops_after_it(redis_con
     GATE.clear()
     queue = Queue("transcribe:test-rqworker", connection=redis_conn)
     job = queue.enqueue_call(held, kwargs={"url": URL}, job_id="held-1")
-    worker = rqworker.ThreadWorker([queue], name="test-thread-0", connection=redis_conn, heartbeat_ttl=7)
-    [thread] = rqworker.start([worker])
+    worker = jobqueue.ThreadWorker([queue], name="test-thread-0", connection=redis_conn, heartbeat_ttl=7)
+    [thread] = jobqueue.start([worker])
     try:
         wait_until(lambda: job.get_status() == JobStatus.STARTED, timeout=30)
         assert 0 < redis_conn.ttl(worker.key) <= 7  # not RQ's job timeout + 60
-        assert rqworker.worker_alive(redis_conn, worker.name)
-        assert list(rqworker.abandoned(redis_conn, [queue.name])) == []
+        assert jobqueue.worker_alive(redis_conn, worker.name)
+        assert list(jobqueue.abandoned(redis_conn, [queue.name])) == []
         worker.stop_after_job()
     finally:
         GATE.set()
     thread.join(30)
     assert not thread.is_alive()
     assert job.get_status() == JobStatus.FINISHED
-    assert not rqworker.worker_alive(redis_conn, worker.name)  # it registered its death
+    assert not jobqueue.worker_alive(redis_conn, worker.name)  # it registered its death
 
 
 def test_an_attempt_whose_sender_stopped_beating_is_given_back_with_its_receiver_slot(
@@ -55,8 +55,8 @@ def test_an_attempt_whose_sender_stopped_beating_is_given_back_with_its_receiver
         job_id = f"msg_{n}-1"
         retry = Retry(max=retries) if retries else None
         job = queue.enqueue_call(held, kwargs={"url": URL}, job_id=job_id, retry=retry)
-        worker = rqworker.ThreadWorker([queue], name=f"test-sender-{n}", connection=redis_conn, heartbeat_ttl=2)
-        [thread] = rqworker.start([worker])
+        worker = jobqueue.ThreadWorker([queue], name=f"test-sender-{n}", connection=redis_conn, heartbeat_ttl=2)
+        [thread] = jobqueue.start([worker])
         try:
             wait_until(lambda job=job: job.get_status() == JobStatus.STARTED, timeout=30)
             redis_conn.zadd(slot, {job_id: 1e12})  # as webhook_sender.delivery.receiver_slot holds it
