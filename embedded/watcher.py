@@ -30,6 +30,8 @@ from transcribe_common.store.local import LocalStore, check_key
 
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", "~")
+POLL_SECONDS = 2.0  # between looks through an inbox that cannot be watched
+REWATCH_SECONDS = 60.0  # before the next try to watch it
 
 
 class WatcherSettings(CommonSettings):
@@ -48,10 +50,29 @@ class InboxWatcher:
         self.store, self.bucket, self.settle_seconds = store, bucket, settle_seconds
         self.folder = store.root / bucket
         self.pending: dict[str, _Seen] = {}
+        self.refused: set[Path] = set()
 
     def run(self, stopping: threading.Event) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.scan()
+        while not stopping.is_set():
+            self.scan()
+            try:
+                self.follow(stopping)
+            except RuntimeError as exc:
+                # watchfiles cannot watch a tree that holds a name it cannot decode (a folder named
+                # in Latin-1, say): it stops at once, and again at each try while the name is there.
+                log.warning(
+                    "the inbox cannot be watched (%s); looking through it every %g s instead", exc, POLL_SECONDS
+                )
+                self.poll(stopping, REWATCH_SECONDS)
+
+    def poll(self, stopping: threading.Event, seconds: float) -> None:
+        """Scan the inbox every ``POLL_SECONDS`` for ``seconds``."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and not stopping.wait(POLL_SECONDS):
+            self.scan()
+
+    def follow(self, stopping: threading.Event) -> None:
         for changes in watch(
             self.folder, stop_event=stopping, debounce=100, step=50, rust_timeout=250, yield_on_timeout=True
         ):
@@ -120,7 +141,9 @@ class InboxWatcher:
         try:
             return check_key(rel.as_posix()).as_posix()
         except InvalidInput as exc:
-            log.warning("%s: skipped (%s)", self.bucket, exc)
+            if path not in self.refused:  # said once, not at each look
+                self.refused.add(path)
+                log.warning("%s: skipped (%s)", self.bucket, exc)
             return None
 
 

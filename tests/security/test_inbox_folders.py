@@ -6,6 +6,7 @@ died on it again at each restart; a name of other bytes than UTF-8 did the same.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from embedded.watcher import InboxWatcher
 from tests.conftest import INBOX_BUCKET, Published
+from tests.helpers import wait_until
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.events import parse
 from transcribe_common.store.base import get_bytes, put_bytes
@@ -81,3 +83,27 @@ def test_names_no_object_key_may_have_are_passed_over_and_the_rest_announced(loc
 
     assert [event.key for record in local_store.records for event in parse(record)] == ["fine.wav"]
     assert [info.key for info in store.list(INBOX_BUCKET)] == ["fine.wav"]
+
+
+@pytest.mark.timeout(120)
+def test_a_folder_name_that_is_not_utf8_does_not_stop_the_watch(local_store: Published) -> None:
+    """watchfiles stops at once on a tree holding such a name, at each start: the watcher died
+    and was started again and again, and no drop after it was taken."""
+    store = local_store.store
+    folder = store.root / INBOX_BUCKET
+    bad = Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9"))
+    bad.mkdir()
+    (bad / "talk.wav").write_bytes(b"RIFF")
+    watcher = InboxWatcher(store, INBOX_BUCKET, settle_seconds=0.01)
+    stopping = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stopping,))
+    thread.start()
+    try:
+        (folder / "after").mkdir()
+        (folder / "after" / "talk.wav").write_bytes(b"RIFF")
+        announced = lambda: [event.key for record in local_store.records for event in parse(record)]  # noqa: E731
+        wait_until(lambda: announced() == ["after/talk.wav"], timeout=60)
+        assert thread.is_alive()
+    finally:
+        stopping.set()
+        thread.join(30)
