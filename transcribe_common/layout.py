@@ -33,6 +33,7 @@ OUTPUT_MARKER = "transcribe-output"
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Of one name in a path: a file system's 255 bytes, less the ".json" of the local store's sidecar.
 MAX_NAME_BYTES = 250
+MAX_KEY_BYTES = 1024  # of an object key, in S3
 SAFE_NAME_BYTES = 150  # an upload's own name, leaving room for what is added to it ("source-", suffixes)
 _UNSAFE = re.compile(r"[^\w.\- ]+")
 
@@ -112,18 +113,23 @@ def is_options_file(key: str) -> bool:
 
 
 def options_files(key: str) -> list[str]:
-    """Where the options of an inbox drop may be, nearest first: ``a/b/x.mp3`` → ``a/b/``, ``a/``, the root."""
+    """Where the options of an inbox drop may be, nearest first: ``a/b/x.mp3`` → ``a/b/``, ``a/``,
+    the root; not where a key would be longer than S3 takes (no object can be there)."""
     folders = key.split("/")[:-1]
-    return [posixpath.join(*folders[:depth], OPTIONS_FILE) for depth in range(len(folders), -1, -1)]
+    places = (posixpath.join(*folders[:depth], OPTIONS_FILE) for depth in range(len(folders), -1, -1))
+    return [place for place in places if len(place.encode()) <= MAX_KEY_BYTES]
 
 
 def beside_key(key: str, fmt: str) -> str:
     """``talks/a.mp4`` → ``talks/a.<fmt>``; a name too long for that (file systems take 255
-    bytes) keeps as much of its stem as fits."""
+    bytes) keeps as much of its stem as fits. A drop is never its own output."""
     folder, name = posixpath.split(key)
     stem, _ = posixpath.splitext(name)
     suffix = f".{fmt}"
-    return posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
+    beside = posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
+    if beside == key:  # a drop named like its own output (talk.srt): talk.srt.srt, never the drop itself
+        beside = posixpath.join(folder, cut_bytes(name, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
+    return beside
 
 
 def cut_bytes(text: str, most: int) -> str:

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from embedded.watcher import InboxWatcher
-from tests.conftest import INBOX_BUCKET, Published
-from tests.helpers import wait_until
+from tests.conftest import INBOX_BUCKET, Published, Stack
+from tests.helpers import SPEECH, Receiver, wait_until
+from tests.test_truth import drop
+from transcribe_common import layout
 from transcribe_common.errors import InvalidInput, NotFound
 from transcribe_common.events import parse
 from transcribe_common.store.base import get_bytes, put_bytes
@@ -107,3 +109,23 @@ def test_a_folder_name_that_is_not_utf8_does_not_stop_the_watch(local_store: Pub
     finally:
         stopping.set()
         thread.join(30)
+
+
+def test_a_drop_named_like_its_own_transcript_is_kept(stack: Stack, receiver: Receiver) -> None:
+    """A recording named ``talk.srt`` had its transcript written over it: the drop was lost."""
+    job_id = drop(stack, "named-like-output/talk.srt", SPEECH / "upload.mp3", {"output": "srt"})
+    assert receiver.wait_for(job_id)["json"]["status"] == "finished", stack.log_tail()
+    folder = stack.inbox / "named-like-output"
+    assert (folder / "talk.srt").read_bytes() == (SPEECH / "upload.mp3").read_bytes()
+    assert "-->" in (folder / "talk.srt.srt").read_text()
+
+
+def test_a_drop_whose_folder_options_could_not_have_a_key_is_transcribed(stack: Stack, receiver: Receiver) -> None:
+    """A drop of 1,018 bytes is a key S3 takes; an options file in its folder would be 1,026: the
+    router asked the store for it, was refused, and the event went to the dead letters at each
+    janitor run."""
+    key = "deep/" + "/".join(["d" * 200] * 5) + "/talk.wav"
+    beside_options = f"{key.rpartition('/')[0]}/{layout.OPTIONS_FILE}"
+    assert len(key.encode()) <= 1024 < len(beside_options.encode())
+    job_id = drop(stack, key, SPEECH / "url.wav")
+    assert receiver.wait_for(job_id)["json"]["status"] == "finished", stack.log_tail()

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from transcribe_common.errors import InvalidInput, ObjectMissing
 from transcribe_common.events import access_record
+from transcribe_common.layout import MAX_KEY_BYTES
 from transcribe_common.store.base import CHUNK, IncompleteUpload, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 META_DIR = ".meta"
 MAX_NAME_BYTES = 255  # of one name in a folder, on the usual file systems
-MAX_KEY_BYTES = 1024  # of an object key, in S3
 TMP_DIR = ".tmp"
 _TMP_PREFIX = "put-"  # then the bucket: put-<bucket>-<random>
 
