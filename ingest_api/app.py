@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
 
 from ingest_api import docs
 from ingest_api.auth import authorize
@@ -86,6 +87,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.mount("/static", page.static_files, name="static")
     app.add_middleware(service.Measure)
     app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(ClientDisconnect, _gone)
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
     app.add_exception_handler(openai.OpenAIError, openai.error_response)
@@ -107,6 +109,13 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyQueued) else None
     detail = public_message(exc) if code < 500 else _unavailable(exc)
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+
+
+async def _gone(request: Request, exc: Exception) -> JSONResponse:
+    """The client closed its connection before its body was in: nobody reads this answer, and it
+    is no server error (uvicorn logged it as one, with a traceback)."""
+    log.info("%s %s: the client went away before its body was in", request.method, request.url.path)
+    return JSONResponse({"detail": "the client went away before its body was in"}, status_code=400)
 
 
 def _unavailable(exc: Exception) -> str:

@@ -36,13 +36,15 @@ def _serving(tmp_path: Path, redis_server: str, **settings: str) -> Iterator[int
         "LOG_FORMAT": "text",
         **settings,
     }
-    process = subprocess.Popen([sys.executable, "-m", "ingest_api"], env=env, stderr=subprocess.DEVNULL)
+    log = (tmp_path / "api.log").open("wb")  # its lines, for the tests that read them
+    process = subprocess.Popen([sys.executable, "-m", "ingest_api"], env=env, stderr=log)
     try:
         wait_until(lambda: _answers(port), timeout=60, interval=0.1)
         yield port
     finally:
         process.terminate()
         process.wait(30)
+        log.close()
 
 
 @pytest.fixture
@@ -90,6 +92,26 @@ def test_headers_of_a_second_request_that_never_finish_are_cut_off(api: int) -> 
         assert answer.startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no end of headers
         assert _closed_within(sock, 30) == b"", "the connection is still open"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "start"),
+    [("application/json", b'{"source_type": '), ("multipart/form-data; boundary=b0undary", b"--b0undary\r\n")],
+)
+def test_a_client_that_goes_away_mid_body_is_no_server_error(
+    api: int, tmp_path: Path, content_type: str, start: bytes
+) -> None:
+    """Issue 31: uvicorn logged each as "Exception in ASGI application", a traceback and a 500."""
+    with socket.create_connection(("127.0.0.1", api)) as sock:
+        sock.sendall(
+            f"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: 1000\r\n\r\n".encode()
+            + start
+        )
+    log = tmp_path / "api.log"
+    wait_until(lambda: b"went away" in log.read_bytes() or b"ClientDisconnect" in log.read_bytes(), timeout=60)
+    assert _answers(api)
+    assert b"Traceback" not in log.read_bytes(), log.read_text()[-3000:]
 
 
 def test_a_body_that_stops_arriving_is_408(api: int) -> None:
