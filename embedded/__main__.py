@@ -57,7 +57,7 @@ STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted 
 
 class StackSettings(CommonSettings):
     data_dir: Path = Field(Path("data"), description="Everything the embedded stack keeps.")
-    redis_url: str = Field("", description="Use this Redis instead of starting one.")
+    redis_url: str = Field("", description="Use this Redis instead of starting one (so do REDIS_SENTINELS).")
     embedded_redis_port: int = Field(
         6379, ge=0, le=65535, description="The port of the Redis the stack starts, when free (else any; 0: any)."
     )
@@ -261,7 +261,10 @@ def main() -> None:
     setup_logging("stack", settings.log_level, settings.log_format)
     redis_process = None
     redis_url = shown_url = settings.redis_url
-    if not redis_url:
+    if settings.redis_sentinels:  # the primary the Sentinels name; the URL gives its database only
+        redis_url = shown_url = redis_url or "redis://localhost:6379/0"
+        log.info("Redis: the primary %r of the Sentinels %s", settings.redis_sentinel_master, settings.redis_sentinels)
+    elif not redis_url:
         port = choose_port(settings.embedded_redis_port)
         password = redis_password(settings.data_dir)
         redis_process, redis_url = start_redis(settings.data_dir.resolve() / "redis", port=port, password=password)
@@ -297,6 +300,8 @@ def stack_env(settings: StackSettings, env: dict[str, str]) -> dict[str, str]:
         **{name: env[name] for name in (*names, "LOG_FORMAT", "MODEL_SIZE", "PUBLIC_API_URL")},
         "MINIO_BUCKET": settings.minio_bucket,
         "MINIO_INBOX_BUCKET": settings.minio_inbox_bucket,
+        **({"REDIS_SENTINELS": settings.redis_sentinels} if settings.redis_sentinels else {}),
+        **({"REDIS_SENTINEL_MASTER": settings.redis_sentinel_master} if settings.redis_sentinels else {}),
         **ports,
         STACK_PID: str(os.getpid()),
     }

@@ -7,9 +7,11 @@ import logging
 from typing import TYPE_CHECKING
 
 import redis
+from redis.connection import parse_url
+from redis.sentinel import Sentinel
 
 from transcribe_common import keys
-from transcribe_common.settings import CommonSettings
+from transcribe_common.settings import CommonSettings, sentinel_addresses
 from transcribe_common.store.base import ObjectStore
 from transcribe_common.store.local import LocalStore
 
@@ -35,17 +37,37 @@ def plain(text: str) -> str:
     return text.replace("``", "")
 
 
+REDIS_SOCKET_TIMEOUT = 10.0  # seconds a reply may take; our blocking reads wait 2 s at most
+
+
 def connect_redis(settings: CommonSettings, service: str, **options: object) -> redis.Redis:
     """Named, so that ``CLIENT LIST`` says which service holds which connection; with
-    ``REDIS_PASSWORD`` when the URL holds none (one in the URL wins)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        password=settings.redis_password or None,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        client_name=f"transcribe-{service}",
-        **options,  # type: ignore[arg-type]
+    ``REDIS_PASSWORD`` when the URL holds none (one in the URL wins). A reply that does not come in
+    ``REDIS_SOCKET_TIMEOUT`` is an error, retried like any outage: a Redis that hangs (stopped, or cut
+    off without a reset) never holds a service for ever. With ``REDIS_SENTINELS``, each new
+    connection goes to the primary the Sentinels name, and one to a primary that has since been
+    demoted (READONLY) is dropped and made again (redis-py's ``SentinelManagedConnection``)."""
+    common = {
+        "password": settings.redis_password or None,
+        "socket_connect_timeout": 5,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "health_check_interval": 30,
+        "client_name": f"transcribe-{service}",
+        **options,
+    }
+    if not settings.redis_sentinels:
+        return redis.Redis.from_url(settings.redis_url, **common)  # type: ignore[arg-type]
+    url = parse_url(settings.redis_url)  # its database and credentials; its host is the Sentinels' to say
+    common |= {name: url[name] for name in ("db", "username", "password") if url.get(name) is not None}
+    sentinels = Sentinel(
+        sentinel_addresses(settings.redis_sentinels),
+        sentinel_kwargs={
+            "password": settings.redis_sentinel_password or None,
+            "socket_connect_timeout": 5,
+            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        },
     )
+    return sentinels.master_for(settings.redis_sentinel_master, **common)  # type: ignore[arg-type]
 
 
 def open_store(settings: CommonSettings, conn: redis.Redis) -> ObjectStore:

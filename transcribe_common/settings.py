@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from transcribe_common.netsafe import UrlPolicy
@@ -66,6 +66,20 @@ class CommonSettings(BaseSettings):
     redis_password: str = Field(
         "", description="Redis's password (requirepass), for a REDIS_URL that does not hold one (redis://:pw@host)."
     )
+    redis_sentinels: str = Field(
+        "",
+        description="host:port,host:port,... of Redis Sentinels: Redis is then the primary they name "
+        "REDIS_SENTINEL_MASTER, found again after each failover; REDIS_URL gives only its database and password.",
+    )
+    redis_sentinel_master: str = Field("mymaster", min_length=1, description="The Sentinels' name of the primary.")
+    redis_sentinel_password: str = Field("", description="The Sentinels' own password (their requirepass), if any.")
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str) -> str:
+        sentinel_addresses(value)  # host:port each, or a clear error at start
+        return value
+
     store_backend: Literal["local", "s3"] = Field("local", description="local: a folder; s3: MinIO or S3.")
     store_dir: Path = Field(Path("data/buckets"), description="Root folder of the local store.")
     minio_endpoint: str = Field("minio:9000", description="host:port of MinIO or another S3 server.")
@@ -155,3 +169,14 @@ class JobEndSettings(CommonSettings):
     model_wait: float = Field(
         600.0, gt=0, description="Seconds a job may wait for a model that no live worker serves before it fails."
     )
+
+
+def sentinel_addresses(listed: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as (host, port) pairs."""
+    addresses = []
+    for item in filter(None, (part.strip() for part in listed.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses

@@ -101,11 +101,18 @@ def settle(stack: Stack, job_ids: list[str], timeout: float = 180) -> None:
         raise AssertionError(f"jobs did not end: {states}\n{stack.log_tail(80)}") from None
 
 
-def check(stack: Stack, receiver: Receiver, job_ids: list[str], *, webhook_path: str = "/default") -> None:
+def check(
+    stack: Stack,
+    receiver: Receiver,
+    job_ids: list[str],
+    *,
+    webhook_path: str = "/default",
+    conn: redis.Redis | None = None,
+) -> None:
     """Every job finished once, with each output once and one verified webhook; nothing is left
-    queued anywhere, and /v1/stats agrees with the jobs themselves."""
+    queued anywhere (in ``conn``, the stack's Redis by default), and /v1/stats agrees with the jobs."""
     settle(stack, job_ids)
-    conn = redis.Redis.from_url(stack.redis_url)
+    conn = conn or redis.Redis.from_url(stack.redis_url)
     for job_id in job_ids:
         record = job(stack, job_id)
         assert record["status"] == "finished", record
