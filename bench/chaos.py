@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chaos_checks import Evidence, Verdict, check_all, leftovers, tally
 from bench.chaos_drive import Driver, Job, Watcher, plan
-from bench.chaos_faults import Clock, Fault, Injector, draw
+from bench.chaos_faults import KINDS, Clock, Fault, Injector, draw
 from bench.chaos_infra import (
     INBOX_BUCKET,
     JOBS_BUCKET,
@@ -76,6 +76,7 @@ class Infra:
     redis: RedisServer
     moto: Moto
     proxy: FaultProxy
+    worker_link: FaultProxy
     receiver: Receiver
     files: FileServer
     stack: StackProcess
@@ -144,6 +145,8 @@ def start_infra(work: Path, cleanup: contextlib.ExitStack) -> Infra:
         moto.store().ensure_bucket(bucket)
     proxy = FaultProxy(("127.0.0.1", moto.port))
     cleanup.callback(proxy.close)
+    worker_link = FaultProxy(("127.0.0.1", redis_server.port))  # the worker's road to Redis, for ``cut``
+    cleanup.callback(worker_link.close)
     announcer = Announcer(moto.store(), redis_server.url)
     announcer.start()
     cleanup.callback(announcer.stop)
@@ -154,12 +157,13 @@ def start_infra(work: Path, cleanup: contextlib.ExitStack) -> Infra:
     cleanup.callback(files.close)
     api_port = free_port()
     env = stack_env(work, redis_server.url, proxy.address, receiver, api_port)
+    env["CHAOS_WORKER_REDIS_URL"] = f"redis://{worker_link.address}/0"
     stack = StackProcess(env, work / "stack.log", cwd=work)
     cleanup.callback(stack.stop)
     stack.wait_ready(READY_TIMEOUT)
     api, janitor = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{env['JANITOR_METRICS_PORT']}/metrics"
     data = {kind: path.read_bytes() for kind, path in clips.items()}
-    return Infra(work, redis_server, moto, proxy, receiver, files, stack, data, api, janitor)
+    return Infra(work, redis_server, moto, proxy, worker_link, receiver, files, stack, data, api, janitor)
 
 
 def unended(http: httpx.Client, api: str, jobs: list[Job], ended: set[str]) -> str:
@@ -266,7 +270,8 @@ def burst(args: argparse.Namespace, infra: Infra, jobs: list[Job], faults: list[
     clock = Clock()
     watcher = Watcher(infra.redis.url, jobs)
     watcher.start()
-    injector = Injector(infra.stack, infra.redis, infra.proxy, infra.receiver, clock)
+    proxies = {"store": infra.proxy, "worker-redis": infra.worker_link}
+    injector = Injector(infra.stack, infra.redis, proxies, infra.receiver, clock)
     chaos = threading.Thread(target=injector.run, args=(faults,), name="chaos", daemon=True)
     chaos.start()
     clock.say(f"burst: {describe(jobs)} over {args.span / 2:g} s; {len(faults)} faults over {args.span:g} s")
@@ -278,6 +283,9 @@ def burst(args: argparse.Namespace, infra: Infra, jobs: list[Job], faults: list[
     clock.say(f"burst sent: {sum(1 for job in jobs if job.job_id)} of {len(jobs)} accepted")
     chaos.join()
     clock.say(f"faults over: {len(injector.injected)} injected, {len(injector.skipped)} skipped")
+    landed = Counter(fault.kind for fault in injector.injected)
+    for kind in KINDS:
+        clock.say(f"  {kind}: {landed[kind]} landed")
     settle(infra, jobs, clock, Limits(clock() + args.deadline, args.patience))
     watcher.stop()
     return Burst(clock, injector, watcher)
@@ -348,8 +356,9 @@ def parse_args() -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KIND[:TARGET]",
-        help="leave out the drawn faults of a kind (kill, stop, redis, store, hooks) or one target of it "
-        "(kill:webhooks, store:stall); the others keep their times. Repeatable: to tell which fault a failure needs",
+        help="leave out the drawn faults of a kind (kill, stop, redis, store, hooks, pop, drain, crash, cut) or "
+        "one target of it (kill:webhooks, store:stall); the others keep their times. Repeatable: to tell which "
+        "fault a failure needs",
     )
     args = parser.parse_args()
     args.faults = max(10, args.jobs // 10) if args.faults is None else args.faults

@@ -90,6 +90,13 @@ class RedisServer:
             stop_redis(self.process)
             self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: what its append-only file had not synced (up to a second) is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
     def close(self) -> None:
         self.closed = True
         self.stop()

@@ -6,7 +6,8 @@ run needs the production road, S3 through a proxy that fails on purpose. So this
 stack's own ``main`` (its supervisor, restarts, readiness and shutdown, unchanged) with two
 differences: ``STORE_BACKEND`` and the ``MINIO_*`` settings come from the environment, and the
 watcher is not started (on S3 the store announces its objects; ``bench/chaos.py`` stands in for
-MinIO there). Each service is still ``python -m <package>``, a child of this process.
+MinIO there). With ``CHAOS_WORKER_REDIS_URL``, the worker reaches Redis through that address (a
+fault proxy) instead of ``REDIS_URL``. Each service is still ``python -m <package>``, a child of this process.
 
     .venv/bin/python bench/chaos_stack.py   # with REDIS_URL, STORE_BACKEND=s3, MINIO_* set
 """
@@ -29,10 +30,24 @@ def _s3_env(settings: stack.StackSettings, redis_url: str) -> dict[str, str]:
     return {**_plain_env(settings, redis_url), "STORE_BACKEND": os.environ.get("STORE_BACKEND", "s3")}
 
 
+_plain_services = stack.services
+
+
+def _services(settings: stack.StackSettings) -> dict[str, stack.Service]:
+    """The worker on a road to Redis of its own (``CHAOS_WORKER_REDIS_URL``, a fault proxy) when given."""
+    planned = _plain_services(settings)
+    if link := os.environ.get("CHAOS_WORKER_REDIS_URL"):
+        for name, (module, own) in planned.items():
+            if module == "gpu_worker":
+                planned[name] = (module, {**own, "REDIS_URL": link})
+    return planned
+
+
 def main() -> None:
     if not os.environ.get("REDIS_URL"):
         raise SystemExit("set REDIS_URL: the chaos run restarts its Redis itself")
     stack.child_env = _s3_env
+    stack.services = _services
     del stack.SERVICES["watcher"]  # the folder watcher watches a local store only
     stack.main()
 
