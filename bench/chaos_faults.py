@@ -186,13 +186,13 @@ class Injector:
     def _pop(self, fault: Fault) -> bool:
         """Stop the worker once a job thread of its waits in BLPOP (what Redis hands it then, it
         holds in no list), and kill it without letting it go on."""
-        conn = redis.Redis.from_url(self.redis.url, socket_timeout=5)
         deadline = time.monotonic() + RESTART_WAIT
-        while not _waiting_worker(conn):
-            if time.monotonic() > deadline:
-                self.clock.say(f"{fault}: skipped, no worker thread waited on its queues")
-                return False
-            time.sleep(0.05)
+        with redis.Redis.from_url(self.redis.url, socket_timeout=5) as conn:
+            while not _waiting_worker(conn):
+                if time.monotonic() > deadline:
+                    self.clock.say(f"{fault}: skipped, no worker thread waited on its queues")
+                    return False
+                time.sleep(0.05)
         if (process := self._service(fault)) is None:
             return False
         tree = _tree(process)
@@ -257,7 +257,10 @@ def _waiting_worker(conn: redis.Redis) -> bool:
         clients = conn.client_list()
     except redis.RedisError:
         return False
-    return any(c.get("name", "").startswith("transcribe-worker") and c.get("cmd") == "blpop" for c in clients)
+    return any(
+        c.get("name", "").startswith("transcribe-worker") and c.get("cmd") == "blpop" and "b" in c.get("flags", "")
+        for c in clients
+    )
 
 
 def _tree(process: psutil.Process) -> list[psutil.Process]:

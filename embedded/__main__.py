@@ -300,10 +300,17 @@ def stack_env(settings: StackSettings, env: dict[str, str]) -> dict[str, str]:
         **{name: env[name] for name in (*names, "LOG_FORMAT", "MODEL_SIZE", "PUBLIC_API_URL")},
         "MINIO_BUCKET": settings.minio_bucket,
         "MINIO_INBOX_BUCKET": settings.minio_inbox_bucket,
-        **({"REDIS_SENTINELS": settings.redis_sentinels} if settings.redis_sentinels else {}),
-        **({"REDIS_SENTINEL_MASTER": settings.redis_sentinel_master} if settings.redis_sentinels else {}),
+        **(sentinels_env(settings) if settings.redis_sentinels else {}),
         **ports,
         STACK_PID: str(os.getpid()),
+    }
+
+
+def sentinels_env(settings: StackSettings) -> dict[str, str]:
+    return {
+        "REDIS_SENTINELS": settings.redis_sentinels,
+        "REDIS_SENTINEL_MASTER": settings.redis_sentinel_master,
+        "REDIS_SENTINEL_PASSWORD": settings.redis_sentinel_password,
     }
 
 
@@ -376,8 +383,9 @@ def _announce(settings: StackSettings, env: dict[str, str], supervisor: Supervis
     if wait_until_ready(readiness_urls(settings, env, supervisor.services), supervisor):
         inbox = Path(env["STORE_DIR"]) / env.get("MINIO_INBOX_BUCKET", settings.minio_inbox_bucket)
         log.info("ready: API on %s (docs at %s/docs); drop files into %s", url, url, inbox)
-        for line in rq_commands(redis_url):
-            log.info("%s", line)
+        if not settings.redis_sentinels:  # RQ's tools take one address, not the Sentinels
+            for line in rq_commands(redis_url):
+                log.info("%s", line)
 
 
 if __name__ == "__main__":

@@ -114,9 +114,9 @@ class InboxWatcher:
         for key, seen in list(self.pending.items()):
             try:
                 self._settle(key, seen, now)
-            except Exception:
-                log.exception("%s/%s: not announced; tried again when it changes", self.bucket, key)
-                self.pending.pop(key, None)
+            except Exception as exc:  # Redis away, say: tried again once it has held still again
+                log.warning("%s/%s: not announced yet (%s); trying again", self.bucket, key, exc)
+                self.pending[key] = _Seen(seen.size, seen.mtime_ns, now)
 
     def _settle(self, key: str, seen: _Seen, now: float) -> None:
         st = self.store.regular(self.bucket, key)

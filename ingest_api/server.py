@@ -20,6 +20,7 @@ import logging
 import re
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -50,8 +51,12 @@ class HeaderDeadline(H11Protocol):
         self._headers_due = self.loop.call_later(self.header_timeout, self._headers_late, after)
 
     def _headers_late(self, after: object) -> None:
-        if self.cycle is after and not self.transport.is_closing():
-            self.transport.close()
+        if self.cycle is not after or self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.SEND_BODY:  # answered before its body was read (a 401, a 413):
+            self._expect_headers(after)  # the rest of that body comes first, as uvicorn reads it
+            return
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._headers_due is not None:

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,9 +22,11 @@ from ingest_api import media
 from transcribe_common.errors import InvalidInput
 from transcribe_common.store.base import ObjectInfo, ObjectWriter
 
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # a TypedDict its stubs have only
+
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
-MAX_BOUNDARY = 256  # python-multipart's own bound (RFC 2046 asks for 70 at most)
 # A field may come once, but for OpenAI's list fields (``timestamp_granularities[]``), which may
 # come this many times; repeats are joined into one comma-separated value.
 MAX_REPEATS = 8
@@ -69,21 +72,20 @@ class MultipartReader:
         self._in_file = False
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
-        if not 1 <= len(boundary) <= MAX_BOUNDARY:  # the parser's own refusal is not a MultipartParseError
-            raise InvalidInput(f"the multipart boundary must be 1 to {MAX_BOUNDARY} characters")
-        self._parser = MultipartParser(
-            boundary,
-            {
-                "on_part_begin": self._part_begin,
-                "on_header_field": lambda d, s, e: self._add_name(d[s:e]),
-                "on_header_value": lambda d, s, e: self._add_value(d[s:e]),
-                "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished,
-                "on_part_data": lambda d, s, e: self._data(d[s:e]),
-                "on_part_end": self._part_end,
-                "on_end": self._end,
-            },
-        )
+        callbacks: MultipartCallbacks = {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._add_name(d[s:e]),
+            "on_header_value": lambda d, s, e: self._add_value(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": lambda d, s, e: self._data(d[s:e]),
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+        try:  # a boundary the parser refuses (longer than 256 bytes) is a FormParserError here
+            self._parser = MultipartParser(boundary, callbacks)
+        except FormParserError as exc:
+            raise InvalidInput(f"the multipart boundary is refused: {exc}") from exc
 
     def feed(self, chunk: bytes) -> bytes:
         """Parse one chunk of the body; returns the file bytes it held."""

@@ -57,8 +57,9 @@ def _reconcile_drop(
         return
     if now - info.modified <= janitor.limits.lost_after:
         return
-    if any(layout.beside_key(info.key, suffix) in present for suffix in BESIDE):
-        return  # transcribed (or failed) already; an output is "beside" itself and ends here too
+    beside = (place(info.key, suffix) for suffix in BESIDE for place in (layout.beside_key, layout.beside_key_whole))
+    if any(key in present for key in beside):
+        return  # transcribed (or failed) already
     current = janitor.store.stat(info.bucket, info.key)
     if current is None or layout.OUTPUT_MARKER in current.metadata:
         return  # gone meanwhile, or written by the pipeline

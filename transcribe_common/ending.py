@@ -86,10 +86,16 @@ class Ending:
         return True
 
     def write_beside(self, job_id: str, manifest: Manifest, suffix: str, data: bytes, content_type: str) -> None:
+        """``talks/a.srt`` beside ``talks/a.mp4``, over an earlier one of this job's only: a file
+        there that is not the job's (a person's own, another drop's transcript) is left as it is,
+        and this one goes to ``talks/a.mp4.srt``."""
         assert manifest.beside is not None
-        key = layout.beside_key(manifest.beside.key, suffix)
+        bucket, key = manifest.beside.bucket, layout.beside_key(manifest.beside.key, suffix)
+        there = self.store.stat(bucket, key)
+        if there is not None and there.metadata.get(layout.OUTPUT_MARKER) != job_id:
+            key = layout.beside_key_whole(manifest.beside.key, suffix)
         marker = {layout.OUTPUT_MARKER: job_id}
-        put_bytes(self.store, manifest.beside.bucket, key, data, content_type=content_type, metadata=marker)
+        put_bytes(self.store, bucket, key, data, content_type=content_type, metadata=marker)
 
     def rewrite_beside(self, job_id: str, manifest: Manifest, record: StatusRecord) -> list[str]:
         """What an ended inbox job leaves beside its drop, written again where it is missing (the
@@ -107,7 +113,11 @@ class Ending:
             owed[ERROR_NOTE] = lambda: (error_note(record.error or "failed"), NOTE_TYPE)
         written = []
         for suffix, content in owed.items():
-            if self.store.stat(manifest.beside.bucket, layout.beside_key(manifest.beside.key, suffix)) is None:
+            places = (
+                layout.beside_key(manifest.beside.key, suffix),
+                layout.beside_key_whole(manifest.beside.key, suffix),
+            )
+            if all(self.store.stat(manifest.beside.bucket, key) is None for key in places):
                 self.write_beside(job_id, manifest, suffix, *content())
                 written.append(suffix)
         return written

@@ -46,7 +46,7 @@ from transcribe_common import keys
 from transcribe_common.jobstate import record_webhook
 from transcribe_common.logs import set_job
 from transcribe_common.models import FailedWebhook, FinishedWebhook, WebhookDelivery
-from transcribe_common.settings import CommonSettings
+from transcribe_common.settings import REDIS_SOCKET_TIMEOUT, CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -416,8 +416,6 @@ def take_off(conn: redis.Redis, name: str, rq_job_id: str) -> None:
 
 # RQ's workers on threads of one process: the only subclass of an RQ worker in the project.
 #
-# RQ's workers on threads of one process: the only subclass of an RQ worker in the project.
-#
 # RQ's default worker forks a work horse per job. A fork of a process that has loaded a CTranslate2
 # model hangs inside CTranslate2, and a forking pool holds a process per slot. So the GPU worker and
 # the webhook sender run RQ's ``SimpleWorker``, one per thread: the job timeout is RQ's
@@ -444,6 +442,13 @@ class ThreadWorker(SimpleWorker):
 
     def _install_signal_handlers(self) -> None:
         """The process's main thread owns the signals."""
+
+    @property
+    def connection_timeout(self) -> int:
+        """RQ raises its connection's socket timeout to this (its dequeue timeout + 10: 415 s for
+        the default worker TTL); keep every service's ``REDIS_SOCKET_TIMEOUT``, which outlasts the
+        ``DEQUEUE_POLL`` of our BLPOP: a Redis that stops answering never holds a worker long."""
+        return math.ceil(REDIS_SOCKET_TIMEOUT)
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):  # type: ignore[no-untyped-def]
         # RQ keeps a busy worker's key for the job's whole timeout; keep ours short, so that a

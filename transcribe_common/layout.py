@@ -31,7 +31,8 @@ OPTIONS_FILE = ".transcribe.json"
 OUTPUT_MARKER = "transcribe-output"
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-# Of one name in a path: a file system's 255 bytes, less the ".json" of the local store's sidecar.
+# Of a name the pipeline writes beside a drop: under a file system's 255 bytes (the local store
+# takes up to 255, and hashes the name of a sidecar that would not fit).
 MAX_NAME_BYTES = 250
 MAX_KEY_BYTES = 1024  # of an object key, in S3
 SAFE_NAME_BYTES = 150  # an upload's own name, leaving room for what is added to it ("source-", suffixes)
@@ -122,14 +123,19 @@ def options_files(key: str) -> list[str]:
 
 def beside_key(key: str, fmt: str) -> str:
     """``talks/a.mp4`` → ``talks/a.<fmt>``; a name too long for that (file systems take 255
-    bytes) keeps as much of its stem as fits. A drop is never its own output."""
+    bytes) keeps as much of its stem as fits. A drop is never its own output: ``talk.srt``'s is
+    ``beside_key_whole``'s."""
     folder, name = posixpath.split(key)
     stem, _ = posixpath.splitext(name)
-    suffix = f".{fmt}"
-    beside = posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
-    if beside == key:  # a drop named like its own output (talk.srt): talk.srt.srt, never the drop itself
-        beside = posixpath.join(folder, cut_bytes(name, MAX_NAME_BYTES - len(suffix.encode())) + suffix)
-    return beside
+    beside = posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(f".{fmt}".encode())) + f".{fmt}")
+    return beside_key_whole(key, fmt) if beside == key else beside
+
+
+def beside_key_whole(key: str, fmt: str) -> str:
+    """``talks/a.mp4`` → ``talks/a.mp4.<fmt>``: where an output goes when ``beside_key`` holds a file
+    that is not the job's (the drop itself, a person's own subtitles, the transcript of ``a.wav``)."""
+    folder, name = posixpath.split(key)
+    return posixpath.join(folder, cut_bytes(name, MAX_NAME_BYTES - len(f".{fmt}".encode())) + f".{fmt}")
 
 
 def cut_bytes(text: str, most: int) -> str:

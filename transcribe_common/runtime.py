@@ -7,11 +7,11 @@ import logging
 from typing import TYPE_CHECKING
 
 import redis
-from redis.connection import parse_url
+from redis.connection import SSLConnection, parse_url
 from redis.sentinel import Sentinel
 
 from transcribe_common import keys
-from transcribe_common.settings import CommonSettings, sentinel_addresses
+from transcribe_common.settings import REDIS_SOCKET_TIMEOUT, CommonSettings, sentinel_addresses
 from transcribe_common.store.base import ObjectStore
 from transcribe_common.store.local import LocalStore
 
@@ -37,9 +37,6 @@ def plain(text: str) -> str:
     return text.replace("``", "")
 
 
-REDIS_SOCKET_TIMEOUT = 10.0  # seconds a reply may take; our blocking reads wait 2 s at most
-
-
 def connect_redis(settings: CommonSettings, service: str, **options: object) -> redis.Redis:
     """Named, so that ``CLIENT LIST`` says which service holds which connection; with
     ``REDIS_PASSWORD`` when the URL holds none (one in the URL wins). A reply that does not come in
@@ -57,8 +54,12 @@ def connect_redis(settings: CommonSettings, service: str, **options: object) -> 
     }
     if not settings.redis_sentinels:
         return redis.Redis.from_url(settings.redis_url, **common)  # type: ignore[arg-type]
-    url = parse_url(settings.redis_url)  # its database and credentials; its host is the Sentinels' to say
-    common |= {name: url[name] for name in ("db", "username", "password") if url.get(name) is not None}
+    # The URL's database, credentials and TLS (rediss://, its ssl_* options); its host and port are
+    # the Sentinels' to say.
+    url = parse_url(settings.redis_url)
+    tls = url.pop("connection_class", None) is SSLConnection
+    common |= {name: value for name, value in url.items() if name not in ("host", "port") and value is not None}
+    common |= {"ssl": True} if tls else {}
     sentinels = Sentinel(
         sentinel_addresses(settings.redis_sentinels),
         sentinel_kwargs={

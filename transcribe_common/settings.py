@@ -46,6 +46,9 @@ def running_stack_env() -> Path | None:
     return path
 
 
+REDIS_SOCKET_TIMEOUT = 10.0  # seconds a Redis reply may take; our blocking reads wait 2 s at most
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 

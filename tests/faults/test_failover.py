@@ -23,7 +23,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel
 
 from embedded.redis_server import free_port
 from tests.conftest import Stack, running_stack
-from tests.faults.test_faults import CLIP, check
+from tests.faults.test_faults import CLIP, check, settle
 from tests.helpers import Receiver, wait_until
 from transcribe_common.runtime import connect_redis
 from transcribe_common.settings import CommonSettings
@@ -91,6 +91,11 @@ class Cluster:
 
     def role(self, name: str) -> str:
         return redis.Redis(port=self.ports[name], password=PASSWORD).role()[0].decode()  # type: ignore[no-any-return]
+
+    def synced(self, name: str) -> bool:
+        """Whether replica ``name`` holds what its primary holds (its first sync is done, its link up)."""
+        info = redis.Redis(port=self.ports[name], password=PASSWORD).info("replication")
+        return info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -161,7 +166,9 @@ def test_a_primary_frozen_then_another_killed_mid_burst_loses_no_job(
         cluster.processes["a"].send_signal(signal.SIGSTOP)  # cut off, its connections open
         try:
             wait_until(failed_over(cluster, "a"), timeout=60, interval=0.2)
+            # Every job ends while "a" is still frozen: no service waits on a connection to it.
             job_ids += submit(stack, 2)
+            settle(stack, job_ids)
         finally:
             cluster.processes["a"].send_signal(signal.SIGCONT)
         wait_until(lambda: cluster.role("a") == "slave", timeout=60, interval=0.2)  # demoted on its return
@@ -170,6 +177,9 @@ def test_a_primary_frozen_then_another_killed_mid_burst_loses_no_job(
         wait_until(lambda: _written(conn), timeout=60, interval=0.2)
         assert redis.Redis(port=cluster.ports["b"], password=PASSWORD).get("failover-test") == b"written"
 
+        # One fault at a time: "a" has caught up with "b" before "b" goes. (A replica promoted before
+        # its first sync would bring back the state of a minute ago: not a failover Redis survives.)
+        wait_until(lambda: cluster.synced("a"), timeout=60, interval=0.2)
         cluster.processes["b"].kill()  # SIGKILL: the last second of its writes may be lost
         cluster.processes["b"].wait()
         wait_until(failed_over(cluster, "b"), timeout=60, interval=0.2)

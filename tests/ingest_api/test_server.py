@@ -114,6 +114,22 @@ def test_a_client_that_goes_away_mid_body_is_no_server_error(
     assert b"Traceback" not in log.read_bytes(), log.read_text()[-3000:]
 
 
+def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) -> None:
+    """The header deadline waits for the next request's headers; a body the API answered before
+    reading (413: larger than it takes) is still that request's, and is read on, not reset."""
+    with socket.create_connection(("127.0.0.1", api)) as sock:
+        sock.sendall(
+            b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000000000\r\n\r\n"
+        )
+        sock.settimeout(30)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        for _ in range(6):  # three HEADER_TIMEOUTs of body, a chunk each half second
+            sock.sendall(b"x" * 1000)
+            time.sleep(0.5)
+        assert _closed_within(sock, 0.1) is None, "the connection was closed under the body"
+
+
 def test_a_body_that_stops_arriving_is_408(api: int) -> None:
     with socket.create_connection(("127.0.0.1", api)) as sock:
         sock.sendall(

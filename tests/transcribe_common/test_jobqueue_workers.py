@@ -11,6 +11,7 @@ from rq.job import Job, JobStatus
 
 from tests.helpers import wait_until
 from transcribe_common import jobqueue, keys
+from transcribe_common.settings import REDIS_SOCKET_TIMEOUT
 
 GATE = threading.Event()
 URL = "http://hooks.example.org/x"
@@ -27,6 +28,8 @@ def test_a_thread_worker_keeps_a_short_key_in_a_job_and_stops_after_it(redis_con
     queue = Queue("transcribe:test-rqworker", connection=redis_conn)
     job = queue.enqueue_call(held, kwargs={"url": URL}, job_id="held-1")
     worker = jobqueue.ThreadWorker([queue], name="test-thread-0", connection=redis_conn, heartbeat_ttl=7)
+    # RQ would raise its socket timeout to 415 s: a Redis that hangs would hold the worker that long.
+    assert worker.connection.connection_pool.connection_kwargs["socket_timeout"] == REDIS_SOCKET_TIMEOUT
     [thread] = jobqueue.start([worker])
     try:
         wait_until(lambda: job.get_status() == JobStatus.STARTED, timeout=30)

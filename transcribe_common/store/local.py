@@ -214,16 +214,9 @@ class LocalStore:
         return ObjectInfo(bucket, key, st.st_size, meta["etag"], meta["content_type"], meta["metadata"], st.st_mtime)
 
     def _publish(self, info: ObjectInfo, st: os.stat_result) -> None:
-        sidecar = self.meta_path(info.bucket, info.key)
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "etag": info.etag,
-            "content_type": info.content_type,
-            "metadata": info.metadata,
-        }
-        _atomic_write(sidecar, json.dumps(meta).encode(), self.root / TMP_DIR)
+        """Announce the object, then write its sidecar (which says it was announced): an
+        announcement that fails leaves it unannounced, to be tried again; one told twice is harmless
+        (a job's id comes from its object's eTag)."""
         if self._notify is not None:
             self._notify(
                 access_record(
@@ -235,13 +228,23 @@ class LocalStore:
                     metadata=info.metadata,
                 )
             )
+        sidecar = self.meta_path(info.bucket, info.key)
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "etag": info.etag,
+            "content_type": info.content_type,
+            "metadata": info.metadata,
+        }
+        _atomic_write(sidecar, json.dumps(meta).encode(), self.root / TMP_DIR)
 
 
 class _LocalWriter:
     def __init__(self, store: LocalStore, bucket: str, key: str, content_type: str, metadata: dict[str, str]):
         self._store, self._bucket, self._key = store, bucket, key
         self._content_type, self._metadata = content_type, metadata
-        self._target = store.data_path(bucket, key)
+        check_key(key)  # refused before a byte is written
         fd, tmp = tempfile.mkstemp(dir=store.root / TMP_DIR, prefix=f"{_TMP_PREFIX}{bucket}-")
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
