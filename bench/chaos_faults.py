@@ -212,34 +212,31 @@ class Injector:
         self.clock.say(f"{fault} (pid {process.pid})")
         return True
 
-    def _crash(self, fault: Fault) -> bool:
-        self.redis.kill()
-        self.clock.say(f"{fault}: killed")
-        time.sleep(fault.seconds)
-        self.redis.start()
-        self.clock.say("Redis up again")
-        return True
-
-    def _cut(self, fault: Fault) -> bool:
-        with self.worker_link.failing(fault.target):
-            self.clock.say(str(fault))
-            time.sleep(fault.seconds)
-        self.clock.say("the worker's link to Redis healed")
-        return True
-
     def _redis(self, fault: Fault) -> bool:
-        self.clock.say(f"{fault}: shutting down")
-        self.redis.stop()
+        return self._redis_down(fault, "shutting down", self.redis.stop)
+
+    def _crash(self, fault: Fault) -> bool:
+        return self._redis_down(fault, "killed", self.redis.kill)
+
+    def _redis_down(self, fault: Fault, how: str, stop: Callable[[], None]) -> bool:
+        self.clock.say(f"{fault}: {how}")
+        stop()
         time.sleep(fault.seconds)
         self.redis.start()
         self.clock.say("Redis up again")
         return True
 
     def _store(self, fault: Fault) -> bool:
-        with self.proxy.failing(fault.target):
+        return self._failing(self.proxy, fault, "store healed")
+
+    def _cut(self, fault: Fault) -> bool:
+        return self._failing(self.worker_link, fault, "the worker's link to Redis healed")
+
+    def _failing(self, proxy: FaultProxy, fault: Fault, healed: str) -> bool:
+        with proxy.failing(fault.target):
             self.clock.say(str(fault))
             time.sleep(fault.seconds)
-        self.clock.say("store healed")
+        self.clock.say(healed)
         return True
 
     def _hooks(self, fault: Fault) -> bool:
