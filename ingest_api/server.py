@@ -31,9 +31,14 @@ class HeaderDeadline(H11Protocol):
     header_timeout = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._received = 0  # bytes, all told: whether a body still arrives
         super().connection_made(transport)
         self._headers_due: asyncio.TimerHandle | None = None
         self._expect_headers(after=None)
+
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
 
     def on_response_complete(self) -> None:
         # The next request on a kept-alive connection gets the same deadline as the first: uvicorn
@@ -48,13 +53,15 @@ class HeaderDeadline(H11Protocol):
         request answered last, or None), are all in within ``header_timeout``."""
         if self._headers_due is not None:
             self._headers_due.cancel()
-        self._headers_due = self.loop.call_later(self.header_timeout, self._headers_late, after)
+        self._headers_due = self.loop.call_later(self.header_timeout, self._headers_late, after, self._received)
 
-    def _headers_late(self, after: object) -> None:
+    def _headers_late(self, after: object, received: int) -> None:
         if self.cycle is not after or self.transport.is_closing():
             return
-        if self.conn.their_state is h11.SEND_BODY:  # answered before its body was read (a 401, a 413):
-            self._expect_headers(after)  # the rest of that body comes first, as uvicorn reads it
+        if self.conn.their_state is h11.SEND_BODY and self._received > received:
+            # Answered before its body was read (a 401, a 413), and the rest of that body is still
+            # coming: it comes first, as uvicorn reads it. One that stopped coming is closed.
+            self._expect_headers(after)
             return
         self.transport.close()
 

@@ -15,6 +15,7 @@ listing does not give.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from janitor.announce import announce
@@ -22,11 +23,12 @@ from janitor.report import Report
 from transcribe_common import layout
 from transcribe_common.ending import ERROR_NOTE, WARNINGS_NOTE
 from transcribe_common.models import OUTPUT_FORMATS, JobStatus
-from transcribe_common.store.base import ObjectInfo, copy_object
+from transcribe_common.store.base import ObjectInfo, copy_object, free_place
 
 if TYPE_CHECKING:
     from janitor.reconcile import Janitor
 
+log = logging.getLogger(__name__)
 BESIDE = (*OUTPUT_FORMATS, ERROR_NOTE, WARNINGS_NOTE)
 
 
@@ -57,8 +59,7 @@ def _reconcile_drop(
         return
     if now - info.modified <= janitor.limits.lost_after:
         return
-    beside = (place(info.key, suffix) for suffix in BESIDE for place in (layout.beside_key, layout.beside_key_whole))
-    if any(key in present for key in beside):
+    if any(key in present for suffix in BESIDE for key in layout.beside_keys(info.key, suffix, job_id)):
         return  # transcribed (or failed) already
     current = janitor.store.stat(info.bucket, info.key)
     if current is None or layout.OUTPUT_MARKER in current.metadata:
@@ -73,14 +74,18 @@ def _reconcile_drop(
 def _settle(janitor: Janitor, info: ObjectInfo, job_id: str, report: Report) -> None:
     """``INBOX_AFTER`` for a drop whose transcript is written."""
     store, mode = janitor.store, janitor.limits.inbox_after
-    target = janitor.limits.inbox_move_prefix + info.key
-    if mode == "move":
+    target = None
+    if mode == "move":  # never over a file a person put there: the next free name
+        places = layout.moved_keys(janitor.limits.inbox_move_prefix, info.key, job_id)
+        if (target := free_place(store, info.bucket, places, job_id)) is None:
+            log.warning("inbox %s: transcribed, but no name to move it to is free; left where it is", info.key)
+            return
         janitor._act(report, "inbox_moved", f"inbox {info.key}", f"transcribed; moving it to {target}")
     else:
         janitor._act(report, "inbox_deleted", f"inbox {info.key}", f"transcribed; deleting it ({info.size} bytes)")
         report.bytes_freed += info.size
     if janitor.limits.dry_run:
         return
-    if mode == "move":
+    if target is not None:
         copy_object(store, info.bucket, info.key, target, metadata={layout.OUTPUT_MARKER: job_id})
     store.delete(info.bucket, info.key)

@@ -14,10 +14,11 @@ from functools import partial
 import redis
 
 from transcribe_common import jobqueue, layout
+from transcribe_common.errors import InvalidInput
 from transcribe_common.jobstate import JobStates, made_by
 from transcribe_common.models import CONTENT_TYPES, FailedWebhook, FinishedWebhook, JobStatus, Manifest, StatusRecord
 from transcribe_common.settings import JobEndSettings
-from transcribe_common.store.base import ObjectStore, get_bytes, get_json, put_bytes
+from transcribe_common.store.base import ObjectStore, free_place, get_bytes, get_json, put_bytes
 from transcribe_common.transient import Retry, transient
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,15 @@ class Ending:
     def write_beside(self, job_id: str, manifest: Manifest, suffix: str, data: bytes, content_type: str) -> None:
         """``talks/a.srt`` beside ``talks/a.mp4``, over an earlier one of this job's only: a file
         there that is not the job's (a person's own, another drop's transcript) is left as it is,
-        and this one goes to ``talks/a.mp4.srt``."""
+        and this one goes to the next free place (``layout.beside_keys``)."""
         assert manifest.beside is not None
-        bucket, key = manifest.beside.bucket, layout.beside_key(manifest.beside.key, suffix)
-        there = self.store.stat(bucket, key)
-        if there is not None and there.metadata.get(layout.OUTPUT_MARKER) != job_id:
-            key = layout.beside_key_whole(manifest.beside.key, suffix)
-        marker = {layout.OUTPUT_MARKER: job_id}
-        put_bytes(self.store, bucket, key, data, content_type=content_type, metadata=marker)
+        bucket, places = manifest.beside.bucket, layout.beside_keys(manifest.beside.key, suffix, job_id)
+        key = free_place(self.store, bucket, places, job_id)
+        if key is None:
+            raise InvalidInput(
+                f"no name beside {manifest.beside.key} is free for its {suffix}: each holds another file"
+            )
+        put_bytes(self.store, bucket, key, data, content_type=content_type, metadata={layout.OUTPUT_MARKER: job_id})
 
     def rewrite_beside(self, job_id: str, manifest: Manifest, record: StatusRecord) -> list[str]:
         """What an ended inbox job leaves beside its drop, written again where it is missing (the
@@ -113,14 +115,19 @@ class Ending:
             owed[ERROR_NOTE] = lambda: (error_note(record.error or "failed"), NOTE_TYPE)
         written = []
         for suffix, content in owed.items():
-            places = (
-                layout.beside_key(manifest.beside.key, suffix),
-                layout.beside_key_whole(manifest.beside.key, suffix),
-            )
-            if all(self.store.stat(manifest.beside.bucket, key) is None for key in places):
+            first, *others = layout.beside_keys(manifest.beside.key, suffix, job_id)
+            bucket = manifest.beside.bucket
+            # Anything in the first place (the job's output, edited or not, or a person's file), or
+            # the job's output in another: there already.
+            if self.store.stat(bucket, first) is None and not any(self._written_by(job_id, bucket, k) for k in others):
                 self.write_beside(job_id, manifest, suffix, *content())
                 written.append(suffix)
         return written
+
+    def _written_by(self, job_id: str, bucket: str, key: str) -> bool:
+        """Whether ``key`` holds an output of this job (edited since, or not)."""
+        there = self.store.stat(bucket, key)
+        return there is not None and there.metadata.get(layout.OUTPUT_MARKER) == job_id
 
     def _stored_result(self, key: str, fmt: str) -> tuple[bytes, str]:
         return get_bytes(self.store, self.settings.minio_bucket, key), CONTENT_TYPES[fmt]

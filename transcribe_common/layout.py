@@ -121,6 +121,24 @@ def options_files(key: str) -> list[str]:
     return [place for place in places if len(place.encode()) <= MAX_KEY_BYTES]
 
 
+def beside_keys(key: str, fmt: str, job_id: str) -> list[str]:
+    """Where the ``fmt`` output of drop ``key``'s job may go, the first free one taken (a file
+    there that is not the job's is never written over): ``talks/a.srt``, ``talks/a.mp4.srt``,
+    ``talks/a.mp4.<job>.srt`` (the job id's last, random, digits); none longer than an S3 key may be."""
+    places = (beside_key(key, fmt), beside_key_whole(key, fmt), beside_key_whole(key, f"{job_id[-8:]}.{fmt}"))
+    return [place for place in dict.fromkeys(places) if len(place.encode()) <= MAX_KEY_BYTES]
+
+
+def moved_keys(prefix: str, key: str, job_id: str) -> list[str]:
+    """Where ``INBOX_AFTER=move`` may put drop ``key``, the first free one taken: ``processed/talks/a.mp4``,
+    then ``processed/talks/a.<job>.mp4``."""
+    folder, name = posixpath.split(key)
+    stem, ext = posixpath.splitext(name)
+    tagged = posixpath.join(folder, cut_bytes(stem, MAX_NAME_BYTES - len(f".{job_id[-8:]}{ext}".encode())))
+    places = (prefix + key, f"{prefix}{tagged}.{job_id[-8:]}{ext}")
+    return [place for place in places if len(place.encode()) <= MAX_KEY_BYTES]
+
+
 def beside_key(key: str, fmt: str) -> str:
     """``talks/a.mp4`` → ``talks/a.<fmt>``; a name too long for that (file systems take 255
     bytes) keeps as much of its stem as fits. A drop is never its own output: ``talk.srt``'s is

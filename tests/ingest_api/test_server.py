@@ -130,6 +130,23 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) ->
         assert _closed_within(sock, 0.1) is None, "the connection was closed under the body"
 
 
+def test_a_body_that_stops_arriving_after_an_early_answer_is_cut_off(api: int) -> None:
+    """The same early answer, then 100 KB of body (past what uvicorn reads ahead), then nothing:
+    the connection was held for ever."""
+    with socket.create_connection(("127.0.0.1", api)) as sock:
+        sock.sendall(
+            b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000000000\r\n\r\n"
+        )
+        sock.settimeout(30)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        sock.settimeout(5)
+        with contextlib.suppress(TimeoutError):  # the kernel's buffers take what the server does not read
+            for _ in range(100):
+                sock.sendall(b"x" * 1000)
+        assert _closed_within(sock, 30) is not None, "the connection is still open"
+
+
 def test_a_body_that_stops_arriving_is_408(api: int) -> None:
     with socket.create_connection(("127.0.0.1", api)) as sock:
         sock.sendall(

@@ -521,3 +521,21 @@ def test_work_popped_and_lost_is_queued_again_by_the_workers_reaper(  # type: ig
     assert gates.start(1, "next-worker", lambda worker: True, 2) == "ok:1"  # free, its lost start given back
     assert states.read(split).attempts == started.attempts  # not split again from zero
     assert queue.get_job_ids().count(waiting) == 1  # what RQ held is left as it was
+
+
+def test_a_move_never_writes_over_a_file_a_person_put_at_its_target(  # type: ignore[no-untyped-def]
+    reconcile, route, local_store, states: JobStates
+) -> None:
+    """Issue 31, the third attack: INBOX_AFTER=move replaced a person's done/talks/a.mp3 with the drop."""
+    store = local_store.store
+    _drop(store, "talks/a.mp3", b"a" * 1000)
+    for record in local_store.records:
+        states._redis.rpush(keys.EVENTS, record)
+    route()
+    job_id = _finish_inbox_job(store, states, "talks/a.mp3")
+    _drop(store, "done/talks/a.mp3", b"a person's own file")
+    limits = Limits(3600, 300, 7, inbox_after="move", inbox_move_prefix="done/")
+    assert reconcile(limits, after=0).counts == {"inbox_moved": 1}
+    assert get_bytes(store, INBOX_BUCKET, "done/talks/a.mp3") == b"a person's own file"
+    assert get_bytes(store, INBOX_BUCKET, f"done/talks/a.{job_id[-8:]}.mp3") == b"a" * 1000
+    assert store.stat(INBOX_BUCKET, "talks/a.mp3") is None

@@ -131,13 +131,16 @@ def test_a_drop_whose_folder_options_could_not_have_a_key_is_transcribed(stack: 
     assert receiver.wait_for(job_id)["json"]["status"] == "finished", stack.log_tail()
 
 
-def test_a_file_beside_a_drop_that_is_not_its_transcript_is_left_as_it_is(stack: Stack, receiver: Receiver) -> None:
-    """A person's own talk.srt beside talk.mp4 was written over by the transcript of talk.mp4."""
+def test_files_beside_a_drop_that_are_not_its_transcript_are_left_as_they_are(stack: Stack, receiver: Receiver) -> None:
+    """A person's own talk.srt beside talk.mp4 was written over by the transcript of talk.mp4; then
+    their talk.mp4.srt, the next name taken."""
     folder = stack.inbox / "own-subtitles"
     folder.mkdir()
     theirs = b"1\n00:00:00,000 --> 00:00:02,000\ntheir own subtitles\n"
     (folder / "talk.srt").write_bytes(theirs)
+    (folder / "talk.mp4.srt").write_bytes(theirs + b"(another copy)\n")
     job_id = drop(stack, "own-subtitles/talk.mp4", SPEECH / "inbox.mp4", {"output": "srt"})
     assert receiver.wait_for(job_id)["json"]["status"] == "finished", stack.log_tail()
     assert (folder / "talk.srt").read_bytes() == theirs
-    assert "-->" in (folder / "talk.mp4.srt").read_text()
+    assert (folder / "talk.mp4.srt").read_bytes() == theirs + b"(another copy)\n"
+    assert "-->" in (folder / f"talk.mp4.{job_id[-8:]}.srt").read_text()

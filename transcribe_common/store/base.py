@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from transcribe_common.errors import ObjectMissing
+from transcribe_common.layout import OUTPUT_MARKER
 
 CHUNK = 1024 * 1024
 
@@ -142,6 +143,17 @@ def copy_object(store: ObjectStore, bucket: str, key: str, dest: str, *, metadat
     return put_chunks(
         store, bucket, dest, chunks, content_type=source.content_type, metadata=source.metadata | metadata
     )
+
+
+def free_place(store: ObjectStore, bucket: str, places: Iterable[str], owner: str) -> str | None:
+    """The first of ``places`` that holds nothing, or an object ``owner`` wrote (its
+    ``transcribe-output`` metadata): what a person put there is never written over. None if
+    every place is taken."""
+    for place in places:
+        there = store.stat(bucket, place)
+        if there is None or there.metadata.get(OUTPUT_MARKER) == owner:
+            return place
+    return None
 
 
 def upload_file(
