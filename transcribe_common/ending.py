@@ -115,17 +115,20 @@ class Ending:
             owed[ERROR_NOTE] = lambda: (error_note(record.error or "failed"), NOTE_TYPE)
         written = []
         for suffix, content in owed.items():
-            first, *others = layout.beside_keys(manifest.beside.key, suffix, job_id)
-            bucket = manifest.beside.bucket
+            places, bucket = layout.beside_keys(manifest.beside.key, suffix, job_id), manifest.beside.bucket
             # Anything in the first place (the job's output, edited or not, or a person's file), or
             # the job's output in another: there already.
-            if self.store.stat(bucket, first) is None and not any(self._written_by(job_id, bucket, k) for k in others):
+            there = places and (
+                self.store.stat(bucket, places[0]) is not None
+                or any(self._written_by(job_id, bucket, key) for key in places[1:])
+            )
+            if places and not there:
                 self.write_beside(job_id, manifest, suffix, *content())
                 written.append(suffix)
         return written
 
     def _written_by(self, job_id: str, bucket: str, key: str) -> bool:
-        """Whether ``key`` holds an output of this job (edited since, or not)."""
+        """Whether ``key`` holds an output of this job, as the job wrote it."""
         there = self.store.stat(bucket, key)
         return there is not None and there.metadata.get(layout.OUTPUT_MARKER) == job_id
 
