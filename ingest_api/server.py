@@ -26,12 +26,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ingest_api.settings import ApiSettings
 
+# Header deadlines the rest of an answered request's body gets to arrive: 30 s at the default
+# HEADER_TIMEOUT, nginx's lingering_time.
+DRAIN_WINDOWS = 3
+
 
 class HeaderDeadline(H11Protocol):
     header_timeout = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._received = 0  # bytes, all told: whether a body still arrives
+        self._draining = 0  # deadlines the rest of an answered request's body has had
         super().connection_made(transport)
         self._headers_due: asyncio.TimerHandle | None = None
         self._expect_headers(after=None)
@@ -43,7 +48,7 @@ class HeaderDeadline(H11Protocol):
     def on_response_complete(self) -> None:
         # The next request on a kept-alive connection gets the same deadline as the first: uvicorn
         # stops its keep-alive timer at the first byte of it, and would then wait for ever.
-        done = self.cycle
+        done, self._draining = self.cycle, 0
         super().on_response_complete()
         if not self.transport.is_closing():
             self._expect_headers(after=done)
@@ -60,9 +65,12 @@ class HeaderDeadline(H11Protocol):
             return
         if self.conn.their_state is h11.SEND_BODY and self._received > received:
             # Answered before its body was read (a 401, a 413), and the rest of that body is still
-            # coming: it comes first, as uvicorn reads it. One that stopped coming is closed.
-            self._expect_headers(after)
-            return
+            # coming: it comes first, as uvicorn reads it, for DRAIN_WINDOWS deadlines at most (a
+            # client that drips a body nobody will read is not waited for). One that stopped is closed.
+            self._draining += 1
+            if self._draining < DRAIN_WINDOWS:
+                self._expect_headers(after)
+                return
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

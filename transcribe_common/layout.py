@@ -124,7 +124,7 @@ def options_files(key: str) -> list[str]:
 def beside_keys(key: str, fmt: str, job_id: str) -> list[str]:
     """Where the ``fmt`` output of drop ``key``'s job may go, the first free one taken (a file
     there that is not the job's is never written over): ``talks/a.srt``, ``talks/a.mp4.srt``,
-    ``talks/a.mp4.<job>.srt`` (the job id's last, random, digits); none longer than an S3 key may be."""
+    ``talks/a.mp4.<job>.srt`` (the job id's last 8 digits); none longer than an S3 key may be."""
     places = (beside_key(key, fmt), beside_key_whole(key, fmt), beside_key_whole(key, f"{job_id[-8:]}.{fmt}"))
     return [place for place in dict.fromkeys(places) if len(place.encode()) <= MAX_KEY_BYTES]
 

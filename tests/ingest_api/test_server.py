@@ -124,10 +124,29 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) ->
         )
         sock.settimeout(30)
         assert sock.recv(4096).startswith(b"HTTP/1.1 413")
-        for _ in range(6):  # three HEADER_TIMEOUTs of body, a chunk each half second
+        for _ in range(4):  # two HEADER_TIMEOUTs of body, a chunk each half second
             sock.sendall(b"x" * 1000)
             time.sleep(0.5)
         assert _closed_within(sock, 0.1) is None, "the connection was closed under the body"
+
+
+def test_a_body_dripped_after_an_early_answer_is_read_for_a_while_only(api: int) -> None:
+    """The fourth attack: a byte now and then kept an answered request's body, which nobody will
+    read, coming for ever (up to its 100 GB). As nginx's lingering_time, it gets three deadlines."""
+    with socket.create_connection(("127.0.0.1", api)) as sock:
+        sock.sendall(
+            b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000000000\r\n\r\n"
+        )
+        sock.settimeout(30)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # closed under the drip: a reset, a broken pipe
+            while time.monotonic() - started < 60:
+                sock.sendall(b"x")
+                if _closed_within(sock, 0.5) is not None:
+                    break
+        assert time.monotonic() - started < 60, "still open after a minute of drip"
 
 
 def test_a_body_that_stops_arriving_after_an_early_answer_is_cut_off(api: int) -> None:
