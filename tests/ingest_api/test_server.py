@@ -114,9 +114,9 @@ def test_a_client_that_goes_away_mid_body_is_no_server_error(
     assert b"Traceback" not in log.read_bytes(), log.read_text()[-3000:]
 
 
-def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) -> None:
-    """The header deadline waits for the next request's headers; a body the API answered before
-    reading (413: larger than it takes) is still that request's, and is read on, not reset."""
+@contextlib.contextmanager
+def answered_early(api: int) -> Iterator[socket.socket]:
+    """A connection whose upload the API answered before reading its body: 413, it declares 100 GB."""
     with socket.create_connection(("127.0.0.1", api)) as sock:
         sock.sendall(
             b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -124,6 +124,13 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) ->
         )
         sock.settimeout(30)
         assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        yield sock
+
+
+def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) -> None:
+    """The header deadline waits for the next request's headers; a body the API answered before
+    reading (413: larger than it takes) is still that request's, and is read on, not reset."""
+    with answered_early(api) as sock:
         for _ in range(4):  # two HEADER_TIMEOUTs of body, a chunk each half second
             sock.sendall(b"x" * 1000)
             time.sleep(0.5)
@@ -133,13 +140,7 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(api: int) ->
 def test_a_body_dripped_after_an_early_answer_is_read_for_a_while_only(api: int) -> None:
     """The fourth attack: a byte now and then kept an answered request's body, which nobody will
     read, coming for ever (up to its 100 GB). As nginx's lingering_time, it gets three deadlines."""
-    with socket.create_connection(("127.0.0.1", api)) as sock:
-        sock.sendall(
-            b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000000000\r\n\r\n"
-        )
-        sock.settimeout(30)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    with answered_early(api) as sock:
         started = time.monotonic()
         with contextlib.suppress(OSError):  # closed under the drip: a reset, a broken pipe
             while time.monotonic() - started < 60:
@@ -152,13 +153,7 @@ def test_a_body_dripped_after_an_early_answer_is_read_for_a_while_only(api: int)
 def test_a_body_that_stops_arriving_after_an_early_answer_is_cut_off(api: int) -> None:
     """The same early answer, then 100 KB of body (past what uvicorn reads ahead), then nothing:
     the connection was held for ever."""
-    with socket.create_connection(("127.0.0.1", api)) as sock:
-        sock.sendall(
-            b"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 100000000000\r\n\r\n"
-        )
-        sock.settimeout(30)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    with answered_early(api) as sock:
         sock.settimeout(5)
         with contextlib.suppress(TimeoutError):  # the kernel's buffers take what the server does not read
             for _ in range(100):
