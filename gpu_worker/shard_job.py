@@ -134,6 +134,8 @@ class ShardRun(JobRun):
             self.leave(exc)
             return "left"
         except Exception as exc:
+            if self.ended_meanwhile(exc):
+                return "skipped"
             self.fail_shard(manifest, describe(exc, self.settings.job_timeout), exc)
             return JobStatus.FAILED
         return self.join(manifest)
@@ -146,10 +148,23 @@ class ShardRun(JobRun):
             self.leave(exc)
             return "left"
         except Exception as exc:
+            if self.ended_meanwhile(exc):
+                return "skipped"
             if not isinstance(exc, PermanentError):
                 log.exception("job %s: joining its shards failed unexpectedly", self.job_id)
             self.fail_once(manifest, f"joining the shards failed: {describe(exc, self.settings.job_timeout)}")
             return JobStatus.FAILED
+
+    def ended_meanwhile(self, exc: Exception) -> bool:
+        """Whether the job was deleted, cancelled or started again while this shard or its join
+        ran: what failed then (its objects were taken away) is not the job's failure, nor news."""
+        try:
+            ended = not self.ctx.states.current(self.job_id, self.attempt)
+        except StateUnavailable:
+            return False
+        if ended:
+            log.info("job %s: it ended or started again under attempt %d (%s)", self.job_id, self.attempt, exc)
+        return ended
 
     @property
     def rq_id(self) -> str:

@@ -13,6 +13,8 @@ Redis can hold jobs that no one runs. Each run, in this order:
    - no manifest (an upload whose request died before its manifest, leftovers of a deleted job):
      removed after ``ORPHAN_AFTER``;
    - a manifest whose uploaded input is missing: the job fails, with an error saying so;
+   - open in Redis, idle for ``LOST_AFTER``, but ended in its ``status.json`` (Redis came back
+     older than the bucket): its end is put back in Redis, and its webhook sent as below;
    - no live status (its creation event was lost, or Redis lost the job), or ``queued`` with no RQ
      job (a router died between the two), or ``started`` with no RQ execution: after ``LOST_AFTER``
      the manifest is announced again, or the job recovered as in 1.; the router's gate and the
@@ -208,7 +210,7 @@ class Janitor:
             if age > self.limits.orphan_after:
                 self.remove(job_id, folder, "orphans_removed", report)
             return
-        live = self.states.read(job_id)
+        live = self._live(job_id, now, report)
         if live is not None and live.status == JobStatus.DELETED:
             # Deleted, and yet objects are here: a deletion that failed half way, or results a
             # stopped worker wrote after it. They go.
@@ -233,6 +235,25 @@ class Janitor:
                     self.ending.fail(job_id, manifest, error)
             return
         self._unattended(job_id, manifest_info, live, running, age, now, report)
+
+    def _live(self, job_id: str, now: float, report: Report) -> StatusRecord | None:
+        """The job's live state. One open but idle for ``LOST_AFTER`` whose ``status.json`` says it
+        ended is restored from it first: Redis came back older than the bucket (a replica promoted
+        before it synced, a restore from a backup, the second a crash lost). The bucket is right;
+        its end goes back into Redis, and the stale run RQ kept (whose worker lives on) out of RQ."""
+        live = self.states.read(job_id)
+        if live is None or live.status.is_final or now - live.updated_at.timestamp() <= self.limits.lost_after:
+            return live
+        stored = self.states.read_stored(job_id)
+        if stored is None or not stored.status.is_final or stored.updated_at < live.updated_at:
+            return live
+        said = f"{live.status} in Redis, {stored.status} in status.json; restoring it"
+        self._act(report, "state_restored", job_id, said)
+        if self.limits.dry_run:
+            return stored
+        restored = self.states.restore(stored)
+        jobqueue.forget_runs(self.redis, job_id)
+        return restored or self.states.read(job_id) or live
 
     def _unattended(
         self,

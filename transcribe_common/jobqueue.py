@@ -409,6 +409,17 @@ def started_ids(conn: redis.Redis, name: str) -> list[str]:
     return StartedJobRegistry(queue=Queue(name, connection=conn)).get_job_ids(cleanup=False)
 
 
+def forget_runs(conn: redis.Redis, rq_job_id: str) -> None:
+    """Take a job that has ended out of RQ's registry of running jobs: an execution Redis kept from
+    before its end (it came back older than the bucket) names a worker that lives on, which
+    neither RQ nor the reapers would ever take for dead."""
+    try:
+        job = Job.fetch(rq_job_id, connection=conn)
+    except NoSuchJobError:
+        return
+    Queue(job.origin, connection=conn).started_job_registry.remove_executions(job)
+
+
 def take_off(conn: redis.Redis, name: str, rq_job_id: str) -> None:
     """Take a job off queue ``name`` (it stays a job, in no queue)."""
     Queue(name, connection=conn).remove(rq_job_id)

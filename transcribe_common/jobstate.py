@@ -19,6 +19,7 @@ and readers fall back to it (``read_or_stored``). The counters keep counting the
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import math
 import time
@@ -175,7 +176,7 @@ def _advance_args(
     values: dict[str, object] = {"updated_at": now, **fields}
     if status == JobStatus.STARTED:
         values["started_at"] = now
-    elif status.is_final and status != JobStatus.DELETED:
+    elif status.is_final and status != JobStatus.DELETED and values.get("finished_at") is None:
         values["finished_at"] = now
     return [
         status.value,
@@ -239,6 +240,25 @@ class JobStates:
         died. Only the worker side does this; a duplicate event can never move a running job back."""
         fields: dict[str, object] = {"requeued": reason, "progress": 0}
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), fields, attempt)
+
+    def restore(self, stored: StatusRecord) -> StatusRecord | None:
+        """Put a job's stored end (its ``status.json``) back over a live state in which it is still
+        open: Redis came back older than the bucket (a replica promoted before it synced, a restore
+        from a backup, the second a crash lost). None if the job is not open in Redis."""
+        assert stored.status.is_final
+        assert stored.status != JobStatus.DELETED
+        kept = stored.model_dump(mode="json", include={"progress", "language", "duration", "error", "model"})
+        fields: dict[str, object] = {
+            **kept,
+            "outputs": json.dumps(stored.outputs),
+            "warnings": json.dumps(stored.warnings),
+            "started_at": stored.started_at and stored.started_at.isoformat(),
+            "finished_at": stored.finished_at and stored.finished_at.isoformat(),
+            "updated_at": stored.updated_at.isoformat(),
+        }
+        if self._gate(stored.job_id, stored.status, (JobStatus.QUEUED, JobStatus.STARTED), fields, None) is None:
+            return None
+        return self.read(stored.job_id)
 
     def claim(self, job_id: str, status: JobStatus, **fields: object) -> bool:
         """Move ``job_id`` to ``status`` (one not kept in ``status.json``) without reading the record

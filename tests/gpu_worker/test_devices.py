@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from gpu_worker.job import WorkerContext
 from gpu_worker.pool import WorkerPool
 from gpu_worker.settings import WorkerSettings, parse_device_index
-from gpu_worker.whisper import Placement, load_models, place
+from gpu_worker.whisper import Placement, place
 from tests.conftest import Published
 from tests.helpers import wait_until
 from transcribe_common import fleet
@@ -82,13 +82,6 @@ def test_on_gpus_all_is_every_visible_one() -> None:
     assert place("cuda", "default", None) == Placement("cuda", "float16", tuple(range(visible)))
     with pytest.raises(ValueError, match=f"names GPU {visible}"):
         place("cuda", "default", [visible])
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, WhisperModel]:
-    placement = place("cpu", "default", None)
-    cache = tmp_path_factory.mktemp("models")
-    return load_models({"tiny.en": "tiny.en"}, cache, placement=placement, cpu_threads=1, concurrency=3)
 
 
 def test_the_model_loads_on_a_device_list_with_its_workers_per_device(tiny: dict[str, WhisperModel]) -> None:

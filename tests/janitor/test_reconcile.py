@@ -3,6 +3,7 @@ re-announced events are taken by the real router, abandoned jobs sit in RQ's rea
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -133,16 +134,22 @@ def test_a_job_queued_without_an_rq_job_is_announced_again_and_enqueued(  # type
     assert Queue(keys.QUEUE, connection=redis_conn).job_ids == [job_id]
 
 
-def _start_then_die(redis_conn: redis.Redis, states: JobStates, job_id: str) -> None:
-    """RQ's own worker takes the job (an execution in its StartedJobRegistry), then its process is
-    gone: its heartbeat key expires."""
+def _start(redis_conn: redis.Redis, states: JobStates, job_id: str, name: str) -> Worker:
+    """RQ's own worker takes the job: an execution in its StartedJobRegistry."""
     queue = Queue(keys.QUEUE, connection=redis_conn)
     queue.enqueue_call(keys.WORKER_FUNCTION, args=(job_id,), job_id=job_id)
-    worker = Worker([queue], connection=redis_conn, name=f"doomed-{job_id[:6]}")
+    worker = Worker([queue], connection=redis_conn, name=name)
+    worker.register_birth()
     job, _ = Queue.dequeue_any([queue], None, connection=redis_conn)
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
     states.advance(job_id, JobStatus.STARTED, worker=worker.name)
+    return worker
+
+
+def _start_then_die(redis_conn: redis.Redis, states: JobStates, job_id: str) -> None:
+    """RQ's own worker takes the job, then its process is gone: its heartbeat key expires."""
+    worker = _start(redis_conn, states, job_id, f"doomed-{job_id[:6]}")
     redis_conn.delete(worker.key)
 
 
@@ -177,6 +184,33 @@ def test_a_started_job_that_rq_does_not_run_is_recovered_once_idle(  # type: ign
     assert record is not None
     assert record.status == JobStatus.QUEUED
     assert Job.exists(job_id, redis_conn)
+
+
+def test_a_job_that_redis_forgot_ended_takes_its_end_from_status_json(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """Redis came back older than the bucket (a replica promoted before it synced, a restore from a
+    backup, the second a crash lost): the job reads ``started`` again, and the run RQ kept names a
+    worker that lives on. The final ``status.json`` wins, and its webhook goes (issue 32)."""
+    job_id = _queued_job(local_store.store, states)
+    worker = _start(redis_conn, states, job_id, "alive-worker")
+    before = {key: redis_conn.dump(key) for key in redis_conn.scan_iter()}  # the state Redis comes back with
+    outputs = {"srt": layout.result_key(job_id, "srt")}
+    ended = states.advance(job_id, JobStatus.FINISHED, progress=100, language="en", outputs=json.dumps(outputs))
+    assert ended is not None
+    redis_conn.flushdb()
+    for key, dumped in before.items():
+        redis_conn.restore(key, 0, dumped)
+    assert worker.key.encode() in before
+    assert reconcile(after=60).counts == {}  # it may still be moving
+    assert reconcile().counts == {"state_restored": 1, "webhooks_queued": 1}
+    record = states.read(job_id)
+    assert record is not None
+    assert (record.status, record.outputs, record.language) == (JobStatus.FINISHED, outputs, "en")
+    assert record.finished_at == ended.finished_at
+    assert (states.counts()["finished"], states.counts()["started"]) == (1, 0)
+    assert job_id not in recovery.running(redis_conn, [keys.QUEUE])
+    assert reconcile().counts == {}
 
 
 def test_a_webhook_never_queued_is_queued_once(  # type: ignore[no-untyped-def]
