@@ -37,9 +37,9 @@ def _services(settings: stack.StackSettings) -> dict[str, stack.Service]:
     """The worker on a road to Redis of its own (``CHAOS_WORKER_REDIS_URL``, a fault proxy) when given."""
     planned = _plain_services(settings)
     if link := os.environ.get("CHAOS_WORKER_REDIS_URL"):
-        for name, (module, own) in planned.items():
-            if module == "gpu_worker":
-                planned[name] = (module, {**own, "REDIS_URL": link})
+        for name, (command, own) in planned.items():
+            if command == ("gpu_worker",):
+                planned[name] = (command, {**own, "REDIS_URL": link})
     return planned
 
 
@@ -48,7 +48,15 @@ def main() -> None:
         raise SystemExit("set REDIS_URL: the chaos run restarts its Redis itself")
     stack.child_env = _s3_env
     stack.services = _services
-    del stack.SERVICES["watcher"]  # the folder watcher watches a local store only
+    # Production's layout, each service a process of its own, so that a fault hits one; and no
+    # folder watcher, which watches a local store only.
+    stack.SERVICES = {
+        "router": ("event_router",),
+        "worker": ("gpu_worker",),
+        "webhooks": ("webhook_sender",),
+        "janitor": ("janitor",),
+        "api": ("ingest_api",),
+    }
     stack.main()
 
 

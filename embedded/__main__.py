@@ -1,8 +1,8 @@
 """``transcribe-stack``: the whole pipeline on one machine, with no Docker and no network.
 
-It starts a real redis-server (or uses ``REDIS_URL``), then the folder watcher, the router, one
-worker, the webhook sender, the janitor and the API on 127.0.0.1:8000, each as its own process
-writing to this terminal.
+It starts a real redis-server (or uses ``REDIS_URL``), then three processes writing to this
+terminal: the light services (the folder watcher, the router, the webhook sender and the janitor,
+each on threads of one process, ``embedded.light``), one worker, and the API on 127.0.0.1:8000.
 A service that dies is started again. "ready" is printed once every service answers its
 ``/readyz`` (the worker's once its model is loaded). Ctrl-C stops them all, Redis last: running jobs
 get the worker's ``DRAIN_TIMEOUT`` to finish, and a second Ctrl-C puts them back in the queue at
@@ -42,13 +42,12 @@ from transcribe_common.store.local import META_DIR, TMP_DIR
 
 log = logging.getLogger("stack")
 
+# Each process the stack runs: the command after ``python -m``. The light services (I/O, no model)
+# share one process, each on a thread (``embedded.light``); the worker and the API have their own.
 SERVICES = {
-    "watcher": "embedded.watcher",
-    "router": "event_router",
-    "worker": "gpu_worker",
-    "webhooks": "webhook_sender",
-    "janitor": "janitor",
-    "api": "ingest_api",
+    "light": ("embedded.light", "embedded.watcher", "event_router", "webhook_sender", "janitor"),
+    "worker": ("gpu_worker",),
+    "api": ("ingest_api",),
 }
 MAX_RESTART_DELAY = 30.0
 KEPT_IN = Path("redis") / "password"  # in DATA_DIR: the password of the stack's own Redis
@@ -103,20 +102,20 @@ class StackSettings(CommonSettings):
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
 
-Service = tuple[str, dict[str, str]]  # its module, and what its environment has of its own
+Service = tuple[tuple[str, ...], dict[str, str]]  # its command after -m, and its environment's own
 
 
 def services(settings: StackSettings) -> dict[str, Service]:
     """Every process the stack runs, by name: ``WORKERS`` worker processes, each named apart."""
     planned: dict[str, Service] = {}
-    for name, module in SERVICES.items():
+    for name, command in SERVICES.items():
         if name != "worker":
-            planned[name] = (module, {})
+            planned[name] = (command, {})
             continue
         for n in range(1, settings.workers + 1):
             port = settings.worker_metrics_port and settings.worker_metrics_port + 10 * (n - 1)
             own = {"WORKER_NAME": f"embedded-worker-{n}", "WORKER_METRICS_PORT": str(port)} if n > 1 else {}
-            planned["worker" if n == 1 else f"worker-{n}"] = (module, own)
+            planned["worker" if n == 1 else f"worker-{n}"] = (command, own)
     return planned
 
 
@@ -130,7 +129,7 @@ class Supervisor:
         restart_delay: float = 1.0,
     ) -> None:
         self.env = env
-        self.services = planned or {name: (module, {}) for name, module in SERVICES.items()}
+        self.services = planned or {name: (command, {}) for name, command in SERVICES.items()}
         self.drain_timeout = drain_timeout
         self.grace = grace
         self.restart_delay = restart_delay
@@ -141,10 +140,11 @@ class Supervisor:
         self.failures: dict[str, int] = {}
 
     def start(self, name: str) -> None:
-        module, own = self.services[name]
-        command = [sys.executable, "-m", module]
+        command, own = self.services[name]
         # A session of their own: Ctrl-C reaches only this supervisor, which stops them in order.
-        self.processes[name] = subprocess.Popen(command, env={**self.env, **own}, start_new_session=True)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", *command], env={**self.env, **own}, start_new_session=True
+        )
         self.started_at[name] = time.monotonic()
 
     def watch(self) -> None:

@@ -151,14 +151,19 @@ def main() -> None:
     command_line("transcribe-watcher", __doc__)
     settings = WatcherSettings()
     setup_logging("watcher", settings.log_level, settings.log_format)
-    conn = connect_redis(settings, "watcher")
-    store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
+    serve(settings, stopping)
+
+
+def serve(settings: WatcherSettings, stopping: threading.Event) -> int:
+    conn = connect_redis(settings, "watcher")
+    store = LocalStore(settings.store_dir, notify=lambda record: conn.rpush(keys.EVENTS, record))
     watcher = InboxWatcher(store, settings.minio_inbox_bucket, settings.settle_seconds)
     log.info("watching %s", watcher.folder)
     watcher.run(stopping)
+    return 0
 
 
 if __name__ == "__main__":

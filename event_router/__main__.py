@@ -2,6 +2,7 @@
 
 import logging
 import signal
+import threading
 
 from event_router.ingress import create_ingress, serve_in_background
 from event_router.router import GAUGES, Router
@@ -16,10 +17,18 @@ def main() -> None:
     command_line("transcribe-router", __doc__)
     settings = RouterSettings()
     setup_logging("router", settings.log_level, settings.log_format)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    serve(settings, stopping)
+
+
+def serve(settings: RouterSettings, stopping: threading.Event) -> int:
+    """Route until ``stopping`` is set (the signals of this process, or of the embedded stack's
+    process of light services, ``embedded.light``)."""
     conn = connect_redis(settings, "router")
     router = Router(settings, conn, open_store(settings, conn))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: router.stopping.set())
+    router.stopping = stopping
     log = logging.getLogger(__name__)
     if settings.ingress_port:
         serve_in_background(create_ingress(conn, settings.ingress_secret), settings.ingress_host, settings.ingress_port)
@@ -30,6 +39,7 @@ def main() -> None:
     serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes, details)
     log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
     router.run()
+    return 0
 
 
 if __name__ == "__main__":

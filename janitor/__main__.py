@@ -47,8 +47,11 @@ def main() -> None:
         first = exc.errors()[0]
         parser.exit(1, f"transcribe-janitor: {'_'.join(map(str, first['loc'])).upper()}: {first['msg']}\n")
     setup_logging("janitor", settings.log_level, settings.log_format)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
-        sys.exit(serve(args, settings))
+        sys.exit(serve(args, settings, stopping))
     except FAILURES as exc:
         log.debug("the janitor stopped", exc_info=True)
         parser.exit(1, f"transcribe-janitor: {describe(exc, settings)}\n")
@@ -60,7 +63,9 @@ def describe(exc: BaseException, settings: JanitorSettings) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def serve(args: argparse.Namespace, settings: JanitorSettings) -> int:
+def serve(args: argparse.Namespace, settings: JanitorSettings, stopping: threading.Event) -> int:
+    """What the command line asks: one run, the dead letters replayed, or a run each
+    ``JANITOR_INTERVAL`` until ``stopping`` is set."""
     dry_run = args.dry_run or settings.janitor_dry_run
     conn = connect_redis(settings, "janitor")
     if args.replay_dead:
@@ -76,9 +81,6 @@ def serve(args: argparse.Namespace, settings: JanitorSettings) -> int:
     if not args.once:
         probes = redis_and_store(conn, store, settings.minio_bucket)
         serve_ops("janitor", settings.metrics_host, settings.janitor_metrics_port, heartbeat, probes)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
     log.info("every %d s: scratch %s, buckets %s and %s, INBOX_AFTER=%s%s", settings.janitor_interval,
              settings.scratch_dir, settings.minio_bucket, settings.minio_inbox_bucket, settings.inbox_after,
              " (dry run)" if dry_run else "")  # fmt: skip
@@ -93,6 +95,11 @@ def serve(args: argparse.Namespace, settings: JanitorSettings) -> int:
             return 1 if report.counts["errors"] else 0
         stopping.wait(settings.janitor_interval)
     return 0
+
+
+def serve_every(settings: JanitorSettings, stopping: threading.Event) -> int:
+    """The janitor as a service, as with no options (``embedded.light`` runs it so)."""
+    return serve(argparse.Namespace(once=False, dry_run=False, replay_dead=False), settings, stopping)
 
 
 def one_run(janitor: Janitor, *, once: bool) -> Report:

@@ -49,11 +49,23 @@ def test_only_jobstate_writes_a_status() -> None:
     assert writers == ["transcribe_common/jobstate.py"]  # the API and the janitor read it through JobStates
 
 
+LIGHT = ROOT / "embedded" / "light.py"  # the embedded stack's light services on threads of one process
+
+
 def test_a_service_imports_the_shared_package_and_no_other_service() -> None:
     for service in SERVICES:
         for path in (ROOT / service).rglob("*.py"):
             others = imports(path) & (set(SERVICES) - {service})
-            assert not others, f"{path.relative_to(ROOT)} imports {', '.join(sorted(others))}"
+            assert path == LIGHT or not others, f"{path.relative_to(ROOT)} imports {', '.join(sorted(others))}"
+
+
+def test_the_light_process_takes_other_services_by_their_entry_points_and_settings_only() -> None:
+    tree = ast.parse(LIGHT.read_text())
+    named = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    named |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    services = {name for name in named if name.split(".")[0] in set(SERVICES) - {"embedded"}}
+    assert services
+    assert {name.split(".", 1)[1] for name in services} <= {"__main__", "settings"}, services
 
 
 def test_the_shared_package_imports_no_service() -> None:

@@ -18,6 +18,7 @@ heartbeat whatever the worker's own TTL.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -500,7 +501,11 @@ def start(workers: list[ThreadWorker], daemon: bool = False) -> list[threading.T
     threads = []
     for worker in workers:
         kwargs = {"logging_level": "WARNING"}
-        thread = threading.Thread(target=worker.work, name=worker.name, kwargs=kwargs, daemon=daemon)
+        # In the caller's context: its lines carry the service that started them (``logs.set_service``).
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(worker.work,), name=worker.name, kwargs=kwargs, daemon=daemon
+        )
         thread.start()
         threads.append(thread)
     return threads

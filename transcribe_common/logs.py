@@ -20,6 +20,15 @@ from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
 _job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
+# The service a line comes from, where one process runs several (``embedded.light``), each on
+# threads of its own; else the process's own, given to ``setup_logging``.
+_service: ContextVar[str | None] = ContextVar("service", default=None)
+
+
+def set_service(service: str) -> None:
+    """Lines logged on this thread from now on (and on the threads it starts through
+    ``jobqueue.start``) are ``service``'s."""
+    _service.set(service)
 
 
 @contextlib.contextmanager
@@ -37,10 +46,17 @@ def set_job(job_id: str | None) -> None:
     _job_id.set(job_id)
 
 
-class JobIdFilter(logging.Filter):
+class ContextFilter(logging.Filter):
+    """Adds ``job_id`` and ``service`` to every record, from the context it is logged in."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "job_id", None) is None:
             record.job_id = _job_id.get()
+        record.service = _service.get() or self.service
         return True
 
 
@@ -68,7 +84,12 @@ class _Redacting(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
+    def __init__(self, service: str, fmt: str) -> None:
+        super().__init__(fmt)
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
+        record.__dict__.setdefault("service", self.service)  # a record that met no ContextFilter
         line = super().format(record)
         job_id = getattr(record, "job_id", None)
         return line if job_id is None or job_id in record.getMessage() else f"{line} [job {job_id}]"
@@ -80,20 +101,30 @@ def formatter(service: str, fmt: LogFormat) -> logging.Formatter:
 
 def _formatter(service: str, fmt: LogFormat) -> logging.Formatter:
     if fmt == "text":
-        return _TextFormatter(f"%(asctime)s %(levelname)-7s {service:<8} %(name)s: %(message)s")
-    return JsonFormatter(
-        "{levelname}{name}{message}{job_id}",
+        return _TextFormatter(service, "%(asctime)s %(levelname)-7s %(service)-8s %(name)s: %(message)s")
+    return _JsonFormatter(
+        service,
+        "{service}{levelname}{name}{message}{job_id}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
-        static_fields={"service": service},
         timestamp="time",  # ISO 8601 in UTC, to the microsecond
     )
+
+
+class _JsonFormatter(JsonFormatter):
+    def __init__(self, service: str, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.__dict__.setdefault("service", self.service)  # a record that met no ContextFilter
+        return super().format(record)
 
 
 def setup_logging(service: str, level: str = "INFO", fmt: LogFormat = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(service, fmt))
-    handler.addFilter(JobIdFilter())
+    handler.addFilter(ContextFilter(service))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
     # Servers and libraries that bring handlers of their own write through ours instead.

@@ -78,12 +78,6 @@ class Sender:
         """Seconds between heartbeats: three chances before the TTL runs out."""
         return max(1.0, self.settings.webhook_heartbeat_ttl / 3)
 
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            log.warning("second stop request: leaving the running attempts to the next sender")
-            os._exit(1)
-        self.stopping.set()
-
     def run(self) -> None:
         self.threads = jobqueue.start(self.workers, daemon=True)
         log.info("delivering webhooks from %s with %d workers", keys.WEBHOOK_QUEUE, len(self.workers))
@@ -148,18 +142,38 @@ def main() -> None:
     command_line("transcribe-webhooks", __doc__)
     settings = WebhookSettings()
     setup_logging("webhooks", settings.log_level, settings.log_format)
+    stopping = threading.Event()
+    signals = Signals(stopping)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: signals.stop())
+    sys.exit(serve(settings, stopping))
+
+
+class Signals:
+    """The first stop request lets running attempts end; a second exits at once."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+
+    def stop(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second stop request: leaving the running attempts to the next sender")
+            os._exit(1)
+        self.stopping.set()
+
+
+def serve(settings: WebhookSettings, stopping: threading.Event) -> int:
+    """Deliver until ``stopping`` is set; 1 if a worker thread stopped (start afresh)."""
     if not settings.webhook_secret:
         log.warning("WEBHOOK_SECRET is empty: webhooks go out unsigned")
     sender = Sender(settings)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sender.stop())
+    sender.stopping = stopping
     register_redis_gauges(sender.conn, GAUGES)
     serve_ops(
         "webhooks", settings.metrics_host, settings.webhook_metrics_port, sender.alive, {"redis": sender.conn.ping}
     )
     sender.run()
-    if sender.failed:
-        sys.exit(1)
+    return 1 if sender.failed else 0
 
 
 if __name__ == "__main__":

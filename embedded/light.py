@@ -1,0 +1,112 @@
+"""``python -m embedded.light SERVICE ...``: the embedded stack's light services on threads of one process.
+
+The watcher, the router, the webhook sender and the janitor wait on Redis, the store and the
+network, and hold no model: as processes of their own they cost a Python interpreter and its
+libraries each (about 45 MiB of PSS apiece, ``bench/footprint.py``). Here they share one, each on a
+thread of its own, with its own settings, Redis connections, operations port (``/metrics`` there
+shows the whole process) and log lines under its own name. Production runs them apart by their
+own entry points (``transcribe-router``, ``transcribe-webhooks``, ...), which call the same
+``serve``.
+
+A service whose ``serve`` returns or raises while the others run ends the process with 1, after the
+others have stopped, and the supervisor starts it afresh, as it would a process of one service. The
+first SIGTERM or SIGINT stops them all (the webhook sender lets the attempts it runs end); a second
+exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import embedded.watcher
+import event_router.__main__
+import janitor.__main__
+import webhook_sender.__main__
+from event_router.settings import RouterSettings
+from janitor.settings import JanitorSettings
+from transcribe_common.logs import set_service, setup_logging
+from transcribe_common.runtime import command_line
+from transcribe_common.settings import CommonSettings
+from webhook_sender.settings import WebhookSettings
+
+log = logging.getLogger("embedded.light")
+
+
+@dataclass(frozen=True)
+class Light:
+    name: str  # in its log lines, as when it runs alone
+    settings: Callable[[], CommonSettings]
+    serve: Callable[..., int]  # (its settings, the stop event) -> exit code
+
+
+SERVICES = {  # by the module that runs it alone (``python -m event_router``)
+    "embedded.watcher": Light("watcher", embedded.watcher.WatcherSettings, embedded.watcher.serve),
+    "event_router": Light("router", RouterSettings, event_router.__main__.serve),
+    "webhook_sender": Light("webhooks", WebhookSettings, webhook_sender.__main__.serve),
+    "janitor": Light("janitor", JanitorSettings, janitor.__main__.serve_every),
+}
+Ended = queue.Queue[tuple[str, int]]  # (a service, its exit code), as each ends
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("services", nargs="+", choices=list(SERVICES), help="the modules of the services to run")
+    args = command_line("transcribe-light", __doc__, parser)
+    chosen = {module: SERVICES[module] for module in dict.fromkeys(args.services)}
+    settings = {module: light.settings() for module, light in chosen.items()}  # a bad setting stops us here
+    first = next(iter(settings.values()))
+    setup_logging("light", first.log_level, first.log_format)
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        if stopping.is_set():
+            log.warning("second stop request: exiting now")
+            os._exit(1)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    raise SystemExit(run(chosen, settings, stopping))
+
+
+def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping: threading.Event) -> int:
+    """Each service on a thread until ``stopping`` is set, or one of them ends: then all stop. The
+    exit code: 0 if each ended because it was asked to, else 1."""
+    ended: Ended = queue.Queue()
+    threads = []
+    for module, light in chosen.items():
+        thread = threading.Thread(
+            target=_serve, args=(light, settings[module], stopping, ended), name=light.name, daemon=True
+        )
+        thread.start()
+        threads.append(thread)
+    name, code = ended.get()
+    failed = not stopping.is_set()
+    if failed:
+        log.error("%s stopped (exit code %d); stopping the others, so that all start afresh", name, code)
+        stopping.set()
+    for thread in threads:
+        thread.join()
+    return 1 if failed else code
+
+
+def _serve(light: Light, settings: CommonSettings, stopping: threading.Event, ended: Ended) -> None:
+    set_service(light.name)
+    code = 1
+    try:
+        code = light.serve(settings, stopping)
+    except Exception:
+        log.exception("%s failed", light.name)
+    finally:
+        ended.put((light.name, code))
+
+
+if __name__ == "__main__":
+    main()

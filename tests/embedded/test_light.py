@@ -1,0 +1,68 @@
+"""``embedded.light``: the embedded stack's light services on threads of one process, each with
+its lines under its own name; one that ends stops the others, so that the supervisor starts them
+all afresh; a stop request stops them all. Real processes on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import wait_until
+from transcribe_common.ops import OPS_PORTS
+
+DB = 28  # a database no other test uses
+
+
+def light(tmp_path: Path, redis_server: str, *modules: str, **env: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / "light.log"
+    environment = {
+        **os.environ,
+        "REDIS_URL": redis_server.rsplit("/", 1)[0] + f"/{DB}",
+        "STORE_BACKEND": "local",
+        "STORE_DIR": str(tmp_path / "buckets"),
+        "SCRATCH_DIR": str(tmp_path / "scratch"),
+        "LOG_FORMAT": "json",
+        **{f"{service}_METRICS_PORT": "0" for service in OPS_PORTS},
+        **env,
+    }
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "embedded.light", *modules]
+        return subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT), log
+
+
+def lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def test_each_light_service_logs_under_its_name_and_a_stop_stops_them_all(tmp_path: Path, redis_server: str) -> None:
+    process, log = light(tmp_path, redis_server, "event_router", "janitor", "webhook_sender", "embedded.watcher")
+    said = {"router": "routing", "janitor": "run:", "webhooks": "delivering webhooks", "watcher": "watching"}
+
+    def all_said() -> bool:
+        seen = {(line["service"], line["message"]) for line in lines(log)}
+        return all(any(name == who and words in message for who, message in seen) for name, words in said.items())
+
+    try:
+        wait_until(all_said, timeout=120)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(120) == 0, log.read_text()
+    finally:
+        process.kill()
+    assert "stopped" in {line["message"] for line in lines(log) if line["service"] == "webhooks"}
+
+
+def test_a_light_service_that_ends_stops_the_others_and_the_process_exits_1(tmp_path: Path, redis_server: str) -> None:
+    (tmp_path / "buckets").write_text("a file where the store's folder should be")  # the router cannot start
+    process, log = light(tmp_path, redis_server, "event_router", "webhook_sender")
+    try:
+        assert process.wait(120) == 1, log.read_text()
+    finally:
+        process.kill()
+    said = [(line["service"], line["level"], line["message"]) for line in lines(log)]
+    assert ("router", "ERROR", "router failed") in said
+    assert ("light", "ERROR", "router stopped (exit code 1); stopping the others, so that all start afresh") in said
+    assert said[-1] == ("webhooks", "INFO", "stopped")  # asked, it stopped in its own time
