@@ -4,7 +4,7 @@ until SIGTERM or Ctrl-C (see ``pool`` for why threads and not RQ's forking worke
 import signal
 import sys
 
-from gpu_worker import job, metrics
+from gpu_worker import job, memory, metrics
 from gpu_worker.pool import WorkerPool
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.whisper import load_models, parse_models, place
@@ -18,6 +18,7 @@ def main() -> None:
     command_line("transcribe-worker", __doc__)
     settings = WorkerSettings()
     setup_logging("worker", settings.log_level, settings.log_format)
+    memory.cap_arenas()  # before any thread allocates
     conn = connect_redis(settings, "worker")
     store = open_store(settings, conn)
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 import redis
 from faster_whisper import WhisperModel
 
-from gpu_worker import audio, findings, metrics, render, sharding
+from gpu_worker import audio, findings, memory, metrics, render, sharding
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
 from gpu_worker.transcript import Transcript, transcribe_windows
@@ -95,6 +95,7 @@ def run(job_id: str) -> str:
     started = time.monotonic()
     with job_context(job_id), metrics.RUNNING.track_inprogress():
         outcome = JobRun(_context, job_id).run()
+    memory.give_back()
     label = "requeued" if outcome == JobStatus.QUEUED else outcome
     metrics.JOBS.labels(label).inc()
     metrics.JOB_SECONDS.labels(label).observe(time.monotonic() - started)

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 
-from gpu_worker import metrics, sharding
+from gpu_worker import memory, metrics, sharding
 from gpu_worker.audio import Decoded
 from gpu_worker.job import PLAN, Cancelled, JobRun, Requeue, Superseded, WorkerContext, describe
 from gpu_worker.transcript import Transcript
@@ -39,6 +39,7 @@ def run(job_id: str, attempt: int, index: int) -> str:
     started = time.monotonic()
     with job_context(job_id), metrics.RUNNING.track_inprogress():
         outcome = ShardRun(job._context, job_id, attempt, index).run()
+    memory.give_back()
     metrics.SHARDS.labels(outcome).inc()
     metrics.JOB_SECONDS.labels("shard").observe(time.monotonic() - started)
     return outcome
