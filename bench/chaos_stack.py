@@ -50,13 +50,8 @@ def main() -> None:
     stack.services = _services
     # Production's layout, each service a process of its own, so that a fault hits one; and no
     # folder watcher, which watches a local store only.
-    stack.SERVICES = {
-        "router": ("event_router",),
-        "worker": ("gpu_worker",),
-        "webhooks": ("webhook_sender",),
-        "janitor": ("janitor",),
-        "api": ("ingest_api",),
-    }
+    os.environ["SERVICES_APART"] = "true"
+    del stack.SERVICES["watcher"]
     stack.main()
 
 

@@ -1,8 +1,9 @@
 """``transcribe-stack``: the whole pipeline on one machine, with no Docker and no network.
 
-It starts a real redis-server (or uses ``REDIS_URL``), then three processes writing to this
-terminal: the light services (the folder watcher, the router, the webhook sender and the janitor,
-each on threads of one process, ``embedded.light``), one worker, and the API on 127.0.0.1:8000.
+It starts a real redis-server (or uses ``REDIS_URL``), then two processes writing to this terminal:
+one worker, and the services that hold no model (the folder watcher, the router, the webhook
+sender, the janitor and the API on 127.0.0.1:8000), each on threads of one process
+(``embedded.light``; ``SERVICES_APART=true`` runs each in a process of its own).
 A service that dies is started again. "ready" is printed once every service answers its
 ``/readyz`` (the worker's once its model is loaded). Ctrl-C stops them all, Redis last: running jobs
 get the worker's ``DRAIN_TIMEOUT`` to finish, and a second Ctrl-C puts them back in the queue at
@@ -42,13 +43,18 @@ from transcribe_common.store.local import META_DIR, TMP_DIR
 
 log = logging.getLogger("stack")
 
-# Each process the stack runs: the command after ``python -m``. The light services (I/O, no model)
-# share one process, each on a thread (``embedded.light``); the worker and the API have their own.
+# The services, by name, and the module that runs each alone (``python -m event_router``). The
+# worker holds the model and runs in processes of its own; the others hold none and share one, each
+# on a thread (``embedded.light``), unless SERVICES_APART.
 SERVICES = {
-    "light": ("embedded.light", "embedded.watcher", "event_router", "webhook_sender", "janitor"),
-    "worker": ("gpu_worker",),
-    "api": ("ingest_api",),
+    "watcher": "embedded.watcher",
+    "router": "event_router",
+    "worker": "gpu_worker",
+    "webhooks": "webhook_sender",
+    "janitor": "janitor",
+    "api": "ingest_api",
 }
+LIGHT = "light"  # the process of the services that share one
 MAX_RESTART_DELAY = 30.0
 KEPT_IN = Path("redis") / "password"  # in DATA_DIR: the password of the stack's own Redis
 STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
@@ -75,6 +81,12 @@ class StackSettings(CommonSettings):
         gt=0,
         description=f"Seconds before a service that died is started again; doubled while it keeps dying young "
         f"(within {STABLE_SECONDS:g} s), up to {MAX_RESTART_DELAY:g} s.",
+    )
+    services_apart: bool = Field(
+        False,
+        description="Run the watcher, router, webhook sender, janitor and API each in a process of its own, as "
+        "production does (about 50 MiB more each), rather than on threads of one; a fault in one then leaves the "
+        "others running.",
     )
     workers: int = Field(
         1,
@@ -108,14 +120,17 @@ Service = tuple[tuple[str, ...], dict[str, str]]  # its command after -m, and it
 def services(settings: StackSettings) -> dict[str, Service]:
     """Every process the stack runs, by name: ``WORKERS`` worker processes, each named apart."""
     planned: dict[str, Service] = {}
-    for name, command in SERVICES.items():
+    if not settings.services_apart:
+        planned[LIGHT] = (("embedded.light", *(module for name, module in SERVICES.items() if name != "worker")), {})
+    for name, module in SERVICES.items():
         if name != "worker":
-            planned[name] = (command, {})
+            if settings.services_apart:
+                planned[name] = ((module,), {})
             continue
         for n in range(1, settings.workers + 1):
             port = settings.worker_metrics_port and settings.worker_metrics_port + 10 * (n - 1)
             own = {"WORKER_NAME": f"embedded-worker-{n}", "WORKER_METRICS_PORT": str(port)} if n > 1 else {}
-            planned["worker" if n == 1 else f"worker-{n}"] = (command, own)
+            planned["worker" if n == 1 else f"worker-{n}"] = ((module,), own)
     return planned
 
 
@@ -129,7 +144,7 @@ class Supervisor:
         restart_delay: float = 1.0,
     ) -> None:
         self.env = env
-        self.services = planned or {name: (command, {}) for name, command in SERVICES.items()}
+        self.services = planned or {name: ((module,), {}) for name, module in SERVICES.items()}
         self.drain_timeout = drain_timeout
         self.grace = grace
         self.restart_delay = restart_delay

@@ -1,17 +1,18 @@
-"""``python -m embedded.light SERVICE ...``: the embedded stack's light services on threads of one process.
+"""``python -m embedded.light SERVICE ...``: the embedded stack's services that hold no model, on
+threads of one process.
 
-The watcher, the router, the webhook sender and the janitor wait on Redis, the store and the
-network, and hold no model: as processes of their own they cost a Python interpreter and its
-libraries each (about 45 MiB of PSS apiece, ``bench/footprint.py``). Here they share one, each on a
-thread of its own, with its own settings, Redis connections, operations port (``/metrics`` there
-shows the whole process) and log lines under its own name. Production runs them apart by their
-own entry points (``transcribe-router``, ``transcribe-webhooks``, ...), which call the same
-``serve``.
+The watcher, the router, the webhook sender, the janitor and the API wait on Redis, the store and
+the network: as processes of their own they cost a Python interpreter and its libraries each (about
+50 MiB of PSS apiece, ``bench/footprint.py``). Here they share one, each on a thread of its own,
+with its own settings, Redis connections, operations port (``/metrics`` there shows the whole
+process) and log lines under its own name. Production runs them apart by their own entry points
+(``transcribe-router``, ``transcribe-api``, ...), which call the same ``serve``; so does the
+embedded stack with ``SERVICES_APART=true``.
 
 A service whose ``serve`` returns or raises while the others run ends the process with 1, after the
 others have stopped, and the supervisor starts it afresh, as it would a process of one service. The
-first SIGTERM or SIGINT stops them all (the webhook sender lets the attempts it runs end); a second
-exits at once.
+first SIGTERM or SIGINT stops them all (the webhook sender lets the attempts it runs end, the API
+the requests in flight); a second exits at once.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 
 import embedded.watcher
 import event_router.__main__
+import ingest_api.__main__
 import janitor.__main__
 import webhook_sender.__main__
 from event_router.settings import RouterSettings
+from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
 from transcribe_common.logs import set_service, setup_logging
 from transcribe_common.runtime import command_line
@@ -51,6 +54,7 @@ SERVICES = {  # by the module that runs it alone (``python -m event_router``)
     "event_router": Light("router", RouterSettings, event_router.__main__.serve),
     "webhook_sender": Light("webhooks", WebhookSettings, webhook_sender.__main__.serve),
     "janitor": Light("janitor", JanitorSettings, janitor.__main__.serve_every),
+    "ingest_api": Light("api", ApiSettings, ingest_api.__main__.serve_until),
 }
 Ended = queue.Queue[tuple[str, int]]  # (a service, its exit code), as each ends
 

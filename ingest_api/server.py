@@ -109,6 +109,13 @@ class QuietReads(logging.Filter):
 
 
 def serve(app: Any, settings: ApiSettings) -> None:
+    """Until SIGTERM or SIGINT, which uvicorn takes in the main thread."""
+    server(app, settings).run()
+
+
+def server(app: Any, settings: ApiSettings) -> uvicorn.Server:
+    """The API's uvicorn server; ``run`` serves it, on any thread, until ``should_exit`` is set
+    (uvicorn takes the signals only in the main thread)."""
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(existing, QuietReads) for existing in access.filters):
         access.addFilter(QuietReads())
@@ -116,7 +123,7 @@ def serve(app: Any, settings: ApiSettings) -> None:
     # On SIGTERM, requests get SHUTDOWN_GRACE to finish; an event stream of a job that is still
     # queued would hold the process for ever, so what is left then is closed (clients poll or
     # reconnect).
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
@@ -128,6 +135,7 @@ def serve(app: Any, settings: ApiSettings) -> None:
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
+    return uvicorn.Server(config)
 
 
 SHUTDOWN_GRACE = 10  # seconds; infra/k8s's API pods have 30 (Kubernetes' default)

@@ -74,6 +74,7 @@ def fault_stack(
         "LOST_AFTER": "3",
         "WEBHOOK_BACKOFF_MAX": "2",
         "IO_BACKOFF": "0.2",
+        "SERVICES_APART": "true",  # production's layout: a fault hits one service, the API goes on
     }
     with running_stack(tmp_path_factory.mktemp("faults"), fault_redis.url, receiver, **settings) as stack:
         yield stack
