@@ -1,9 +1,9 @@
 """``transcribe-stack``: the whole pipeline on one machine, with no Docker and no network.
 
-It starts a real redis-server (or uses ``REDIS_URL``), then two processes writing to this terminal:
-one worker, and the services that hold no model (the folder watcher, the router, the webhook
-sender, the janitor and the API on 127.0.0.1:8000), each on threads of one process
-(``embedded.light``; ``SERVICES_APART=true`` runs each in a process of its own).
+It starts a real redis-server (or uses ``REDIS_URL``), then processes writing to this terminal:
+``WORKERS`` workers (one by default), and one for the services that hold no model (the folder
+watcher, the router, the webhook sender, the janitor and the API on 127.0.0.1:8000), each on
+threads of it (``embedded.light``; ``SERVICES_APART=true`` runs each in a process of its own).
 A service that dies is started again. "ready" is printed once every service answers its
 ``/readyz`` (the worker's once its model is loaded). Ctrl-C stops them all, Redis last: running jobs
 get the worker's ``DRAIN_TIMEOUT`` to finish, and a second Ctrl-C puts them back in the queue at
@@ -35,6 +35,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from embedded.redis_server import choose_port, start_redis, stop_redis
+from embedded.restarts import MAX_RESTART_DELAY, STABLE_SECONDS, Backoff
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import OPS_PORTS
 from transcribe_common.runtime import command_line
@@ -55,9 +56,7 @@ SERVICES = {
     "api": "ingest_api",
 }
 LIGHT = "light"  # the process of the services that share one
-MAX_RESTART_DELAY = 30.0
 KEPT_IN = Path("redis") / "password"  # in DATA_DIR: the password of the stack's own Redis
-STABLE_SECONDS = 60.0  # a service that ran this long before dying is restarted at once
 
 
 class StackSettings(CommonSettings):
@@ -121,7 +120,8 @@ def services(settings: StackSettings) -> dict[str, Service]:
     """Every process the stack runs, by name: ``WORKERS`` worker processes, each named apart."""
     planned: dict[str, Service] = {}
     if not settings.services_apart:
-        planned[LIGHT] = (("embedded.light", *(module for name, module in SERVICES.items() if name != "worker")), {})
+        light = [module for name, module in SERVICES.items() if name != "worker"]
+        planned[LIGHT] = (("embedded.light", "--restart-delay", f"{settings.restart_delay:g}", *light), {})
     for name, module in SERVICES.items():
         if name != "worker":
             if settings.services_apart:
@@ -152,7 +152,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.hurried_at: float | None = None
         self.started_at: dict[str, float] = {}
-        self.failures: dict[str, int] = {}
+        self.backoff = {name: Backoff(restart_delay) for name in self.services}
 
     def start(self, name: str) -> None:
         command, own = self.services[name]
@@ -171,9 +171,7 @@ class Supervisor:
     def restart(self, name: str, code: int | None) -> None:
         """Start a dead service again, backing off while it keeps dying young."""
         lived = time.monotonic() - self.started_at[name]
-        crash_looping = code != 0 and lived < STABLE_SECONDS
-        self.failures[name] = self.failures.get(name, 0) + 1 if crash_looping else 0
-        delay = min(MAX_RESTART_DELAY, self.restart_delay * 2 ** self.failures[name])
+        delay = self.backoff[name].after(code, lived)
         log.error("%s exited with %s after %.0f s; starting it again in %g s", name, code, lived, delay)
         if not self.stopping.wait(delay):
             self.start(name)

@@ -9,10 +9,12 @@ process) and log lines under its own name. Production runs them apart by their o
 (``transcribe-router``, ``transcribe-api``, ...), which call the same ``serve``; so does the
 embedded stack with ``SERVICES_APART=true``.
 
-A service whose ``serve`` returns or raises while the others run ends the process with 1, after the
-others have stopped, and the supervisor starts it afresh, as it would a process of one service. The
-first SIGTERM or SIGINT stops them all (the webhook sender lets the attempts it runs end, the API
-the requests in flight); a second exits at once.
+A service whose ``serve`` returns or raises while the others run is started again on its thread,
+after ``RESTART_DELAY`` (doubled while it keeps dying young), as the supervisor would a process of
+its own: the others, the API above all, run on. ``serve`` gives back what it holds for the next
+one (its operations port and gauges: ``transcribe_common.ops``). The first SIGTERM or SIGINT stops
+them all (the webhook sender lets the attempts it runs end, the API the requests in flight); a
+second exits at once. The supervisor starts the whole process again only if it dies.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ import event_router.__main__
 import ingest_api.__main__
 import janitor.__main__
 import webhook_sender.__main__
+from embedded.restarts import Backoff
 from event_router.settings import RouterSettings
 from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
@@ -56,12 +59,12 @@ SERVICES = {  # by the module that runs it alone (``python -m event_router``)
     "janitor": Light("janitor", JanitorSettings, janitor.__main__.serve_every),
     "ingest_api": Light("api", ApiSettings, ingest_api.__main__.serve_until),
 }
-Ended = queue.Queue[tuple[str, int]]  # (a service, its exit code), as each ends
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("services", nargs="+", choices=list(SERVICES), help="the modules of the services to run")
+    parser.add_argument("--restart-delay", type=float, default=1.0, help="RESTART_DELAY: see embedded.restarts")
     args = command_line("transcribe-light", __doc__, parser)
     chosen = {module: SERVICES[module] for module in dict.fromkeys(args.services)}
     settings = {module: light.settings() for module, light in chosen.items()}  # a bad setting stops us here
@@ -77,39 +80,39 @@ def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    raise SystemExit(run(chosen, settings, stopping))
+    run(chosen, settings, stopping, args.restart_delay)
 
 
-def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping: threading.Event) -> int:
-    """Each service on a thread until ``stopping`` is set, or one of them ends: then all stop. The
-    exit code: 0 if each ended because it was asked to, else 1."""
-    ended: Ended = queue.Queue()
-    threads = []
-    for module, light in chosen.items():
-        thread = threading.Thread(
-            target=_serve, args=(light, settings[module], stopping, ended), name=light.name, daemon=True
+def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping: threading.Event, delay: float) -> None:
+    """Each service on a thread of its own until ``stopping`` is set; one that stops before is
+    started again on its thread, after ``delay`` (doubled while it keeps dying young)."""
+    threads = [
+        threading.Thread(
+            target=_serve, args=(light, settings[module], stopping, Backoff(delay)), name=light.name, daemon=True
         )
+        for module, light in chosen.items()
+    ]
+    for thread in threads:
         thread.start()
-        threads.append(thread)
-    name, code = ended.get()
-    failed = not stopping.is_set()
-    if failed:
-        log.error("%s stopped (exit code %d); stopping the others, so that all start afresh", name, code)
-        stopping.set()
     for thread in threads:
         thread.join()
-    return 1 if failed else code
 
 
-def _serve(light: Light, settings: CommonSettings, stopping: threading.Event, ended: Ended) -> None:
+def _serve(light: Light, settings: CommonSettings, stopping: threading.Event, backoff: Backoff) -> None:
     set_service(light.name)
-    code = 1
-    try:
-        code = light.serve(settings, stopping)
-    except Exception:
-        log.exception("%s failed", light.name)
-    finally:
-        ended.put((light.name, code))
+    while not stopping.is_set():
+        started = time.monotonic()
+        code = 1
+        try:
+            code = light.serve(settings, stopping)
+        except (Exception, SystemExit):  # uvicorn ends a server that cannot start with SystemExit
+            log.exception("%s failed", light.name)
+        if stopping.is_set():
+            return
+        lived = time.monotonic() - started
+        wait = backoff.after(code, lived)
+        log.error("%s stopped (exit code %d) after %.0f s; starting it again in %g s", light.name, code, lived, wait)
+        stopping.wait(wait)
 
 
 if __name__ == "__main__":

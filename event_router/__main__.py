@@ -1,5 +1,6 @@
 """``transcribe-router``: run the event router until SIGTERM or Ctrl-C."""
 
+import contextlib
 import logging
 import signal
 import threading
@@ -30,15 +31,17 @@ def serve(settings: RouterSettings, stopping: threading.Event) -> int:
     router = Router(settings, conn, open_store(settings, conn))
     router.stopping = stopping
     log = logging.getLogger(__name__)
-    if settings.ingress_port:
-        serve_in_background(create_ingress(conn, settings.ingress_secret), settings.ingress_host, settings.ingress_port)
-        log.info("webhook ingress on %s:%d", settings.ingress_host, settings.ingress_port)
-    register_redis_gauges(conn, GAUGES)
-    probes = redis_and_store(conn, router.store, settings.minio_bucket)
-    details = lambda: deadletters.summary(conn)  # noqa: E731
-    serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes, details)
-    log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
-    router.run()
+    with contextlib.ExitStack() as serving:
+        if settings.ingress_port:
+            app = create_ingress(conn, settings.ingress_secret)
+            serving.enter_context(serve_in_background(app, settings.ingress_host, settings.ingress_port))
+            log.info("webhook ingress on %s:%d", settings.ingress_host, settings.ingress_port)
+        register_redis_gauges(conn, GAUGES)
+        probes = redis_and_store(conn, router.store, settings.minio_bucket)
+        details = lambda: deadletters.summary(conn)  # noqa: E731
+        serve_ops("router", settings.metrics_host, settings.router_metrics_port, router.heartbeat, probes, details)
+        log.info("routing %s into RQ queue %r", keys.EVENTS, keys.QUEUE)
+        router.run()
     return 0
 
 

@@ -9,9 +9,10 @@ It answers 204 only once the event is stored; anything else makes the sender del
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-import threading
+from collections.abc import Iterator
 
 import redis
 import uvicorn
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from transcribe_common import events, keys
+from transcribe_common import events, keys, logs
 from transcribe_common.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,19 @@ def create_ingress(conn: redis.Redis, secret: str) -> Starlette:
     return Starlette(routes=[Route("/v1/events", receive, methods=["POST"]), Route("/healthz", health)])
 
 
-def serve_in_background(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    """Run the ingress on a thread beside the router loop; uvicorn leaves signals to the main thread."""
+@contextlib.contextmanager
+def serve_in_background(app: Starlette, host: str, port: int) -> Iterator[uvicorn.Server]:
+    """Run the ingress on a thread beside the router loop while the block runs (uvicorn leaves
+    signals to the main thread); at its end the server stops, and its port is free again (for a
+    router started again in the same process, ``embedded.light``)."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
-    threading.Thread(target=server.run, name="ingress", daemon=True).start()
-    return server
+    thread = logs.thread(server.run, "ingress")
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(STOP_SECONDS)
+
+
+STOP_SECONDS = 10.0  # for the ingress's requests in flight to end

@@ -93,9 +93,11 @@ def run(job_id: str) -> str:
     if _context is None:
         raise RuntimeError("gpu_worker.job.run runs only inside transcribe-worker")
     started = time.monotonic()
-    with job_context(job_id), metrics.RUNNING.track_inprogress():
-        outcome = JobRun(_context, job_id).run()
-    memory.give_back()
+    try:
+        with job_context(job_id), metrics.RUNNING.track_inprogress():
+            outcome = JobRun(_context, job_id).run()
+    finally:
+        memory.give_back()
     label = "requeued" if outcome == JobStatus.QUEUED else outcome
     metrics.JOBS.labels(label).inc()
     metrics.JOB_SECONDS.labels(label).observe(time.monotonic() - started)

@@ -6,8 +6,9 @@ keeps what is freed in each for reuse instead of returning it to the system. A w
 and CTranslate2's compute threads each decode, extract features and run the model, so after a long
 job every arena holds hundreds of MiB that nothing uses: the worker stayed 694 MiB above its idle
 after an 18-minute job (issue 33). So the worker caps the arenas at two (``M_ARENA_MAX``, before
-its threads start) and trims every arena once a job ends (``malloc_trim``), which returns the free
-pages at their tops and the free whole pages inside them.
+its job threads start; ``MALLOC_ARENA_MAX`` in the environment wins, for a machine where many job
+slots would wait on two) and trims every arena once a job ends (``malloc_trim``), which returns the
+free pages at their tops and the free whole pages inside them.
 
 Neither call exists outside glibc (musl, macOS): there each does nothing and says so.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ _LIBC = _glibc()
 
 
 def cap_arenas(most: int = ARENAS) -> bool:
-    """At most ``most`` malloc arenas from now on; whether the allocator took it."""
+    """At most ``most`` malloc arenas from now on (unless ``MALLOC_ARENA_MAX`` says otherwise, which
+    glibc has read already); whether the allocator took it."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
     if _LIBC is None:
         log.info("not glibc: malloc arenas left as they are")
         return False

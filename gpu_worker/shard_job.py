@@ -37,9 +37,11 @@ def run(job_id: str, attempt: int, index: int) -> str:
     if job._context is None:
         raise RuntimeError("gpu_worker.shard_job.run runs only inside transcribe-worker")
     started = time.monotonic()
-    with job_context(job_id), metrics.RUNNING.track_inprogress():
-        outcome = ShardRun(job._context, job_id, attempt, index).run()
-    memory.give_back()
+    try:
+        with job_context(job_id), metrics.RUNNING.track_inprogress():
+            outcome = ShardRun(job._context, job_id, attempt, index).run()
+    finally:
+        memory.give_back()
     metrics.SHARDS.labels(outcome).inc()
     metrics.JOB_SECONDS.labels("shard").observe(time.monotonic() - started)
     return outcome
@@ -157,15 +159,20 @@ class ShardRun(JobRun):
             return JobStatus.FAILED
 
     def ended_meanwhile(self, exc: Exception) -> bool:
-        """Whether the job was deleted, cancelled or started again while this shard or its join
-        ran: what failed then (its objects were taken away) is not the job's failure, nor news."""
+        """Whether the job was cancelled or deleted, or started again, while this shard or its join
+        ran: what failed then (its objects were taken away) is not the job's failure, nor news.
+        What is left of the attempt goes, as with a cancel seen on the way. Not a job another
+        shard failed: that shard's error is said, and this one's goes through ``fail_once``."""
         try:
-            ended = not self.ctx.states.current(self.job_id, self.attempt)
+            record = self.ctx.states.read(self.job_id)
         except StateUnavailable:
             return False
-        if ended:
-            log.info("job %s: it ended or started again under attempt %d (%s)", self.job_id, self.attempt, exc)
-        return ended
+        if record is not None and record.attempts == self.attempt and not record.status.stops_a_run:
+            return False
+        log.info("job %s: attempt %d ended under it (%s)", self.job_id, self.attempt, exc)
+        self.cancelled()
+        self.drop_siblings()
+        return True
 
     @property
     def rq_id(self) -> str:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import redis
 
-from transcribe_common import keys
+from transcribe_common import keys, logs
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class JobChanges:
     def start(self) -> None:
         """Listen on a thread of its own; Redis may be away now (the API starts all the same, and
         says it is not ready): the thread subscribes once it answers."""
-        self._thread = threading.Thread(target=self._listen, name="job-changes", daemon=True)
+        self._thread = logs.thread(self._listen, "job-changes")
         self._thread.start()
 
     def stop(self) -> None:

@@ -48,8 +48,9 @@ def main() -> None:
         parser.exit(1, f"transcribe-janitor: {'_'.join(map(str, first['loc'])).upper()}: {first['msg']}\n")
     setup_logging("janitor", settings.log_level, settings.log_format)
     stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    if not args.replay_dead:  # which stops on Ctrl-C as any command does
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
     try:
         sys.exit(serve(args, settings, stopping))
     except FAILURES as exc:
@@ -84,7 +85,7 @@ def serve(args: argparse.Namespace, settings: JanitorSettings, stopping: threadi
     log.info("every %d s: scratch %s, buckets %s and %s, INBOX_AFTER=%s%s", settings.janitor_interval,
              settings.scratch_dir, settings.minio_bucket, settings.minio_inbox_bucket, settings.inbox_after,
              " (dry run)" if dry_run else "")  # fmt: skip
-    while not stopping.is_set():
+    while True:  # one run at least: a --once stopped half way still ends its run, and says how it went
         report = one_run(janitor, once=args.once)
         if not dry_run:
             sweep_scratch_into(report, settings, states, conn)
@@ -93,8 +94,8 @@ def serve(args: argparse.Namespace, settings: JanitorSettings, stopping: threadi
         heartbeat.beat()
         if args.once:
             return 1 if report.counts["errors"] else 0
-        stopping.wait(settings.janitor_interval)
-    return 0
+        if stopping.wait(settings.janitor_interval):
+            return 0
 
 
 def serve_every(settings: JanitorSettings, stopping: threading.Event) -> int:

@@ -210,7 +210,7 @@ class Janitor:
             if age > self.limits.orphan_after:
                 self.remove(job_id, folder, "orphans_removed", report)
             return
-        live = self._live(job_id, now, report)
+        live = self._live(job_id, objects, now, report)
         if live is not None and live.status == JobStatus.DELETED:
             # Deleted, and yet objects are here: a deletion that failed half way, or results a
             # stopped worker wrote after it. They go.
@@ -236,24 +236,32 @@ class Janitor:
             return
         self._unattended(job_id, manifest_info, live, running, age, now, report)
 
-    def _live(self, job_id: str, now: float, report: Report) -> StatusRecord | None:
-        """The job's live state. One open but idle for ``LOST_AFTER`` whose ``status.json`` says it
-        ended is restored from it first: Redis came back older than the bucket (a replica promoted
-        before it synced, a restore from a backup, the second a crash lost). The bucket is right;
-        its end goes back into Redis, and the stale run RQ kept (whose worker lives on) out of RQ."""
+    def _live(self, job_id: str, objects: dict[str, ObjectInfo], now: float, report: Report) -> StatusRecord | None:
+        """The job's live state. One open but idle for ``LOST_AFTER`` whose ``status.json`` (listed
+        in ``objects`` as written since) says it ended is restored from it first: Redis came back
+        older than the bucket (a replica promoted before it synced, a restore from a backup, the
+        second a crash lost). The bucket is right: its end goes back into Redis, and the stale runs
+        RQ kept (whose worker lives on) out of RQ's registry."""
         live = self.states.read(job_id)
         if live is None or live.status.is_final or now - live.updated_at.timestamp() <= self.limits.lost_after:
             return live
-        stored = self.states.read_stored(job_id)
-        if stored is None or not stored.status.is_final or stored.updated_at < live.updated_at:
+        stored = self.states.stored_end(live, objects)
+        if stored is None:
             return live
         said = f"{live.status} in Redis, {stored.status} in status.json; restoring it"
-        self._act(report, "state_restored", job_id, said)
         if self.limits.dry_run:
+            self._act(report, "state_restored", job_id, said)
             return stored
-        restored = self.states.restore(stored)
-        jobqueue.forget_runs(self.redis, job_id)
-        return restored or self.states.read(job_id) or live
+        restored = self.states.restore(stored, live)
+        if restored is None:  # it moved meanwhile (a worker started it): it is not lost
+            return self.states.read(job_id)
+        self._act(report, "state_restored", job_id, said)
+        runs = [job_id]
+        if live.shards is not None:
+            runs += [keys.shard_job_id(job_id, live.attempts, index) for index in range(live.shards.total)]
+        for rq_id in runs:
+            jobqueue.forget_runs(self.redis, rq_id)
+        return restored
 
     def _unattended(
         self,

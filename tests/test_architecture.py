@@ -33,6 +33,11 @@ def test_only_the_queue_adapter_imports_rq() -> None:
     assert importers == ["transcribe_common/jobqueue.py"]
 
 
+def test_only_the_memory_adapter_loads_the_c_library() -> None:
+    loaders = sorted(str(p.relative_to(ROOT)) for p in sources() if "CDLL(" in p.read_text())
+    assert loaders == ["gpu_worker/memory.py"]
+
+
 def test_the_api_never_enqueues() -> None:
     for path in (ROOT / "ingest_api").rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -65,7 +70,7 @@ def test_the_light_process_takes_other_services_by_their_entry_points_and_settin
     named |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     services = {name for name in named if name.split(".")[0] in set(SERVICES) - {"embedded"}}
     assert services
-    assert {name.split(".", 1)[1] for name in services} <= {"__main__", "settings"}, services
+    assert {name.partition(".")[2] for name in services} <= {"__main__", "settings"}, services
 
 
 def test_the_shared_package_imports_no_service() -> None:

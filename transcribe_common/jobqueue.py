@@ -18,7 +18,6 @@ heartbeat whatever the worker's own TTL.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import math
@@ -43,7 +42,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException, TimerDeathPenalty
 from rq.worker_registration import unregister
 
-from transcribe_common import keys
+from transcribe_common import keys, logs
 from transcribe_common.jobstate import record_webhook
 from transcribe_common.logs import set_job
 from transcribe_common.models import FailedWebhook, FinishedWebhook, WebhookDelivery
@@ -501,11 +500,8 @@ def start(workers: list[ThreadWorker], daemon: bool = False) -> list[threading.T
     threads = []
     for worker in workers:
         kwargs = {"logging_level": "WARNING"}
-        # In the caller's context: its lines carry the service that started them (``logs.set_service``).
-        context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=context.run, args=(worker.work,), name=worker.name, kwargs=kwargs, daemon=daemon
-        )
+        thread = logs.thread(worker.work, worker.name, **kwargs)  # its lines: the caller's service's
+        thread.daemon = daemon
         thread.start()
         threads.append(thread)
     return threads

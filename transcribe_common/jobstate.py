@@ -241,12 +241,13 @@ class JobStates:
         fields: dict[str, object] = {"requeued": reason, "progress": 0}
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), fields, attempt)
 
-    def restore(self, stored: StatusRecord) -> StatusRecord | None:
-        """Put a job's stored end (its ``status.json``) back over a live state in which it is still
-        open: Redis came back older than the bucket (a replica promoted before it synced, a restore
-        from a backup, the second a crash lost). None if the job is not open in Redis."""
-        assert stored.status.is_final
-        assert stored.status != JobStatus.DELETED
+    def restore(self, stored: StatusRecord, live: StatusRecord) -> StatusRecord | None:
+        """Put a job's stored end (its ``status.json``) back over ``live``, a live state in which it
+        is still open: Redis came back older than the bucket (a replica promoted before it synced, a
+        restore from a backup, the second a crash lost). Only if the job is still as ``live`` says
+        (the same status and attempt: a worker that has started it since keeps it); None if not."""
+        if not stored.status.is_final or stored.status == JobStatus.DELETED or live.status.is_final:
+            raise ValueError(f"job {live.job_id}: {stored.status} cannot be restored over {live.status}")
         kept = stored.model_dump(mode="json", include={"progress", "language", "duration", "error", "model"})
         fields: dict[str, object] = {
             **kept,
@@ -256,9 +257,13 @@ class JobStates:
             "finished_at": stored.finished_at and stored.finished_at.isoformat(),
             "updated_at": stored.updated_at.isoformat(),
         }
-        if self._gate(stored.job_id, stored.status, (JobStatus.QUEUED, JobStatus.STARTED), fields, None) is None:
+        if stored.shards is not None:
+            fields |= {"shards_total": stored.shards.total, "shards_done": stored.shards.done}
+        # A queued job's gate takes no attempt (a started one's would be refused as put back).
+        attempt = live.attempts if live.status == JobStatus.STARTED else None
+        if self._gate(live.job_id, stored.status, (live.status,), fields, attempt) is None:
             return None
-        return self.read(stored.job_id)
+        return self.read(live.job_id)
 
     def claim(self, job_id: str, status: JobStatus, **fields: object) -> bool:
         """Move ``job_id`` to ``status`` (one not kept in ``status.json``) without reading the record
@@ -423,6 +428,21 @@ class JobStates:
             return StatusRecord.model_validate(get_json(self._store, self._bucket, layout.status_key(job_id)))
         except (NotFound, ValueError, ValidationError):
             return None
+
+    def stored_end(self, live: StatusRecord, folder: Mapping[str, ObjectInfo]) -> StatusRecord | None:
+        """The job's end as its ``status.json`` records it, when ``folder`` (the job's objects by
+        key, as listed) shows one written since ``live`` last moved, and it is an end of this job
+        (finished, failed or cancelled) newer than ``live``; None otherwise, read or not."""
+        info = folder.get(layout.status_key(live.job_id))
+        if info is None or info.modified < live.updated_at.timestamp():
+            return None  # none written since (a queued job has none): nothing to read
+        stored = self.read_stored(live.job_id)
+        if stored is None or not stored.status.is_final or stored.status == JobStatus.DELETED:
+            return None
+        if stored.job_id != live.job_id:
+            log.warning("job %s: its status.json names job %s; left as it is", live.job_id, stored.job_id)
+            return None
+        return stored if stored.updated_at >= live.updated_at else None
 
     def stored_agrees(self, live: StatusRecord, folder: Mapping[str, ObjectInfo]) -> bool:
         """Whether ``status.json`` records the live status: read only when ``folder`` (the job's

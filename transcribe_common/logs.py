@@ -9,10 +9,12 @@ RQ's own lines and those of the libraries we call included.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Literal
 
@@ -26,9 +28,16 @@ _service: ContextVar[str | None] = ContextVar("service", default=None)
 
 
 def set_service(service: str) -> None:
-    """Lines logged on this thread from now on (and on the threads it starts through
-    ``jobqueue.start``) are ``service``'s."""
+    """Lines logged on this thread from now on (and on the threads it starts through ``thread``)
+    are ``service``'s."""
     _service.set(service)
+
+
+def thread(target: Callable[..., object], name: str, *args: object, **kwargs: object) -> threading.Thread:
+    """A daemon thread (not started) that runs ``target`` in a copy of the caller's context: its
+    lines carry the caller's service and job, as the caller's own do."""
+    run = contextvars.copy_context().run
+    return threading.Thread(target=run, args=(target, *args), kwargs=kwargs, name=name, daemon=True)
 
 
 @contextlib.contextmanager

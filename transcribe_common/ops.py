@@ -146,6 +146,11 @@ def serve_ops(
     bound is logged, and the service runs on without it: doing its work matters more."""
     if not port:
         return None
+    if (earlier := _SERVING.pop((host, port), None)) is not None:
+        # The same service started again in this process (``embedded.light`` restarts one that
+        # stopped): the port answers for the new one, not for the one that stopped.
+        earlier.shutdown()
+        earlier.server_close()
     try:
         server = make_server(
             host, port, OpsApp(live, probes, details), server_class=_Server, handler_class=_QuietHandler
@@ -154,8 +159,12 @@ def serve_ops(
         log.error("%s: port %s:%d unavailable (%s); running without /metrics and health", service, host, port, exc)
         return None
     threading.Thread(target=server.serve_forever, name=f"{service}-ops", daemon=True).start()
+    _SERVING[(host, port)] = server
     log.info("%s: /metrics, /healthz and /readyz on http://%s:%d", service, host, port)
     return server
+
+
+_SERVING: dict[tuple[str, int], WSGIServer] = {}  # this process's operations ports, by address
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,16 @@ class RedisGauges(Collector):
 
 
 def register_redis_gauges(conn: redis.Redis, gauges: list[RedisGauge]) -> None:
-    REGISTRY.register(RedisGauges(conn, gauges))
+    """Export ``gauges``, read through ``conn``; registered again (a service started again in this
+    process), they are read through the new connection only."""
+    names = tuple(gauge.name for gauge in gauges)
+    if (earlier := _REGISTERED.pop(names, None)) is not None:
+        REGISTRY.unregister(earlier)
+    _REGISTERED[names] = RedisGauges(conn, gauges)
+    REGISTRY.register(_REGISTERED[names])
+
+
+_REGISTERED: dict[tuple[str, ...], RedisGauges] = {}
 
 
 def queue_lengths(conn: redis.Redis) -> dict[str, float]:

@@ -30,11 +30,9 @@ WEBHOOK_BODY = (
 @pytest.fixture
 def ingress(redis_conn: redis.Redis) -> Iterator[str]:
     port = free_port()
-    server = serve_in_background(create_ingress(redis_conn, TOKEN), "127.0.0.1", port)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: server.started, timeout=10)
-    yield url
-    server.should_exit = True
+    with serve_in_background(create_ingress(redis_conn, TOKEN), "127.0.0.1", port) as server:
+        wait_until(lambda: server.started, timeout=10)
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_an_authorised_webhook_becomes_a_job(ingress: str, redis_conn: redis.Redis, s3_store) -> None:  # type: ignore[no-untyped-def]

@@ -213,6 +213,29 @@ def test_a_job_that_redis_forgot_ended_takes_its_end_from_status_json(  # type: 
     assert reconcile().counts == {}
 
 
+def test_a_stored_end_is_not_put_over_a_job_that_started_since_nor_over_another_job(  # type: ignore[no-untyped-def]
+    reconcile, local_store, redis_conn: redis.Redis, states: JobStates
+) -> None:
+    """The restore is a compare-and-set on the state the janitor read; and a ``status.json`` that
+    names another job (misplaced, or written by hand) is no job's end."""
+    job_id = _queued_job(local_store.store, states)
+    read = states.read(job_id)
+    assert read is not None
+    states.advance(job_id, JobStatus.STARTED)  # a worker took it between the read and the restore
+    ended = read.model_copy(update={"status": JobStatus.FINISHED, "updated_at": utcnow()})
+    assert states.restore(ended, read) is None
+    now = states.read(job_id)
+    assert now is not None
+    assert (now.status, now.attempts) == (JobStatus.STARTED, 1)
+    other = _queued_job(local_store.store, states)
+    stored = StatusRecord(job_id=job_id, status=JobStatus.FINISHED, outputs={"srt": layout.result_key(job_id, "srt")})
+    put_model(local_store.store, JOBS_BUCKET, layout.status_key(other), stored)  # job_id's end, in other's folder
+    assert "state_restored" not in reconcile().counts
+    left = states.read(other)
+    assert left is not None
+    assert left.status != JobStatus.FINISHED
+
+
 def test_a_webhook_never_queued_is_queued_once(  # type: ignore[no-untyped-def]
     reconcile, local_store, redis_conn: redis.Redis, states: JobStates
 ) -> None:
