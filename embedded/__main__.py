@@ -147,7 +147,6 @@ class Supervisor:
         self.services = planned or {name: ((module,), {}) for name, module in SERVICES.items()}
         self.drain_timeout = drain_timeout
         self.grace = grace
-        self.restart_delay = restart_delay
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = threading.Event()
         self.hurried_at: float | None = None

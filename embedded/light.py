@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +36,7 @@ from event_router.settings import RouterSettings
 from ingest_api.settings import ApiSettings
 from janitor.settings import JanitorSettings
 from transcribe_common.logs import set_service, setup_logging
-from transcribe_common.runtime import command_line
+from transcribe_common.runtime import command_line, stop_on_signals
 from transcribe_common.settings import CommonSettings
 from webhook_sender.settings import WebhookSettings
 
@@ -70,17 +68,7 @@ def main() -> None:
     settings = {module: light.settings() for module, light in chosen.items()}  # a bad setting stops us here
     first = next(iter(settings.values()))
     setup_logging("light", first.log_level, first.log_format)
-    stopping = threading.Event()
-
-    def stop(*_: object) -> None:
-        if stopping.is_set():
-            log.warning("second stop request: exiting now")
-            os._exit(1)
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    run(chosen, settings, stopping, args.restart_delay)
+    run(chosen, settings, stop_on_signals(second="exiting now"), args.restart_delay)
 
 
 def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping: threading.Event, delay: float) -> None:

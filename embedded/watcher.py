@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from watchfiles import Change, watch
 from transcribe_common import keys
 from transcribe_common.errors import InvalidInput
 from transcribe_common.logs import setup_logging
-from transcribe_common.runtime import command_line, connect_redis
+from transcribe_common.runtime import command_line, connect_redis, stop_on_signals
 from transcribe_common.settings import CommonSettings
 from transcribe_common.store.local import LocalStore, check_key
 
@@ -151,10 +150,7 @@ def main() -> None:
     command_line("transcribe-watcher", __doc__)
     settings = WatcherSettings()
     setup_logging("watcher", settings.log_level, settings.log_format)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    serve(settings, stopping)
+    serve(settings, stop_on_signals())
 
 
 def serve(settings: WatcherSettings, stopping: threading.Event) -> int:

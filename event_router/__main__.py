@@ -2,7 +2,6 @@
 
 import contextlib
 import logging
-import signal
 import threading
 
 from event_router.ingress import create_ingress, serve_in_background
@@ -11,17 +10,14 @@ from event_router.settings import RouterSettings
 from transcribe_common import deadletters, keys
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import redis_and_store, register_redis_gauges, serve_ops
-from transcribe_common.runtime import command_line, connect_redis, open_store
+from transcribe_common.runtime import command_line, connect_redis, open_store, stop_on_signals
 
 
 def main() -> None:
     command_line("transcribe-router", __doc__)
     settings = RouterSettings()
     setup_logging("router", settings.log_level, settings.log_format)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    serve(settings, stopping)
+    serve(settings, stop_on_signals())
 
 
 def serve(settings: RouterSettings, stopping: threading.Event) -> int:

@@ -9,7 +9,6 @@ one line and exits 1; a ``--once`` run that counted errors exits 1 too.
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 
@@ -26,7 +25,7 @@ from transcribe_common.jobqueue import worker_alive
 from transcribe_common.jobstate import JobStates
 from transcribe_common.logs import redact, setup_logging
 from transcribe_common.ops import Heartbeat, redis_and_store, serve_ops
-from transcribe_common.runtime import command_line, connect_redis, open_store
+from transcribe_common.runtime import command_line, connect_redis, open_store, stop_on_signals
 from transcribe_common.scratch import sweep_scratch
 
 log = logging.getLogger("janitor")
@@ -47,10 +46,8 @@ def main() -> None:
         first = exc.errors()[0]
         parser.exit(1, f"transcribe-janitor: {'_'.join(map(str, first['loc'])).upper()}: {first['msg']}\n")
     setup_logging("janitor", settings.log_level, settings.log_format)
-    stopping = threading.Event()
-    if not args.replay_dead:  # which stops on Ctrl-C as any command does
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
+    # --replay-dead stops on Ctrl-C as any command does.
+    stopping = threading.Event() if args.replay_dead else stop_on_signals()
     try:
         sys.exit(serve(args, settings, stopping))
     except FAILURES as exc:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import threading
 from typing import TYPE_CHECKING
 
 import redis
@@ -30,6 +33,22 @@ def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | N
     parser.description = plain(doc or "")
     parser.epilog = "Settings come from the environment (or a .env file); README.md, 'Configuration', lists them."
     return parser.parse_args()
+
+
+def stop_on_signals(second: str | None = None) -> threading.Event:
+    """An event the first SIGTERM or SIGINT sets: the service's loops end at their next turn. With
+    ``second``, another signal logs it and exits at once, leaving what runs to the next start."""
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        if second is not None and stopping.is_set():
+            log.warning("second stop request: %s", second)
+            os._exit(1)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    return stopping
 
 
 def plain(text: str) -> str:

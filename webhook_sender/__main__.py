@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -24,7 +23,7 @@ import webhook_sender.delivery  # noqa: F401  the job function, imported before 
 from transcribe_common import jobqueue, keys, transient
 from transcribe_common.logs import setup_logging
 from transcribe_common.ops import Heartbeat, RedisGauge, register_redis_gauges, serve_ops
-from transcribe_common.runtime import command_line, connect_redis
+from transcribe_common.runtime import command_line, connect_redis, stop_on_signals
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger("webhook_sender")
@@ -142,24 +141,7 @@ def main() -> None:
     command_line("transcribe-webhooks", __doc__)
     settings = WebhookSettings()
     setup_logging("webhooks", settings.log_level, settings.log_format)
-    stopping = threading.Event()
-    signals = Signals(stopping)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: signals.stop())
-    sys.exit(serve(settings, stopping))
-
-
-class Signals:
-    """The first stop request lets running attempts end; a second exits at once."""
-
-    def __init__(self, stopping: threading.Event) -> None:
-        self.stopping = stopping
-
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            log.warning("second stop request: leaving the running attempts to the next sender")
-            os._exit(1)
-        self.stopping.set()
+    sys.exit(serve(settings, stop_on_signals(second="leaving the running attempts to the next sender")))
 
 
 def serve(settings: WebhookSettings, stopping: threading.Event) -> int:
