@@ -14,13 +14,16 @@ after ``RESTART_DELAY`` (doubled while it keeps dying young), as the supervisor 
 its own: the others, the API above all, run on. ``serve`` gives back what it holds for the next
 one (its operations port and gauges: ``transcribe_common.ops``). The first SIGTERM or SIGINT stops
 them all (the webhook sender lets the attempts it runs end, the API the requests in flight); a
-second exits at once. The supervisor starts the whole process again only if it dies.
+second exits at once. One still running ``STOP_WAIT`` seconds after is left behind: the process
+exits 1, with where each of its threads waits in the log (so does ``kill -USR1`` at any time). The supervisor starts the whole process again only if it dies.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +44,10 @@ from transcribe_common.settings import CommonSettings
 from webhook_sender.settings import WebhookSettings
 
 log = logging.getLogger("embedded.light")
+
+# Seconds the services get to stop once asked: the webhook sender's attempts end within
+# WEBHOOK_DEADLINE (30 s by default), the API's requests within its grace (10 s).
+STOP_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,23 @@ def main() -> None:
     settings = {module: light.settings() for module, light in chosen.items()}  # a bad setting stops us here
     first = next(iter(settings.values()))
     setup_logging("light", first.log_level, first.log_format)
-    run(chosen, settings, stop_on_signals(second="exiting now"), args.restart_delay)
+    code = run(chosen, settings, stop_on_signals(second="exiting now"), args.restart_delay)
+    # The services have stopped: end here, without waiting on threads their libraries may keep.
+    logging.shutdown()
+    os._exit(code)
 
 
-def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping: threading.Event, delay: float) -> None:
+def run(
+    chosen: dict[str, Light],
+    settings: dict[str, CommonSettings],
+    stopping: threading.Event,
+    delay: float,
+    stop_wait: float = STOP_WAIT,
+) -> int:
     """Each service on a thread of its own until ``stopping`` is set; one that stops before is
-    started again on its thread, after ``delay`` (doubled while it keeps dying young)."""
+    started again on its thread, after ``delay`` (doubled while it keeps dying young). Then each
+    gets ``stop_wait`` seconds to stop: 0 if all did, else 1, with where each thread waits in the
+    log (a service that does not stop must not hold the others' process for ever)."""
     threads = [
         threading.Thread(
             target=_serve, args=(light, settings[module], stopping, Backoff(delay)), name=light.name, daemon=True
@@ -82,8 +100,16 @@ def run(chosen: dict[str, Light], settings: dict[str, CommonSettings], stopping:
     ]
     for thread in threads:
         thread.start()
+    stopping.wait()
+    until = time.monotonic() + stop_wait
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, until - time.monotonic()))
+    if running := [thread.name for thread in threads if thread.is_alive()]:
+        log.error("%s did not stop within %g s; exiting without them. Where every thread waits:",
+                  ", ".join(running), stop_wait)  # fmt: skip
+        faulthandler.dump_traceback(all_threads=True)
+        return 1
+    return 0
 
 
 def _serve(light: Light, settings: CommonSettings, stopping: threading.Event, backoff: Backoff) -> None:

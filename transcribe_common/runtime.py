@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -37,8 +38,12 @@ def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | N
 
 def stop_on_signals(second: str | None = None) -> threading.Event:
     """An event the first SIGTERM or SIGINT sets: the service's loops end at their next turn. With
-    ``second``, another signal logs it and exits at once, leaving what runs to the next start."""
+    ``second``, another signal logs it and exits at once, leaving what runs to the next start.
+
+    SIGUSR1 writes every thread's stack to stderr and the service runs on: what a process that
+    does not stop is waiting for (``kill -USR1 <pid>``)."""
     stopping = threading.Event()
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
     def stop(*_: object) -> None:
         if second is not None and stopping.is_set():

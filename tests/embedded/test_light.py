@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import embedded.light as light_module
 from tests.helpers import wait_until
 from transcribe_common.ops import OPS_PORTS
 
@@ -34,6 +36,18 @@ def light(tmp_path: Path, redis_server: str, *modules: str, **env: str) -> tuple
         return subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT), log
 
 
+def stops(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM stops the process with exit code 0; if it does not, the failure shows where each of
+    its threads waits (SIGUSR1: ``stop_on_signals``)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        assert process.wait(120) == 0, log.read_text()
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "most recent call first" in log.read_text(errors="replace"), timeout=60)
+        raise AssertionError(f"still running 120 s after SIGTERM:\n{log.read_text(errors='replace')}") from None
+
+
 def lines(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
@@ -48,8 +62,7 @@ def test_each_light_service_logs_under_its_name_and_a_stop_stops_them_all(tmp_pa
 
     try:
         wait_until(all_said, timeout=120)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(120) == 0, log.read_text()
+        stops(process, log)
     finally:
         process.kill()
     assert "stopped" in {line["message"] for line in lines(log) if line["service"] == "webhooks"}
@@ -70,8 +83,30 @@ def test_a_light_service_that_stops_is_started_again_while_the_others_run_on(tmp
         assert said("webhooks", "delivering webhooks") == 1  # it ran on, untouched
         blocker.unlink()  # the cause is gone: the next start routes
         wait_until(lambda: said("router", "routing transcribe:events"), timeout=120)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(120) == 0, log.read_text()
+        stops(process, log)
     finally:
         process.kill()
     assert said("webhooks", "delivering webhooks") == 1
+
+
+def test_a_service_that_does_not_stop_is_left_behind_saying_where_it_waits(caplog, capfd) -> None:  # type: ignore[no-untyped-def]
+    """The others stop; the process does not wait for ever on the one that does not (the
+    supervisor would kill it, and say nothing of why)."""
+    stopped = threading.Event()
+
+    def stops(settings: object, stopping: threading.Event) -> int:
+        stopping.wait()
+        stopped.set()
+        return 0
+
+    def stuck(settings: object, stopping: threading.Event) -> int:
+        threading.Event().wait()  # waits on something that never comes, whatever it is asked
+        return 0
+
+    stopping = threading.Event()
+    chosen = {"a": light_module.Light("good", object, stops), "b": light_module.Light("stuck", object, stuck)}
+    threading.Timer(0.2, stopping.set).start()
+    assert light_module.run(chosen, {"a": object(), "b": object()}, stopping, 0.1, stop_wait=1.0) == 1  # type: ignore[dict-item]
+    assert stopped.is_set()
+    assert "stuck did not stop within 1 s" in caplog.text
+    assert "in stuck" in capfd.readouterr().err  # the stuck thread's stack, by its function
