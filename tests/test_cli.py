@@ -15,8 +15,9 @@ import pytest
 import srt
 import webvtt
 
+from ingest_api.schemas import TranscribeRequest
 from tests.conftest import SPEECH, Stack, free_port
-from tests.helpers import FileServer, lecture, speech_text, wer
+from tests.helpers import FileServer, Receiver, lecture, speech_text, wer
 
 CLI = str(Path(sys.executable).parent / "transcribe")
 
@@ -122,6 +123,43 @@ def test_a_missing_file_is_named() -> None:
     assert "/no/such/talk.mp3: no such file" in done.stderr
 
 
+def test_submit_has_an_option_for_each_field_of_the_api(stack: Stack, receiver: Receiver) -> None:
+    """Issue 34, finding 6: each field of POST /v1/transcribe is an option of ``transcribe submit``,
+    named as in the API, and arrives as the API would take it."""
+    shown = subprocess.run([CLI, "submit", "--help"], capture_output=True, text=True, check=True, timeout=60).stdout
+    fields = set(TranscribeRequest.model_fields) - {"source_type", "url"}  # the command's own argument
+    assert not [field for field in fields if f"--{field.replace('_', '-')}" not in shown]
+    options = [
+        "--output", "json,srt", "--language", "en", "--model", "tiny.en", "--task", "transcribe",
+        "--callback-url", f"{receiver.url}/hooks", "--db-id", "row-17", "--no-vad-filter",
+        "--initial-prompt", "The city library.", "--word-timestamps", "--language-confidence-threshold", "0.5",
+        "--multichannel", "--speaker-labels", "agent,customer", "--idempotency-key", "cli-fields-1",
+    ]  # fmt: skip
+    done = transcribe(stack.url, "submit", str(SPEECH / "call.mp3"), *options)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    record = httpx.get(f"{stack.url}/v1/jobs/{job_id}").json()
+    assert record["db_id"] == "row-17"
+    assert {name: record["options"][name] for name in ("output", "language", "task", "model")} == {
+        "output": ["json", "srt"], "language": "en", "task": "transcribe", "model": "tiny.en",
+    }  # fmt: skip
+    assert record["options"]["vad_filter"] is False
+    assert record["options"]["word_timestamps"] is True
+    assert record["options"]["multichannel"] is True
+    assert record["options"]["speaker_labels"] == ["agent", "customer"]
+    assert record["options"]["initial_prompt"] == "The city library."
+    assert record["options"]["language_confidence_threshold"] == 0.5
+    again = transcribe(stack.url, "submit", str(SPEECH / "call.mp3"), *options)
+    assert again.stdout.strip() == job_id  # the same key: the same job
+    assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished"
+
+
+def test_a_folder_is_not_called_a_missing_file(tmp_path: Path) -> None:
+    done = transcribe("http://127.0.0.1:9", "submit", str(tmp_path))
+    assert done.returncode == 2
+    assert f"{tmp_path} is a folder: give one file" in done.stderr
+
+
 def test_list_cancel_delete_and_models(stack: Stack) -> None:
     queued = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "txt").stdout.strip()
     done = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--wait", "--save", "-")
@@ -146,6 +184,10 @@ def test_list_cancel_delete_and_models(stack: Stack) -> None:
     else:  # it had finished meanwhile: the server's reason, exit 4
         assert cancelled.returncode == 4
         assert "has already ended" in cancelled.stderr
+    ended = transcribe(stack.url, "cancel", newest)  # finished: the CLI's word for deleting, not the API's
+    assert ended.returncode == 4
+    assert f"'transcribe delete {newest}' deletes it and its results" in ended.stderr
+    assert "delete_objects" not in ended.stderr
     deleted = transcribe(stack.url, "delete", newest)
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout.startswith(f"job {newest}: deleted")

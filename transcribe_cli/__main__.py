@@ -74,6 +74,33 @@ def parser() -> argparse.ArgumentParser:
     submit_parser.add_argument("--model", help="a model the workers serve (see the server's /v1/models)")
     submit_parser.add_argument("--task", choices=("transcribe", "translate"))
     submit_parser.add_argument("--callback-url", help="receives a signed POST when the job ends")
+    submit_parser.add_argument("--db-id", help="your own reference for the job, given back in its webhook")
+    submit_parser.add_argument(
+        "--vad-filter", action=argparse.BooleanOptionalAction, help="skip silence before decoding (default: on)"
+    )
+    submit_parser.add_argument(
+        "--initial-prompt", "--prompt", help="text the decoder starts from: names, terms, the style of the text"
+    )
+    submit_parser.add_argument(
+        "--word-timestamps", action="store_true", default=None, help="a start and end for each word"
+    )
+    submit_parser.add_argument(
+        "--language-confidence-threshold",
+        type=float,
+        help="with no --language: fail the job if the language is detected with a lower probability (0-1)",
+    )
+    submit_parser.add_argument(
+        "--multichannel",
+        action="store_true",
+        default=None,
+        help="each audio channel on its own (a call, a party per channel)",
+    )
+    submit_parser.add_argument(
+        "--speaker-labels", help="with --multichannel: the speakers' names by channel, such as agent,customer"
+    )
+    submit_parser.add_argument(
+        "--idempotency-key", help="the same key again gives back the same job, not a second one (safe to retry)"
+    )
     submit_parser.add_argument("--wait", action="store_true", help="show the progress, then save the result")
     submit_parser.add_argument("--save", type=Path, help="where --wait saves the result; - for stdout")
     submit_parser.add_argument(
@@ -120,16 +147,24 @@ def parser() -> argparse.ArgumentParser:
     return main_parser
 
 
+# The submission's fields (POST /v1/transcribe), each an option of ``submit`` named as in the API.
+SUBMITTED = (
+    "output", "language", "model", "task", "callback_url", "db_id", "vad_filter", "initial_prompt", "word_timestamps",
+    "language_confidence_threshold", "multichannel", "speaker_labels",
+)  # fmt: skip
+
+
 def submit(client: Client, args: argparse.Namespace) -> int:
     options = {
         name: value
-        for name in ("output", "language", "model", "task", "callback_url")
-        if (value := getattr(args, name)) is not None
+        for name in SUBMITTED
+        if (value := getattr(args, name)) is not None  # left out: the server's default
     }
+    key = args.idempotency_key
     if urlparse(args.source).scheme in ("http", "https"):
-        accepted = client.submit_url(args.source, options)
+        accepted = client.submit_url(args.source, options, key)
     else:
-        accepted = upload(client, Path(args.source), options)
+        accepted = upload(client, Path(args.source), options, key)
     job_id = accepted["job_id"]
     if not args.wait:
         print(job_id)
@@ -145,12 +180,14 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def upload(client: Client, path: Path, options: dict[str, str]) -> dict:
+def upload(client: Client, path: Path, options: dict[str, object], key: str | None) -> dict:
+    if path.is_dir():
+        raise CliError(f"{path} is a folder: give one file (drop folders into the inbox instead)", 2)
     if not path.is_file():
         raise CliError(f"{path}: no such file (give a file or an http(s) URL)", 2)
     with _progress(DownloadColumn()) as progress:
         task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
-        return client.submit_file(path, options, lambda sent: progress.advance(task, sent))
+        return client.submit_file(path, options, lambda sent: progress.advance(task, sent), key)
 
 
 def follow(client: Client, job_id: str, poll: float) -> dict:
@@ -255,7 +292,14 @@ def list_jobs(client: Client, args: argparse.Namespace) -> int:
 
 
 def cancel(client: Client, args: argparse.Namespace) -> int:
-    view = client.cancel(args.job_id)
+    try:
+        view = client.cancel(args.job_id)
+    except CliError as exc:
+        if exc.http_status != 409:
+            raise
+        # The server's reason names its own parameter for deleting (delete_objects=true): say ours.
+        reason = str(exc).split(" (delete_objects=true", 1)[0]
+        raise CliError(f"{reason}; 'transcribe delete {args.job_id}' deletes it and its results", exc.status) from exc
     print(f"job {view['job_id']}: {view['status']}")
     return 0
 

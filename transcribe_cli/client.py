@@ -76,17 +76,21 @@ class Client:
             raise CliError(f"the server failed ({response.status_code}): {detail}", UNREACHABLE)
         raise CliError(detail, REFUSED, response.status_code)
 
-    def submit_url(self, url: str, options: dict[str, str]) -> dict:
+    def submit_url(self, url: str, options: dict[str, object], key: str | None = None) -> dict:
         body = {"source_type": "url", "url": url, **options}
-        return self.request("POST", "/v1/transcribe", json=body).json()
+        return self.request("POST", "/v1/transcribe", json=body, headers=_idempotency(key)).json()
 
-    def submit_file(self, path: Path, options: dict[str, str], on_sent: Callable[[int], None]) -> dict:
+    def submit_file(
+        self, path: Path, options: dict[str, object], on_sent: Callable[[int], None], key: str | None = None
+    ) -> dict:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with path.open("rb") as raw:
             files = {"file": (path.name, _Counted(raw, on_sent), content_type)}
-            data = {"source_type": "upload", **options}
+            data = {"source_type": "upload", **{name: _field(value) for name, value in options.items()}}
             # Uploads take as long as they take; the answer comes once the file is stored.
-            return self.request("POST", "/v1/transcribe", data=data, files=files, timeout=None).json()
+            return self.request(
+                "POST", "/v1/transcribe", data=data, files=files, timeout=None, headers=_idempotency(key)
+            ).json()
 
     def job(self, job_id: str) -> dict:
         return self.request("GET", f"/v1/jobs/{job_id}").json()
@@ -143,3 +147,12 @@ def _detail(response: httpx.Response) -> str:
 
 def _where(loc: list[object]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "request"
+
+
+def _field(value: object) -> str:
+    """A form field's text: true/false for a flag."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
