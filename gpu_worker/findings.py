@@ -32,6 +32,23 @@ def check_detection(options: JobOptions, language: str, probability: float) -> N
         )
 
 
+def empty(transcript: Transcript, multilingual: bool) -> str:
+    """Why a transcript is empty: no speech heard, or speech the model wrote nothing from."""
+    options, speech = transcript.options, transcript.speech_seconds
+    if speech == 0:
+        said = "no speech was found in the audio: the transcript is empty"
+        if multilingual and options.language is None:  # speech in a language it did not catch
+            said += f" (the language was detected as {transcript.language!r}; if there is speech, name its language)"
+        return said
+    heard = "the audio" if speech is None else f"{speech:.1f} s of speech (VAD heard it)"
+    said = f"the model wrote no text from {heard}: the transcript is empty"
+    if options.task == "translate":
+        return f"{said}; translating from {transcript.language!r} gave nothing: try task=transcribe, or a larger model"
+    if options.language is not None:
+        return f"{said}; check that the speech is in {options.language!r}, or try a larger model"
+    return f"{said}; try naming the language in 'language', or a larger model"
+
+
 def findings(
     transcript: Transcript, *, declared: float | None, confidence_min: float, multilingual: bool = True
 ) -> list[str]:
@@ -43,11 +60,7 @@ def findings(
             "if so, name the language in 'language'"
         )
     if not transcript.text:
-        found.append("no speech was found in the audio: the transcript is empty")
-        if multilingual and transcript.options.language is None:  # speech in a language it did not catch
-            found[-1] += (
-                f" (the language was detected as {transcript.language!r}; if there is speech, name its language)"
-            )
+        found.append(empty(transcript, multilingual))
     decoded = transcript.duration
     if declared is not None and decoded <= declared * TRUNCATED_SHARE and declared - decoded >= TRUNCATED_SECONDS:
         found.append(

@@ -280,9 +280,11 @@ class JobRun:
         *,
         on_progress: Callable[[float], None],
         on_info: Callable[[str, float, float], None],
+        clips: list[tuple[float, float]] | None = None,
     ) -> Transcript:
         """A job's audio or a shard's, read from its file ``DECODE_WINDOW_SECONDS`` at a time: a
-        shard is as long as its channel when a multichannel job is not cut in time."""
+        shard is as long as its channel when a multichannel job is not cut in time. ``clips``: the
+        stretches to decode, each on its own (a multichannel shard's turns)."""
         started = time.monotonic()
         transcript = transcribe_windows(
             model,
@@ -295,6 +297,7 @@ class JobRun:
             batch_size=self.settings.batch_size,
             on_progress=on_progress,
             on_info=on_info,
+            clips=clips,
         )
         metrics.transcribed(name, time.monotonic() - started, transcript.duration)
         return transcript

@@ -37,10 +37,17 @@ class Cue:
 
 
 def cues(transcript: Transcript, rules: CueRules = CueRules()) -> list[Cue]:
+    """The transcript's cues in the order they start (WebVTT requires it; two speakers' segments
+    may overlap, and a cue of one may start within a cue of the other)."""
     out: list[Cue] = []
     for segment in transcript.segments:
         out.extend(_segment_cues(_words(segment), rules, segment.speaker))
-    return [cue for cue in out if cue.end > cue.start and cue.text]
+    return sorted((cue for cue in out if cue.end > cue.start and cue.text), key=lambda cue: cue.start)
+
+
+def in_order(transcript: Transcript) -> list[Segment]:
+    """The segments in the order they start (a transcript joined from shards is so already)."""
+    return sorted(transcript.segments, key=lambda segment: segment.start)
 
 
 def _turns(items: list[tuple[str | None, str]]) -> list[str]:
@@ -141,14 +148,14 @@ def _voiced(cue: Cue) -> str:
 
 
 def to_txt(transcript: Transcript, rules: CueRules = CueRules()) -> str:
-    spoken = [(s.speaker, s.text) for s in transcript.segments if s.text]
+    spoken = [(s.speaker, s.text) for s in in_order(transcript) if s.text]
     return "\n".join(_turns(spoken)) + "\n"
 
 
 def to_tsv(transcript: Transcript, rules: CueRules = CueRules()) -> str:
     """Whisper's tsv: start and end in integer milliseconds, then the text, one segment a row; a
     ``speaker`` column last when the job labelled speakers (multichannel)."""
-    spoken = [s for s in transcript.segments if s.text]
+    spoken = [s for s in in_order(transcript) if s.text]
     labelled = any(s.speaker is not None for s in transcript.segments)
     rows = [
         f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"

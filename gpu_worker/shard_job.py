@@ -193,7 +193,10 @@ class ShardRun(JobRun):
                 raise Stale(f"job {self.job_id}: attempt {self.attempt} is no longer running")
 
         decoded = Decoded(pcm, count, None)
-        return self.transcribe_decoded(name, model, decoded, options, on_progress=progress, on_info=lambda *_: None)
+        clips = [(start - shard.start, end - shard.start) for start, end in shard.turns] if shard.turns else None
+        return self.transcribe_decoded(
+            name, model, decoded, options, on_progress=progress, on_info=lambda *_: None, clips=clips
+        )
 
     def join_if_last(self, manifest: Manifest) -> str:
         """Join the shards, if every one is done and no live worker is joining them."""

@@ -27,7 +27,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from pydantic import BaseModel
 
 from gpu_worker.audio import SAMPLE_RATE, Decoded, clock
-from gpu_worker.transcript import FRAMES_PER_SECOND, Segment, Transcript, Window, quietest
+from gpu_worker.transcript import FRAMES_PER_SECOND, Segment, Transcript, Window, quietest, total_speech
 from transcribe_common.models import JobOptions
 
 VAD_WINDOW_SECONDS = 600.0  # audio shown to the VAD at once: 38 MB as float32
@@ -46,6 +46,9 @@ class Shard(BaseModel):
     start: float  # seconds into the recording
     end: float
     speech: bool  # VAD heard speech in it: only such shards are transcribed
+    # A multichannel job's: the stretches of the shard to decode, each on its own (``turns``), in
+    # seconds into the recording; empty: the whole shard.
+    turns: list[Region] = []
 
     @property
     def seconds(self) -> float:
@@ -130,7 +133,14 @@ def cut_points(regions: list[Region], duration: float, shard_seconds: float, win
     return cuts
 
 
-def shards_of(channel: int, regions: list[Region], duration: float, cuts: list[float], first_index: int) -> list[Shard]:
+def shards_of(
+    channel: int,
+    regions: list[Region],
+    duration: float,
+    cuts: list[float],
+    first_index: int,
+    turns: list[Region] | None = None,
+) -> list[Shard]:
     edges = [0.0, *cuts, duration]
     return [
         Shard(
@@ -139,9 +149,51 @@ def shards_of(channel: int, regions: list[Region], duration: float, cuts: list[f
             start=start,
             end=end,
             speech=any(r_start < end and r_end > start for r_start, r_end in regions),
+            turns=[(max(a, start), min(b, end)) for a, b in turns or [] if a < end and b > start],
         )
         for n, (start, end) in enumerate(itertools.pairwise(edges))
     ]
+
+
+TURN_PAD = 0.2  # seconds of a turn kept before and after the speech VAD heard, as VAD pads
+TURN_MAX = 30.0  # seconds: a longer turn is decoded in pieces cut at its own pauses (one window each)
+
+
+def turns(own: list[Region], others: list[Region], duration: float, *, speech_only: bool = True) -> list[Region]:
+    """A channel's turns on a call: its speech (``own``), joined across its pauses except those in
+    which another channel speaks (``others``), padded by ``TURN_PAD`` and no longer than
+    ``TURN_MAX``. Decoded each on its own, no segment of this channel spans the other speaker's
+    turn, so the joined transcript reads in the order things were said. ``speech_only=False`` (a
+    job that asked for no VAD): the turns cover the whole channel, cut in the middle of each such
+    pause."""
+    if not own:
+        return [] if speech_only else [(0.0, duration)]
+    joined: list[list[Region]] = [[own[0]]]
+    for region in own[1:]:
+        gap_start, gap_end = joined[-1][-1][1], region[0]
+        spoken = any(start < gap_end and end > gap_start for start, end in others)
+        long = region[1] - joined[-1][0][0] > TURN_MAX
+        if spoken or long:
+            joined.append([region])
+        else:
+            joined[-1].append(region)
+    spans = [piece for group in joined for piece in _at_most(group[0][0], group[-1][1], TURN_MAX)]
+    if not speech_only:
+        cuts = [(a[1] + b[0]) / 2 for a, b in itertools.pairwise(spans)]
+        pieces = [piece for a, b in itertools.pairwise([0.0, *cuts, duration]) for piece in _at_most(a, b, TURN_MAX)]
+        return [(round(a, 3), round(b, 3)) for a, b in pieces]
+    padded: list[Region] = []
+    for start, end in spans:
+        start = max(start - TURN_PAD, padded[-1][1] if padded else 0.0)
+        padded.append((round(start, 3), round(min(end + TURN_PAD, duration), 3)))
+    return padded
+
+
+def _at_most(start: float, end: float, seconds: float) -> list[Region]:
+    """``start``-``end`` in pieces no longer than ``seconds`` (speech with no pause that long)."""
+    count = max(1, int(np.ceil((end - start) / seconds)))
+    step = (end - start) / count
+    return [(start + n * step, start + (n + 1) * step) for n in range(count)]
 
 
 def first_speech(decoded: list[Decoded], regions: list[list[Region]], seconds: float = 30.0) -> np.ndarray | None:
@@ -168,13 +220,15 @@ def plan(
     """How to cut this attempt's recording (one ``Decoded`` per channel, or one mixed down), with the
     language every shard will use: the job's, or the one detected on the first speech."""
     shards: list[Shard] = []
-    regions = []
-    for channel, decoded in enumerate(channels):
-        found = speech_regions(decoded)
-        regions.append(found)
+    regions = [speech_regions(decoded) for decoded in channels]
+    for channel, (decoded, found) in enumerate(zip(channels, regions, strict=True)):
         long = shard_min and decoded.duration > shard_min
         cuts = cut_points(found, decoded.duration, shard_seconds, decoded.window) if long else []
-        shards += shards_of(channel, found, decoded.duration, cuts, len(shards))
+        spoken = None
+        if options.multichannel:
+            others = sorted(region for n, other in enumerate(regions) if n != channel for region in other)
+            spoken = turns(found, others, decoded.duration, speech_only=options.vad_filter)
+        shards += shards_of(channel, found, decoded.duration, cuts, len(shards), spoken)
     if options.language is not None:
         language, probability = options.language, 1.0  # as faster-whisper reports a language it was given
     else:
@@ -211,6 +265,7 @@ def joined(plan: ShardPlan, parts: dict[int, Transcript], options: JobOptions, m
         segments=[segment.model_copy(update={"id": n}) for n, segment in enumerate(_monotone(segments))],
         options=options,
         model=model,
+        speech_seconds=total_speech([part.speech_seconds for part in parts.values()]),
     )
 
 

@@ -14,6 +14,7 @@ from gpu_worker.audio import SAMPLE_RATE
 from transcribe_common.models import JobOptions
 
 Progress = Callable[[float], None]
+Clip = tuple[float, float]  # (start, end) in seconds
 PROGRESS_INTERVAL = 1.0  # seconds between progress reports
 FRAMES_PER_SECOND = 100  # of Whisper's mel spectrogram: a segment's ``seek`` is in these
 
@@ -57,6 +58,9 @@ class Transcript(BaseModel):
     options: JobOptions
     model: str
     warnings: list[str] = []  # gpu_worker.findings: what its reader should know about it
+    # Seconds of the audio decoded as speech: what VAD heard (or the clips asked for); None when
+    # the job asked for no VAD, and all of it was decoded. Tells "no speech" from "no text".
+    speech_seconds: float | None = None
 
     @property
     def text(self) -> str:
@@ -74,11 +78,16 @@ def transcribe(
     on_info: Callable[[str, float, float], None],
     progress_interval: float = PROGRESS_INTERVAL,
     batch_size: int = 0,
+    clips: list[Clip] | None = None,
 ) -> Transcript:
     """Transcribe, reporting progress in percent of the audio's duration as segments arrive.
     ``on_info(language, probability, duration)`` is called once the language is known, before any
     segment is decoded (it may raise to stop there). ``batch_size`` > 0 decodes that many chunks at
-    once (faster-whisper's BatchedInferencePipeline)."""
+    once (faster-whisper's BatchedInferencePipeline).
+
+    ``clips`` (seconds into ``audio``, in order, none over 30 s): decode only these stretches, each
+    on its own, in place of VAD's speech; no segment spans two of them (a channel's turns on a
+    call: ``sharding.turns``)."""
     duration = audio.size / SAMPLE_RATE
     common: dict[str, object] = {
         "language": options.language,
@@ -88,9 +97,15 @@ def transcribe(
         "initial_prompt": options.initial_prompt,
         "word_timestamps": options.word_timestamps,
     }
+    if clips is not None:  # faster-whisper decodes clips in place of VAD's speech, each on its own
+        common["vad_filter"] = False
+        if batch_size > 0:
+            common["clip_timestamps"] = [{"start": start, "end": end} for start, end in clips]
+        else:
+            common["clip_timestamps"] = [seconds for clip in clips for seconds in clip]
     if batch_size > 0:
         # Batched decoding works on independent chunks: VAD's speech regions, or 30 s windows.
-        if not options.vad_filter:
+        if not options.vad_filter and clips is None:
             common["clip_timestamps"] = _windows(audio.size)
         pieces, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, **common)
     else:
@@ -105,6 +120,10 @@ def transcribe(
         if time.monotonic() - last_report >= progress_interval:
             on_progress(min(99.0, 100.0 * piece.end / duration))
             last_report = time.monotonic()
+    if clips is not None:
+        speech: float | None = sum(end - start for start, end in clips)
+    else:
+        speech = info.duration_after_vad if options.vad_filter else None
     return Transcript(
         language=info.language,
         language_probability=info.language_probability,
@@ -112,6 +131,7 @@ def transcribe(
         segments=segments,
         options=options,
         model=model_name,
+        speech_seconds=None if speech is None else round(speech, 3),
     )
 
 
@@ -186,20 +206,31 @@ def transcribe_windows(
     on_progress: Progress,
     on_info: Callable[[str, float, float], None],
     batch_size: int = 0,
+    clips: list[Clip] | None = None,
 ) -> Transcript:
     """``transcribe`` over audio of ``total`` samples read ``window_seconds`` at a time, so that
     memory holds one window whatever the length. Each window ends at the quietest moment near its
     end, not inside a word if it can help it; the language detected in the first window with
     speech is used for all that follow, so that windows do not disagree, and is the one reported
     (``on_info``, once that window is done): a silent first window's guess is no detection. Audio
-    of one window or less is transcribed whole, as before."""
+    of one window or less is transcribed whole, as before.
+
+    ``clips`` (seconds into the audio): decode only these (``transcribe``); a window with none of
+    them is not decoded. They need the job's language: there may be no window to detect it on."""
     size = int(window_seconds * SAMPLE_RATE)
+    assert clips is None or options.language is not None, "clips are decoded in a language given"
 
     def run(start: int, end: int, asked: JobOptions, progress: Progress, info: Callable[..., None]) -> Transcript:
+        inside = None if clips is None else _within(clips, start / SAMPLE_RATE, end / SAMPLE_RATE)
+        if inside == []:  # nothing to decode here
+            return Transcript(
+                language=asked.language or "", language_probability=1.0, duration=round((end - start) / SAMPLE_RATE, 3),
+                segments=[], options=asked, model=model_name, speech_seconds=0.0,
+            )  # fmt: skip
         samples = window(start, end - start)
         return transcribe(
             model, samples, asked, model_name=model_name, beam_size=beam_size, batch_size=batch_size,
-            on_progress=progress, on_info=info,
+            on_progress=progress, on_info=info, clips=inside,
         )  # fmt: skip
 
     if total <= size:
@@ -207,6 +238,7 @@ def transcribe_windows(
     segments: list[Segment] = []
     heard: Transcript | None = None  # the first window with speech: its language holds for the rest
     first: Transcript | None = None
+    speech: list[float | None] = []
     start = 0
     while start < total:
         end = total if total - start <= size else quietest(window, start + size)
@@ -223,13 +255,31 @@ def transcribe_windows(
         else:
             part = run(start, end, options.model_copy(update={"language": heard.language}), scaled, _ignore)
         segments.extend(_shifted(part.segments, start / SAMPLE_RATE, len(segments)))
+        speech.append(part.speech_seconds)
         start = end
     if heard is None:  # no speech at all: what the first window said of it
         assert first is not None
         heard = first
         on_info(first.language, first.language_probability, total / SAMPLE_RATE)
-    whole = {"segments": segments, "duration": round(total / SAMPLE_RATE, 3), "options": options}
+    whole = {
+        "segments": segments,
+        "duration": round(total / SAMPLE_RATE, 3),
+        "options": options,
+        "speech_seconds": total_speech(speech),
+    }
     return heard.model_copy(update=whole)
+
+
+def total_speech(parts: list[float | None]) -> float | None:
+    """The speech of a transcript made of parts: None if any part decoded all its audio."""
+    return None if None in parts else round(sum(p for p in parts if p is not None), 3)
+
+
+def _within(clips: list[Clip], start: float, end: float) -> list[Clip]:
+    """The parts of ``clips`` between ``start`` and ``end`` seconds, in seconds from ``start``
+    (a part shorter than a 0.1 s frame holds no word)."""
+    parts = [(max(a, start) - start, min(b, end) - start) for a, b in clips]
+    return [(round(a, 3), round(b, 3)) for a, b in parts if b - a >= FRAME_SECONDS]
 
 
 def quietest(window: Window, end: int, seconds: float = CUT_SEARCH_SECONDS) -> int:

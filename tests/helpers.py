@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import wave
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -70,6 +71,45 @@ def long_speech(path: Path, repeats: int = 2, pause: float = 1.5) -> Path:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", *inputs]
     subprocess.run([*command, "-filter_complex", padded + joined, "-map", "[out]", "-ac", "1", str(path)], check=True)
     return path
+
+
+def interleaved_call(path: Path) -> list[dict[str, object]]:
+    """A stereo WAV at ``path`` made from ``call.mp3``'s turns: the customer's first line, the
+    agent's first two back to back (about 10 s), the customer's second; each on its channel, 19 s
+    in all (one shard). The customer's channel is silent for the agent's whole turn, inside one
+    30 s window: decoded as one, tiny.en made its two lines one segment across the agent's turn
+    (issue 34). Returns the turns as ``call.json`` gives them: speaker, start, end, text."""
+    import numpy as np
+
+    rate, gap = 16000, 0.6
+    said = json.loads((SPEECH / "call.json").read_text())
+
+    def channel(n: int) -> np.ndarray:
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(SPEECH / "call.mp3")]
+        command += ["-af", f"pan=mono|c0=c{n}", "-ar", str(rate), "-f", "s16le", "-"]
+        return np.frombuffer(subprocess.run(command, capture_output=True, check=True).stdout, np.int16)
+
+    sides = {"agent": channel(0), "customer": channel(1)}
+    order = [said[1], said[0], said[2], said[3]]  # customer, agent x2, customer
+    left, right, turns, at = [], [], [], 0.0
+    for n, turn in enumerate(order):
+        if (n and turn["speaker"] != order[n - 1]["speaker"]) or n in (2, 3):
+            pause = np.zeros(int(gap * rate), np.int16)
+            left.append(pause), right.append(pause)
+            at += gap
+        voice = sides[turn["speaker"]][int(turn["start"] * rate) : int((turn["end"] + 0.1) * rate)]
+        quiet = np.zeros(voice.size, np.int16)
+        left.append(voice if turn["speaker"] == "agent" else quiet)
+        right.append(voice if turn["speaker"] == "customer" else quiet)
+        turns.append({**turn, "start": round(at, 3), "end": round(at + voice.size / rate, 3)})
+        at += voice.size / rate
+    stereo = np.column_stack([np.concatenate(left), np.concatenate(right)])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(stereo.tobytes())
+    return turns
 
 
 def long_text(repeats: int = 2) -> str:

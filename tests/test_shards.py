@@ -23,7 +23,7 @@ from rq.executions import Execution
 from rq.job import Job
 
 from tests.conftest import Stack, running_stack
-from tests.helpers import SPEECH, Receiver, damaged, long_speech, long_text, silence, wait_until, wer
+from tests.helpers import SPEECH, Receiver, damaged, interleaved_call, long_speech, long_text, silence, wait_until, wer
 from tests.test_pipeline import upload
 from transcribe_common import jobqueue, keys
 from transcribe_common.settings import CommonSettings
@@ -256,6 +256,37 @@ def test_a_stereo_call_has_a_speaker_per_channel(shard_stack: Stack, receiver: R
     assert {segment["speaker"] for segment in transcript["segments"]} == {"agent", "customer"}
     voices = {caption.voice for caption in webvtt.from_buffer(io.StringIO(result(shard_stack, job_id, "vtt")))}
     assert voices == {"agent", "customer"}
+
+
+def test_a_stereo_call_reads_in_the_order_it_was_said(shard_stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
+    """Issue 34, finding 1: the customer's channel is silent through the agent's 10 s turn; each
+    channel is decoded a turn at a time, so no segment of the customer's spans the agent's turn,
+    the text reads in order and no cue starts before the one before it."""
+    turns = interleaved_call(tmp_path / "call.wav")
+    job_id = upload(
+        shard_stack,
+        (tmp_path / "call.wav").read_bytes(),
+        "call.wav",
+        multichannel="true",
+        speaker_labels="agent,customer",
+        output="json,srt,vtt,txt",
+    )
+    assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished", shard_stack.log_tail()
+    transcript = json.loads(result(shard_stack, job_id, "json"))
+    for segment in transcript["segments"]:  # none reaches into the other speaker's turn
+        across = [
+            t
+            for t in turns
+            if t["speaker"] != segment["speaker"]
+            and min(segment["end"], t["end"]) - max(segment["start"], t["start"]) > 0.5
+        ]
+        assert not across, (segment, turns)
+    speakers = [line.split(":", 1)[0] for line in result(shard_stack, job_id, "txt").splitlines() if ":" in line]
+    assert speakers == ["customer", "agent", "customer"], result(shard_stack, job_id, "txt")
+    starts = [cue.start for cue in srt.parse(result(shard_stack, job_id, "srt"))]
+    assert starts == sorted(starts)
+    vtt = [cue.start for cue in webvtt.from_buffer(io.StringIO(result(shard_stack, job_id, "vtt")))]
+    assert vtt == sorted(vtt)
 
 
 def test_the_openai_route_answers_diarized_json(shard_stack: Stack) -> None:

@@ -10,12 +10,19 @@ from transcribe_common.models import JobOptions
 NO_SPEECH = "no speech was found in the audio: the transcript is empty"
 
 
-def transcript(text: str, *, language: str | None = None, probability: float = 0.99, duration: float = 10.0):  # type: ignore[no-untyped-def]
+def transcript(  # type: ignore[no-untyped-def]
+    text: str,
+    *,
+    language: str | None = None,
+    probability: float = 0.99,
+    duration: float = 10.0,
+    speech: float | None = 0.0,
+    **options: object,
+):
     segments = [Segment(id=0, start=0.0, end=duration, text=text)] if text else []
-    options = JobOptions(language=language)
     return Transcript(
         language=language or "th", language_probability=probability, duration=duration, segments=segments,
-        options=options, model="base",
+        options=JobOptions(language=language, **options), model="base", speech_seconds=speech,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -38,3 +45,18 @@ def test_a_sure_detection_of_a_full_file_says_nothing_and_a_short_decode_says_th
     assert findings(transcript("Selamat pagi.", duration=5.0), declared=10.0, confidence_min=0.95) == [
         "only 5.0 s of audio could be decoded, of the 10.0 s the file declares: the file may be truncated"
     ]
+
+
+def test_speech_the_model_wrote_nothing_from_is_not_called_no_speech() -> None:
+    """Issue 34, finding 3: VAD heard speech, the decode gave no text (a translation that came out
+    empty, say). The sentence says so, and what to try."""
+    said = findings(transcript("", language="id", speech=22.8, task="translate"), declared=None, confidence_min=0.95)
+    assert said == [
+        "the model wrote no text from 22.8 s of speech (VAD heard it): the transcript is empty; "
+        "translating from 'id' gave nothing: try task=transcribe, or a larger model"
+    ]
+    [said] = findings(transcript("", language="en", speech=3.1), declared=None, confidence_min=0.95)
+    assert said.startswith("the model wrote no text from 3.1 s of speech (VAD heard it)")
+    assert "check that the speech is in 'en'" in said
+    [said] = findings(transcript("", language="en", speech=None, vad_filter=False), declared=None, confidence_min=0.95)
+    assert said.startswith("the model wrote no text from the audio: the transcript is empty")

@@ -14,7 +14,7 @@ import webvtt
 from gpu_worker import audio, sharding
 from gpu_worker.render import to_srt, to_tsv, to_txt, to_vtt
 from gpu_worker.transcript import Segment, Transcript, Word
-from tests.helpers import long_speech, silence
+from tests.helpers import interleaved_call, long_speech, silence
 from transcribe_common.models import JobOptions
 
 
@@ -136,3 +136,34 @@ def test_a_transcript_without_speakers_renders_as_before() -> None:
     assert to_tsv(joined).splitlines() == ["start\tend\ttext", "0\t2000\tHello."]
     assert "<v" not in to_vtt(joined)
     assert to_txt(joined) == "Hello.\n"
+
+
+def test_a_channel_s_turns_end_where_the_other_channel_speaks(tmp_path: Path) -> None:
+    """Issue 34, finding 1, on the real call: the customer's two lines, with the agent's 10 s turn
+    between them, are two turns; the agent's two lines, with nobody else speaking in the pause
+    between them, are one. Without VAD the turns cover the channel, cut inside the other's turn."""
+    said = interleaved_call(tmp_path / "call.wav")
+    agent, customer = audio.decode_channels(tmp_path / "call.wav", tmp_path, timeout=60, split=True)
+    heard = {name: sharding.speech_regions(side) for name, side in (("agent", agent), ("customer", customer))}
+    duration = customer.duration
+    turns = sharding.turns(heard["customer"], heard["agent"], duration)
+    assert len(turns) == 2, (turns, heard)
+    agent_turn = (said[1]["start"], said[2]["end"])
+    for start, end in turns:  # neither reaches into the agent's turn
+        assert end <= agent_turn[0] + 0.5 or start >= agent_turn[1] - 0.5, (turns, said)
+    assert len(sharding.turns(heard["agent"], heard["customer"], duration)) == 1
+    whole = sharding.turns(heard["customer"], heard["agent"], duration, speech_only=False)
+    assert whole[0][0] == 0.0 and whole[-1][1] == pytest.approx(duration)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(whole))
+    assert len(whole) == 2 and agent_turn[0] < whole[0][1] < agent_turn[1]
+
+
+def test_turns_are_never_longer_than_a_window_and_never_overlap() -> None:
+    own = [(0.0, 50.0), (50.5, 51.0), (60.0, 61.0)]
+    others = [(55.0, 58.0)]
+    turns = sharding.turns(own, others, 70.0)
+    assert all(end - start <= sharding.TURN_MAX + 2 * sharding.TURN_PAD for start, end in turns), turns
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(turns)), turns
+    assert turns[-1] == (59.8, 61.2)
+    assert sharding.turns([], others, 70.0) == []
+    assert sharding.turns([], others, 70.0, speech_only=False) == [(0.0, 70.0)]
