@@ -9,12 +9,13 @@ from typing import Any
 
 import redis
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
 
-from ingest_api import docs
+from ingest_api import docs, invalid
 from ingest_api.auth import authorize
 from ingest_api.headers import SecurityHeaders
 from ingest_api.idempotency import InProgress
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_exception_handler(PipelineError, _error_response)
     app.add_exception_handler(redis.RedisError, _error_response)
     app.add_exception_handler(openai.OpenAIError, openai.error_response)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -109,6 +111,14 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyQueued) else None
     detail = public_message(exc) if code < 500 else _unavailable(exc)
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """A bad field: one sentence naming it (``ingest_api.invalid``), not pydantic's list."""
+    assert isinstance(exc, RequestValidationError)
+    if request.url.path.startswith(openai.PREFIX):
+        return await openai.error_response(request, openai.invalid(exc))
+    return JSONResponse(invalid.body(exc.errors()), status_code=422)
 
 
 async def _gone(request: Request, exc: Exception) -> JSONResponse:

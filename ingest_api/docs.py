@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 JOB_ID = "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f"
 LINKS = {"self": f"/v1/jobs/{JOB_ID}", "result": f"/v1/jobs/{JOB_ID}/result"}
@@ -14,22 +14,11 @@ NO_RESULT_LINKS = {**LINKS, "result": None}
 
 
 class ErrorBody(BaseModel):
-    """Every error of the service's own routes: a sentence saying what is wrong."""
+    """Every 4xx and 5xx of the service's own routes: a sentence saying what is wrong, and the
+    field it is about when it is about one (``ingest_api.invalid``)."""
 
     detail: str
-
-
-class ValidationIssue(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-    input: Any = None
-
-
-class ValidationErrorBody(BaseModel):
-    """A request that does not validate: a sentence, or FastAPI's list of issues (where, what)."""
-
-    detail: str | list[ValidationIssue]
+    field: str | None = Field(None, description="The field the error is about: 'language', 'limit', 'options.output'.")
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -84,8 +73,8 @@ def error(code: int, description: str | None = None, example: dict[str, Any] | N
 def invalid(*examples: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """The 422 of a route, with named examples of what it refuses."""
     return {
-        "model": ValidationErrorBody,
-        "description": "The request does not validate; detail says where and what",
+        "model": ErrorBody,
+        "description": "The request does not validate; detail says what, field says where",
         "content": {
             "application/json": {"examples": {name: {"summary": name, "value": value} for name, value in examples}}
         },
@@ -100,16 +89,7 @@ AUTH = (401, 403)
 
 NOT_A_BOOLEAN = (
     "delete_objects is not a boolean",
-    {
-        "detail": [
-            {
-                "loc": ["query", "delete_objects"],
-                "msg": "Input should be a valid boolean, unable to interpret input",
-                "type": "bool_parsing",
-                "input": "maybe",
-            }
-        ]
-    },
+    {"detail": "delete_objects: input should be a valid boolean, unable to interpret input", "field": "delete_objects"},
 )
 BAD_FORMAT = ("unknown format", {"detail": "unknown format 'docx'; choose one of srt, vtt, txt, tsv, json"})
 
@@ -220,13 +200,28 @@ METRICS = (
 
 
 def without_impossible_422(schema: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI documents a 422 for every route with a parameter; a plain string path parameter
-    cannot fail validation, so where a route has no other way to answer 422 it is left out."""
+    """FastAPI documents a 422 for every route with a parameter, in pydantic's shape: one whose
+    query, headers or body may not validate answers ``ErrorBody`` (``ingest_api.invalid``); a plain
+    string path parameter cannot fail validation, so a route with no other is left without."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})
             if "422" in responses and responses["422"].get("description") == "Validation Error":
-                del responses["422"]
+                checked = [p for p in operation.get("parameters", []) if p.get("in") != "path"]
+                if checked or operation.get("requestBody"):  # a query, a header or a body may not validate
+                    name = checked[0]["name"] if checked else "url"
+                    example = {"detail": f"{name}: what is wrong with it, in a sentence", "field": name}
+                    responses["422"] = {
+                        "description": "A parameter does not validate; detail says what, field says which",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorBody"},
+                                "example": example,
+                            }
+                        },
+                    }
+                else:
+                    del responses["422"]
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         if name not in str(schema.get("paths")):

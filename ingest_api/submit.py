@@ -145,20 +145,36 @@ def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
     )
 
 
-def upload_reader(services: Services, request: Request) -> MultipartReader:
+def upload_reader(
+    services: Services, request: Request, on_file: Callable[[dict[str, str]], None] | None = None
+) -> MultipartReader:
     """A reader for this request's multipart body, refused at once if it declares more than MAX_UPLOAD_MB."""
     settings = services.settings
     max_bytes = settings.max_upload_mb * 2**20
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise TooLarge(f"the upload is larger than MAX_UPLOAD_MB ({settings.max_upload_mb} MiB)")
-    return MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes)
+    return MultipartReader(boundary_of(request.headers.get("content-type", "")), max_bytes, on_file)
 
 
 async def upload_fingerprint(services: Services, request: Request) -> str:
     """The fingerprint of an upload that is not stored: a replay, to be compared with the first."""
     body = timed(request.stream(), services.settings.body_timeout)
     return await drain_upload(body, upload_reader(services, request))
+
+
+def refuse_early(form_of: Callable[[dict[str, str]], TranscribeRequest], fields: dict[str, str]) -> None:
+    """Refuse a field sent before the file that is wrong whatever follows (``language=xx``), before
+    the file is read: a caller does not wait for a gigabyte to go up to learn of a typo. Fields not
+    sent yet, and checks across fields, wait for the whole form."""
+    try:
+        form_of(fields)
+    except (ValidationError, RequestValidationError) as exc:
+        wrong = [error for error in exc.errors() if error["type"] != "missing" and len(error.get("loc", ())) > 0]
+        if wrong:
+            raise RequestValidationError(wrong) from exc
+    except Exception:  # noqa: S110  a check that needs the whole form: it is made once the form is in
+        pass
 
 
 async def accept_upload(
@@ -170,7 +186,7 @@ async def accept_upload(
     """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
     default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint."""
     settings = services.settings
-    reader = upload_reader(services, request)
+    reader = upload_reader(services, request, on_file=lambda fields: refuse_early(form_of, fields))
 
     def open_writer(filename: str, content_type: str) -> ObjectWriter:
         key = layout.input_key(job_id, filename)

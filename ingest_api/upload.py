@@ -57,8 +57,11 @@ async def timed(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[byt
 class MultipartReader:
     """Feeds body chunks to the parser; collects form fields and hands back the file's bytes."""
 
-    def __init__(self, boundary: bytes, max_file_bytes: int) -> None:
+    def __init__(
+        self, boundary: bytes, max_file_bytes: int, on_file: Callable[[dict[str, str]], None] | None = None
+    ) -> None:
         self.fields: dict[str, str] = {}
+        self._on_file = on_file  # sees the fields sent before the file, as the file begins; may refuse them
         self._repeats: dict[str, int] = {}
         self.filename: str | None = None
         self.file_bytes = 0
@@ -125,6 +128,8 @@ class MultipartReader:
             # The part's own Content-Type is not kept: what the file is, is read from its bytes (media).
             self.filename = params[b"filename"].decode("utf-8", errors="replace")
             self._in_file = True
+            if self._on_file is not None:
+                self._on_file(dict(self.fields))
         elif len(self.fields) >= MAX_FIELDS:
             raise InvalidInput("too many form fields")
         else:

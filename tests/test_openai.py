@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -10,6 +12,7 @@ import webvtt
 
 from tests.conftest import SPEECH, Stack
 from tests.helpers import speech_text, wer
+from tests.test_truth import ffmpeg
 
 REFERENCE = speech_text("upload")
 
@@ -28,10 +31,29 @@ def test_json_is_the_default_and_holds_the_text(client: openai.OpenAI) -> None:
 
 
 def test_text(client: openai.OpenAI) -> None:
+    """Running text, as OpenAI answers it (issue 34, finding 4): the segments joined by spaces, one
+    newline at the end; not a line a segment, which broke sentences in two."""
     with (SPEECH / "upload.mp3").open("rb") as audio:
         text = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="text")
     assert isinstance(text, str)
     assert wer(REFERENCE, text) < 0.2
+    with (SPEECH / "upload.mp3").open("rb") as audio:
+        verbose = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="verbose_json")
+    assert len(verbose.segments or []) > 1  # the case that broke
+    assert text == verbose.text + "\n"
+
+
+def test_an_empty_transcript_says_why_in_a_header_the_client_ignores(client: openai.OpenAI, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 34, finding 3: speech at four times its speed; VAD hears it, tiny.en writes nothing.
+    The answer is OpenAI's empty text, and X-Job-Warnings says what happened."""
+    fast = tmp_path / "fast.wav"
+    ffmpeg("-i", str(SPEECH / "upload.mp3"), "-af", "atempo=2,atempo=2", str(fast))
+    with fast.open("rb") as audio:
+        answer = client.audio.transcriptions.with_raw_response.create(model="whisper-1", file=audio, language="en")
+    assert answer.parse().text == ""
+    [warning] = json.loads(answer.headers["X-Job-Warnings"])
+    assert warning.startswith("the model wrote no text from "), warning
+    assert "s of speech (VAD heard it): the transcript is empty" in warning
 
 
 def test_srt_and_vtt(client: openai.OpenAI, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -55,7 +55,13 @@ async def list_jobs(
     summary="Status and progress of a job",
     responses={200: docs.ok_examples(docs.JOB_VIEWS), **docs.errors(*docs.AUTH, 404, 503)},
 )
-@router.post("/jobs/{job_id}", response_model=JobView, include_in_schema=False)
+@router.post(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    summary="Status and progress of a job (the same as GET; kept for callers of the first API)",
+    responses={200: docs.ok_examples(docs.JOB_VIEWS), **docs.errors(*docs.AUTH, 404, 503)},
+    operation_id="get_job_by_post",
+)
 async def get_job(job_id: str, services: ServicesDep, caller: Caller) -> JobView:
     return await _visible(job_id, services, caller)
 

@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
 from ingest_api.auth import Identity, authorize, bearer
+from ingest_api.invalid import sentence
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge
@@ -44,7 +45,8 @@ from transcribe_common.models import JobStatus, StatusRecord
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/audio", tags=["openai"])
+PREFIX = "/v1/audio"
+router = APIRouter(prefix=PREFIX, tags=["openai"])
 
 DEFAULT_MODEL = "whisper-1"
 POLL_SECONDS = 0.1
@@ -55,11 +57,14 @@ STORED_FORMAT: dict[str, str] = {
     "json": "json",
     "verbose_json": "json",
     "diarized_json": "json",
-    "text": "txt",
+    "text": "json",  # running text, as OpenAI answers it: the segments' texts joined by spaces
     "srt": "srt",
     "vtt": "vtt",
 }
-MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+MEDIA_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
+# The job's warnings (gpu_worker.findings), a JSON list of sentences, on every answer that has any:
+# OpenAI's shapes have no place for them, and its clients ignore a header they do not know.
+WARNINGS_HEADER = "X-Job-Warnings"
 
 
 class OpenAIError(Exception):
@@ -80,6 +85,12 @@ class OpenAIError(Exception):
         body = {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}}
         headers = {"X-Job-Id": self.job_id} if self.job_id else None
         return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def invalid(exc: RequestValidationError) -> OpenAIError:
+    """A bad field, in OpenAI's shape: the sentence ``ingest_api.invalid`` makes, the field as ``param``."""
+    message, field = sentence(exc.errors())
+    return OpenAIError(400, message, param=field)
 
 
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -333,9 +344,7 @@ async def _transcribe(request: Request, services: Services, caller: Identity, ki
         manifest.owner = caller.owner
         await run_in_threadpool(submit.write_manifest, services, manifest)
     except RequestValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or None
-        raise OpenAIError(400, f"{where}: {error['msg']}" if where else error["msg"], param=where) from exc
+        raise invalid(exc) from exc
     except TooLarge as exc:
         raise OpenAIError(413, str(exc), param="file") from exc
     except submit.TooManyQueued as exc:
@@ -397,6 +406,8 @@ async def _wait(services: Services, request: Request, job_id: str, caller: Ident
 
 def _answer(services: Services, job_id: str, form: AudioForm, record: StatusRecord, caller: Identity) -> Response:
     headers = {"X-Job-Id": job_id}
+    if record.warnings:
+        headers[WARNINGS_HEADER] = json.dumps(record.warnings)  # ASCII: a header carries it whole
     status = record.status
     if status != JobStatus.FINISHED:
         message = record.error or f"the job was {status.value}"
@@ -412,6 +423,8 @@ def _answer(services: Services, job_id: str, form: AudioForm, record: StatusReco
         return PlainTextResponse(content.decode(), media_type=MEDIA_TYPES[form.response_format], headers=headers)
     transcript = json.loads(content)
     text = " ".join(segment["text"] for segment in transcript["segments"]).strip()
+    if form.response_format == "text":
+        return PlainTextResponse(f"{text}\n", headers=headers)
     if form.response_format == "json":
         return JSONResponse(Transcription(text=text).model_dump(), headers=headers)
     if form.response_format == "diarized_json":

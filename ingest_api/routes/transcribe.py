@@ -53,14 +53,8 @@ _UPLOAD_FORM = {
             (
                 "unknown language",
                 {
-                    "detail": [
-                        {
-                            "loc": ["language"],
-                            "msg": "Value error, unknown language code 'xx'; use an ISO 639-1 code such as 'en', "
-                            "or omit it",
-                            "type": "value_error",
-                        }
-                    ]
+                    "detail": "language: unknown language code 'xx'; use an ISO 639-1 code such as 'en', or omit it",
+                    "field": "language",
                 },
             ),
             (

@@ -42,7 +42,7 @@ def test_a_url_job_is_accepted_and_announced_not_enqueued(client: TestClient, re
         ({"source_type": "url", "url": "https://x/a.mp3", "language": "xx"}, "unknown language code"),
         ({"source_type": "url", "url": "https://x/a.mp3", "output": "docx"}, "srt"),
         ({"source_type": "url", "url": "https://x/a.mp3", "output": [{}]}, "srt"),  # found by schemathesis
-        ({"source_type": "url", "url": "https://x/a.mp3", "colour": "red"}, "Extra inputs are not permitted"),
+        ({"source_type": "url", "url": "https://x/a.mp3", "colour": "red"}, "colour: extra inputs are not permitted"),
         ({"source_type": "smoke", "url": "https://x/a.mp3"}, "source_type"),
         ({"source_type": "url", "url": "https://x/a.mp3", "callback_url": "not a url"}, "callback_url"),
     ],
