@@ -15,7 +15,8 @@ its own: the others, the API above all, run on. ``serve`` gives back what it hol
 one (its operations port and gauges: ``transcribe_common.ops``). The first SIGTERM or SIGINT stops
 them all (the webhook sender lets the attempts it runs end, the API the requests in flight); a
 second exits at once. One still running ``STOP_WAIT`` seconds after is left behind: the process
-exits 1, with where each of its threads waits in the log (so does ``kill -USR1`` at any time). The supervisor starts the whole process again only if it dies.
+exits 1, with where each of its threads waits in the log (so does ``kill -USR1`` at any time).
+The supervisor starts the whole process again only if it dies.
 """
 
 from __future__ import annotations

@@ -175,10 +175,7 @@ def inspect(source: Path, *, timeout: float) -> Media:
     header = _run(command, timeout).stderr
     text = header.decode(errors="replace")
     if "Input #0" not in text:
-        reason = _last_line(header)
-        if reason.endswith("Invalid argument"):  # a demuxer outside DEMUXERS recognised it
-            reason = "its format is not an accepted media format; playlists and the like are refused"
-        raise PermanentError(f"the input is not an audio or video file this service can read ({reason})")
+        raise PermanentError(f"the input is not an audio or video file this service can read: {unreadable(header)}")
     stream = _AUDIO_STREAM.search(text)
     if stream is None:
         if "Audio: " in text:  # a stream the demuxer names but whose layout is not on its line
@@ -187,6 +184,24 @@ def inspect(source: Path, *, timeout: float) -> Media:
     layout = stream.group(1).strip()
     counted = re.fullmatch(r"(\d+) channels", layout)
     return Media(_declared(text), int(counted.group(1)) if counted else _LAYOUTS.get(layout))
+
+
+# ffmpeg's reasons for not opening an input, as a person reads them.
+UNREADABLE = {
+    "Invalid data found when processing input": "its bytes are in no media format it knows",
+    "End of file": "it ends before a media header does (cut short, or not media)",
+    "Invalid argument": "its format is not an accepted media format; playlists and the like are refused",
+}
+
+
+def unreadable(header: bytes) -> str:
+    """Why ffmpeg could not open an input, without its own prefix ("Error opening input files: ")."""
+    reason = _last_line(header)
+    reason = re.sub(r"^Error opening input files?(?: [^:]*)?: ", "", reason)
+    for said, meant in UNREADABLE.items():  # a demuxer outside DEMUXERS ends in "Invalid argument"
+        if reason.endswith(said):
+            return meant
+    return reason
 
 
 def _declared(header: str) -> float | None:

@@ -22,8 +22,23 @@ def test_mp3_and_video_decode_to_16k_mono(tmp_path: Path) -> None:
 def test_text_is_refused_with_ffmpegs_reason(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all\n" * 50)
-    with pytest.raises(PermanentError, match=r"not an audio or video file .*\(.*Invalid data found"):
+    with pytest.raises(PermanentError) as refused:
         decode(fake, tmp_path, timeout=30)
+    said = str(refused.value)
+    assert said == (
+        "the input is not an audio or video file this service can read: its bytes are in no media format it knows"
+    )
+    assert "Error opening" not in said  # ffmpeg's own words (issue 34, finding 7)
+
+
+def test_ffmpeg_s_reasons_read_as_sentences() -> None:
+    assert audio.unreadable(b"Error opening input files: End of file\n") == (
+        "it ends before a media header does (cut short, or not media)"
+    )
+    assert audio.unreadable(b"[in#0 @ 0x55] Error opening input file x.m3u: Invalid argument\n").startswith(
+        "its format is not an accepted media format"
+    )
+    assert audio.unreadable(b"Error opening input files: Permission denied\n") == "Permission denied"
 
 
 def test_an_empty_file_is_refused_before_ffmpeg(tmp_path: Path) -> None:

@@ -153,9 +153,11 @@ def test_a_channel_s_turns_end_where_the_other_channel_speaks(tmp_path: Path) ->
         assert end <= agent_turn[0] + 0.5 or start >= agent_turn[1] - 0.5, (turns, said)
     assert len(sharding.turns(heard["agent"], heard["customer"], duration)) == 1
     whole = sharding.turns(heard["customer"], heard["agent"], duration, speech_only=False)
-    assert whole[0][0] == 0.0 and whole[-1][1] == pytest.approx(duration)
+    assert whole[0][0] == 0.0
+    assert whole[-1][1] == pytest.approx(duration)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(whole))
-    assert len(whole) == 2 and agent_turn[0] < whole[0][1] < agent_turn[1]
+    assert len(whole) == 2
+    assert agent_turn[0] < whole[0][1] < agent_turn[1]
 
 
 def test_turns_are_never_longer_than_a_window_and_never_overlap() -> None:

@@ -64,7 +64,7 @@ def test_every_error_a_route_can_answer_is_documented(method: str, path: str, op
     if "{job_id}" in path:
         expected |= {"404"}
     status_by_post = (method, path) == ("POST", "/v1/jobs/{job_id}")  # GET's twin: no body, no query
-    if method in {"POST", "DELETE"} and not status_by_post or path.endswith("/result"):
+    if (method in {"POST", "DELETE"} and not status_by_post) or path.endswith("/result"):
         expected |= {"422"} if not path.startswith("/v1/audio") else set()
     if method == "DELETE" or path.endswith("/result"):
         expected |= {"409", "410"}
