@@ -19,10 +19,11 @@ WHERE = ("body", "query", "path", "header", "form")  # where FastAPI says a fiel
 
 def field_of(error: dict[str, Any]) -> str | None:
     """The dotted name of the field an error is about, None for the body as a whole."""
-    parts = [str(part) for part in error.get("loc", ())]
+    parts = list(error.get("loc", ()))
     if parts and parts[0] in WHERE:
         parts = parts[1:]
-    return ".".join(parts) or None
+    # The field, not the place in its list: output, not output.0 (the sentence says which value).
+    return ".".join(str(part) for part in parts if not isinstance(part, int)) or None
 
 
 def message_of(error: dict[str, Any]) -> str:

@@ -102,7 +102,7 @@ def test_a_failed_job_exits_1_with_its_error(stack: Stack, tmp_path: Path) -> No
 def test_a_refused_request_exits_4_with_the_servers_reason(stack: Stack) -> None:
     done = transcribe(stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "docx")
     assert done.returncode == 4
-    assert "error: output.0: Input should be 'srt', 'vtt'" in done.stderr
+    assert "error: output: input should be 'srt', 'vtt'" in done.stderr
     missing = transcribe(stack.url, "status", "no-such-job")
     assert missing.returncode == 4
     assert "no job 'no-such-job'" in missing.stderr

@@ -136,17 +136,12 @@ class _Counted:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The server's sentence (every error of the REST API is one: ``ingest_api.invalid``)."""
     try:
         detail = response.json().get("detail")
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    if isinstance(detail, list):  # FastAPI's validation errors: where, and what is wrong
-        return "; ".join(f"{_where(e.get('loc', []))}: {e.get('msg')}" for e in detail)
-    return str(detail)
-
-
-def _where(loc: list[object]) -> str:
-    return ".".join(str(part) for part in loc if part != "body") or "request"
+        detail = None
+    return str(detail) if detail else f"HTTP {response.status_code}: {response.text[:200]}"
 
 
 def _field(value: object) -> str:
