@@ -20,10 +20,10 @@ import numpy as np
 import redis
 from faster_whisper import WhisperModel
 
-from gpu_worker import audio, findings, memory, metrics, render, sharding
+from gpu_worker import audio, checkpoint, findings, memory, metrics, render, sharding
 from gpu_worker.fetch import FetchLimits, fetch_source
 from gpu_worker.settings import WorkerSettings
-from gpu_worker.transcript import Transcript, transcribe_windows
+from gpu_worker.transcript import OnSegment, Resume, Transcript, transcribe_windows
 from gpu_worker.whisper import Placement, is_multilingual
 from transcribe_common import fleet, jobqueue, layout
 from transcribe_common.ending import NOTE_TYPE, WARNINGS_NOTE, Ending, warnings_note
@@ -116,6 +116,7 @@ class JobRun:
         # True while the job may be interrupted and requeued: until its transcript exists.
         self.interruptible = False
         self.attempt = 0  # this start of the job, numbered by the gate: every later move carries it
+        self.keeper: checkpoint.Keeper | None = None  # what a whole job's run has decoded, once it decodes
 
     def run(self) -> str:
         # A store that stays away raises out of here: not the job's failure; RQ queues it again (``jobqueue``).
@@ -170,6 +171,8 @@ class JobRun:
             self.succeed(manifest, transcript)
             return JobStatus.FINISHED
         except Requeue:
+            if self.keeper is not None:  # what it decoded goes with the job: the next run goes on from there
+                self.keeper.save()
             self.requeue(manifest, "the worker is shutting down")
             return JobStatus.QUEUED
         except Cancelled:
@@ -248,13 +251,35 @@ class JobRun:
         shard_min = self.settings.shard_min_seconds
         if manifest.options.multichannel or (shard_min and decoded.duration > shard_min):
             return self.split(manifest, name, model, channels)
+        kept = checkpoint.latest(self.ctx.store, self.bucket, self.job_id, self.attempt, name, decoded.duration)
+        resume = kept.resume() if kept is not None else None
+        if kept is not None:
+            log.info("job %s: going on from %s, where attempt %d stopped (%d segments kept)",
+                     self.job_id, audio.clock(kept.until), kept.attempt, len(kept.segments))  # fmt: skip
+        keeper = self.keeper = checkpoint.Keeper(
+            lambda saved: put_model(
+                self.ctx.store, self.bucket, layout.checkpoint_key(self.job_id, self.attempt), saved
+            ),
+            attempt=self.attempt,
+            model=name,
+            duration=decoded.duration,
+            resume=resume,
+            every=self.settings.checkpoint_every,
+        )
+
+        def info(language: str, probability: float, duration: float) -> None:
+            keeper.heard(language, probability)
+            self.detected(manifest, language, probability, duration)
+
         transcript = self.transcribe_decoded(
             name,
             model,
             decoded,
             manifest.options,
             on_progress=lambda percent: self.ctx.states.progress(self.job_id, percent, self.attempt),
-            on_info=lambda language, probability, duration: self.detected(manifest, language, probability, duration),
+            on_info=info,
+            resume=resume,
+            on_segment=keeper.add,
         )
         transcript.warnings = self.findings(transcript, decoded.declared, model)
         return transcript
@@ -281,6 +306,8 @@ class JobRun:
         on_progress: Callable[[float], None],
         on_info: Callable[[str, float, float], None],
         clips: list[tuple[float, float]] | None = None,
+        resume: Resume | None = None,
+        on_segment: OnSegment | None = None,
     ) -> Transcript:
         """A job's audio or a shard's, read from its file ``DECODE_WINDOW_SECONDS`` at a time: a
         shard is as long as its channel when a multichannel job is not cut in time. ``clips``: the
@@ -298,6 +325,8 @@ class JobRun:
             on_progress=on_progress,
             on_info=on_info,
             clips=clips,
+            resume=resume,
+            on_segment=on_segment,
         )
         metrics.transcribed(name, time.monotonic() - started, transcript.duration)
         return transcript

@@ -65,6 +65,12 @@ class WorkerSettings(JobEndSettings):
         description="Seconds of decoded audio a job holds in memory at once (about 64 KB a second as float32); "
         "longer audio is transcribed a window at a time, cut at its quietest moment.",
     )
+    checkpoint_every: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds of decoding between saves of what a job has decoded: what a job loses when its "
+        "worker is killed; a drain saves at once, and the next run goes on from there.",
+    )
     shard_min_seconds: float = Field(
         900.0,
         ge=0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -15,6 +16,7 @@ from transcribe_common.models import JobOptions
 
 Progress = Callable[[float], None]
 Clip = tuple[float, float]  # (start, end) in seconds
+OnSegment = Callable[["Segment"], None]
 PROGRESS_INTERVAL = 1.0  # seconds between progress reports
 FRAMES_PER_SECOND = 100  # of Whisper's mel spectrogram: a segment's ``seek`` is in these
 
@@ -79,6 +81,7 @@ def transcribe(
     progress_interval: float = PROGRESS_INTERVAL,
     batch_size: int = 0,
     clips: list[Clip] | None = None,
+    on_segment: OnSegment | None = None,
 ) -> Transcript:
     """Transcribe, reporting progress in percent of the audio's duration as segments arrive.
     ``on_info(language, probability, duration)`` is called once the language is known, before any
@@ -117,6 +120,8 @@ def transcribe(
     for piece in pieces:  # decoding happens as this generator is consumed
         segment = _segment(len(segments), piece)
         segments.append(ended_at_speech(segment, energy) if energy is not None else segment)
+        if on_segment is not None:
+            on_segment(segments[-1])
         if time.monotonic() - last_report >= progress_interval:
             on_progress(min(99.0, 100.0 * piece.end / duration))
             last_report = time.monotonic()
@@ -194,6 +199,17 @@ Window = Callable[[int, int], np.ndarray]  # (first sample, count) -> float32 sa
 CUT_SEARCH_SECONDS = 30.0  # a window ends at the quietest moment of its last this many seconds
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where an earlier run of a job stopped (``gpu_worker.checkpoint``): the segments it decoded,
+    up to ``until`` seconds, and the language it heard."""
+
+    segments: list[Segment]
+    until: float
+    language: str
+    language_probability: float
+
+
 def transcribe_windows(
     model: WhisperModel,
     window: Window,
@@ -207,6 +223,8 @@ def transcribe_windows(
     on_info: Callable[[str, float, float], None],
     batch_size: int = 0,
     clips: list[Clip] | None = None,
+    resume: Resume | None = None,
+    on_segment: OnSegment | None = None,
 ) -> Transcript:
     """``transcribe`` over audio of ``total`` samples read ``window_seconds`` at a time, so that
     memory holds one window whatever the length. Each window ends at the quietest moment near its
@@ -216,7 +234,10 @@ def transcribe_windows(
     of one window or less is transcribed whole, as before.
 
     ``clips`` (seconds into the audio): decode only these (``transcribe``); a window with none of
-    them is not decoded. They need the job's language: there may be no window to detect it on."""
+    them is not decoded. They need the job's language: there may be no window to detect it on.
+
+    ``resume``: go on from where an earlier run stopped, in the language it heard, after its
+    segments. ``on_segment``: each segment as it is decoded, at its place in the whole audio."""
     size = int(window_seconds * SAMPLE_RATE)
     assert clips is None or options.language is not None, "clips are decoded in a language given"
 
@@ -227,19 +248,21 @@ def transcribe_windows(
                 language=asked.language or "", language_probability=1.0, duration=round((end - start) / SAMPLE_RATE, 3),
                 segments=[], options=asked, model=model_name, speech_seconds=0.0,
             )  # fmt: skip
-        samples = window(start, end - start)
         return transcribe(
-            model, samples, asked, model_name=model_name, beam_size=beam_size, batch_size=batch_size,
-            on_progress=progress, on_info=info, clips=inside,
+            model, window(start, end - start), asked, model_name=model_name, beam_size=beam_size,
+            batch_size=batch_size, on_progress=progress, on_info=info, clips=inside,
+            on_segment=_placed(on_segment, start / SAMPLE_RATE),
         )  # fmt: skip
 
-    if total <= size:
+    if total <= size and resume is None:
         return run(0, total, options, on_progress, on_info)
-    segments: list[Segment] = []
-    heard: Transcript | None = None  # the first window with speech: its language holds for the rest
+    segments: list[Segment] = list(resume.segments) if resume else []
+    heard = (resume.language, resume.language_probability) if resume else None  # holds for every window
+    if heard is not None:
+        on_info(*heard, total / SAMPLE_RATE)
     first: Transcript | None = None
-    speech: list[float | None] = []
-    start = 0
+    speech: list[float | None] = [None] if resume else []  # what the earlier run heard is not known
+    start = min(total, round(resume.until * SAMPLE_RATE)) if resume else 0
     while start < total:
         end = total if total - start <= size else quietest(window, start + size)
 
@@ -250,24 +273,33 @@ def transcribe_windows(
             part = run(start, end, options, scaled, _ignore)
             first = first or part
             if part.segments:
-                heard = part
-                on_info(part.language, part.language_probability, total / SAMPLE_RATE)
+                heard = (part.language, part.language_probability)
+                on_info(*heard, total / SAMPLE_RATE)
         else:
-            part = run(start, end, options.model_copy(update={"language": heard.language}), scaled, _ignore)
+            part = run(start, end, options.model_copy(update={"language": heard[0]}), scaled, _ignore)
         segments.extend(_shifted(part.segments, start / SAMPLE_RATE, len(segments)))
         speech.append(part.speech_seconds)
         start = end
     if heard is None:  # no speech at all: what the first window said of it
         assert first is not None
-        heard = first
-        on_info(first.language, first.language_probability, total / SAMPLE_RATE)
-    whole = {
-        "segments": segments,
-        "duration": round(total / SAMPLE_RATE, 3),
-        "options": options,
-        "speech_seconds": total_speech(speech),
-    }
-    return heard.model_copy(update=whole)
+        heard = (first.language, first.language_probability)
+        on_info(*heard, total / SAMPLE_RATE)
+    return Transcript(
+        language=heard[0],
+        language_probability=heard[1],
+        duration=round(total / SAMPLE_RATE, 3),
+        segments=segments,
+        options=options,
+        model=model_name,
+        speech_seconds=total_speech(speech),
+    )
+
+
+def _placed(on_segment: OnSegment | None, offset: float) -> OnSegment | None:
+    """``on_segment`` for a window that starts ``offset`` seconds in: each segment at its place."""
+    if on_segment is None:
+        return None
+    return lambda segment: on_segment(_shifted([segment], offset, segment.id)[0])
 
 
 def total_speech(parts: list[float | None]) -> float | None:

@@ -237,8 +237,10 @@ class JobStates:
 
     def requeue(self, job_id: str, reason: str, attempt: int | None = None) -> StatusRecord | None:
         """Put a started job back in the queue: its worker is stopping (``attempt``: its own) or
-        died. Only the worker side does this; a duplicate event can never move a running job back."""
-        fields: dict[str, object] = {"requeued": reason, "progress": 0}
+        died. Only the worker side does this; a duplicate event can never move a running job back.
+        Its progress stays: the next run goes on from what this one kept (``gpu_worker.checkpoint``),
+        and progress never goes backwards."""
+        fields: dict[str, object] = {"requeued": reason}
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), fields, attempt)
 
     def restore(self, stored: StatusRecord, live: StatusRecord) -> StatusRecord | None:

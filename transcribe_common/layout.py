@@ -24,6 +24,7 @@ import unicodedata
 
 MANIFEST = "manifest.json"
 STATUS = "status.json"
+CHECKPOINT = "checkpoint.json"
 # Options for every drop in an inbox folder and the folders below it (the nearest one counts),
 # for stores whose objects carry no metadata (the local folder) or people who would rather not set it.
 OPTIONS_FILE = ".transcribe.json"
@@ -91,6 +92,12 @@ def shard_key(job_id: str, attempt: int, name: str) -> str:
     audio (``<index>.s16le``) and transcript (``<index>.json``). Never published, so the janitor
     removes what the join did not once the job has ended."""
     return f"{job_id}/attempt-{attempt}/shards/{name}"
+
+
+def checkpoint_key(job_id: str, attempt: int) -> str:
+    """What an attempt has decoded so far (``gpu_worker.checkpoint``): the next attempt goes on
+    from there. Never published: the janitor removes it once the job has ended."""
+    return f"{job_id}/attempt-{attempt}/{CHECKPOINT}"
 
 
 def is_attempt_key(key: str) -> bool:

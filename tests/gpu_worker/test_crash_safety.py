@@ -19,7 +19,7 @@ import rq
 import rq.job
 
 from tests.conftest import Stack, running_stack
-from tests.helpers import SPEECH, Receiver, lecture, wait_until
+from tests.helpers import SPEECH, Receiver, lecture, wait_until, wer
 from tests.helpers import silence as make_silence
 from tests.test_pipeline import upload
 from transcribe_common import keys
@@ -37,6 +37,7 @@ def crash_stack(tmp_path_factory: pytest.TempPathFactory, redis_server: str, rec
         "MAX_AUDIO_SECONDS": "0",
         "JANITOR_INTERVAL": "1",  # the janitor reaps a stopped worker's job: the worker cannot
         "LOST_AFTER": "2",  # a job in no RQ list this long is queued again
+        "CHECKPOINT_EVERY": "1",
     }
     redis_url = redis_server.rsplit("/", 1)[0] + "/3"
     with running_stack(tmp_path_factory.mktemp("crash"), redis_url, receiver, **settings) as stack:
@@ -159,6 +160,71 @@ def test_sigterm_requeues_a_job_that_outlasts_the_drain_and_it_finishes_later(
     payload = receiver.wait_for(job_id, timeout=300)["json"]
     assert payload["status"] == "finished"
     assert attempts(drain_stack, job_id) == 2
+
+
+def checkpoint(stack: Stack, job_id: str, attempt: int) -> dict | None:
+    path = stack.data / "buckets" / "transcribe" / job_id / f"attempt-{attempt}" / "checkpoint.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def resumed(stack: Stack, job_id: str, receiver: Receiver, text: str, kept: dict, seen: list[float]) -> None:
+    """The job finished on a run that went on from ``kept``: the log says so, progress never went
+    back, and the transcript holds what was kept once, then the rest, in order."""
+    payload = receiver.wait_for(job_id, timeout=300)["json"]
+    assert payload["status"] == "finished", stack.log_tail()
+    said = f"job {job_id}: going on from "
+    assert said in stack.log_tail(200_000)
+    assert f"where attempt 1 stopped ({len(kept['segments'])} segments kept)" in stack.log_tail(200_000)
+    assert seen == sorted(seen), seen  # progress never went backwards
+    result = httpx.get(f"{stack.url}/v1/jobs/{job_id}/result", params={"format": "json"}).json()
+    segments = result["segments"]
+    assert [s["text"] for s in segments[: len(kept["segments"])]] == [s["text"] for s in kept["segments"]]
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts)
+    assert segments[len(kept["segments"])]["start"] >= kept["until"] - 0.01  # nothing before it again
+    assert wer(text, " ".join(s["text"] for s in segments)) < 0.25
+
+
+def test_a_drained_job_goes_on_where_it_stopped(drain_stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
+    """Issue 34, finding 5: Ctrl-C during a long job cost the wait and the work; the next run
+    started from zero, and its progress stood still until it passed the old figure."""
+    text = lecture(tmp_path / "drained.mp3", 120)
+    job_id = upload(drain_stack, (tmp_path / "drained.mp3").read_bytes(), "drained.mp3")
+    started(drain_stack, job_id, attempt=1)
+    wait_until(lambda: job(drain_stack, job_id)["progress"] >= 20, timeout=300, interval=0.05)
+    drain_stack.service("gpu_worker").send_signal(signal.SIGTERM)
+    seen: list[float] = []
+
+    def progress_until_finished() -> bool:
+        record = job(drain_stack, job_id)
+        if record["status"] in ("started", "queued", "finished"):
+            seen.append(record["progress"])
+        return bool(record["status"] == "finished")
+
+    wait_until(progress_until_finished, timeout=300, interval=0.1)
+    kept = checkpoint(drain_stack, job_id, attempt=1)
+    assert kept is not None, drain_stack.log_tail()
+    assert kept["segments"]
+    assert kept["until"] > 10  # the first fifth of two minutes, and more
+    resumed(drain_stack, job_id, receiver, text, kept, seen)
+    assert attempts(drain_stack, job_id) == 2
+
+
+def test_a_killed_worker_s_job_goes_on_from_its_last_checkpoint(
+    crash_stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A SIGKILL saves nothing: the next run goes on from the checkpoint saved every
+    CHECKPOINT_EVERY (1 s here) of decoding."""
+    text = lecture(tmp_path / "killed.mp3", 120)
+    job_id = upload(crash_stack, (tmp_path / "killed.mp3").read_bytes(), "killed.mp3")
+    started(crash_stack, job_id, attempt=1)
+    wait_until(lambda: (checkpoint(crash_stack, job_id, 1) or {}).get("until", 0) > 10, timeout=300, interval=0.05)
+    crash_stack.service("gpu_worker").kill()
+    kept = checkpoint(crash_stack, job_id, attempt=1)
+    assert kept is not None
+    seen: list[float] = []
+    wait_until(lambda: seen.append(job(crash_stack, job_id)["progress"]) or seen[-1] >= 100, timeout=300)
+    resumed(crash_stack, job_id, receiver, text, kept, seen)
 
 
 def _blocked_on_its_queues(stack: Stack) -> bool:
