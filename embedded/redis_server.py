@@ -7,6 +7,7 @@ in the README work as written; ``choose_port`` takes another, and says so, when 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -23,9 +24,17 @@ log = logging.getLogger("stack")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` ports free on loopback now, and distinct: each is held until all are chosen (one
+    at a time, the system may hand out a port it has just handed back)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def choose_port(preferred: int) -> int:

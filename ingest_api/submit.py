@@ -142,6 +142,7 @@ def url_manifest(job_id: str, request: TranscribeRequest) -> Manifest:
         filename=request.url.path.rsplit("/", 1)[-1] if request.url.path else None,
         callback_url=request.callback_url,
         db_id=request.db_id,
+        created_at=layout.made_at(job_id),
     )
 
 
@@ -213,5 +214,6 @@ async def accept_upload(
         filename=reader.filename,
         callback_url=form.callback_url,
         db_id=form.db_id,
+        created_at=layout.made_at(job_id),  # when it was submitted, not when its upload ended
     )
     return manifest, reader.fingerprint()

@@ -17,7 +17,7 @@ import pytest
 import redis
 from dotenv import dotenv_values
 
-from embedded.redis_server import free_port, start_redis, stop_redis
+from embedded.redis_server import free_port, free_ports, start_redis, stop_redis
 from tests.browser import launched
 from tests.helpers import SPEECH, WEBHOOK_SECRET, FileServer, Receiver, TrickyServer, leaks, wait_until
 from transcribe_common.jobstate import JobStates
@@ -227,7 +227,7 @@ def running_stack(
     """The embedded stack, started by its real entry point as a user would, on tiny.en; on an
     empty Redis database unless ``flush`` is false (a restart finds what the last run left). With
     no ``redis_url``, on a Redis of its own, as ``python3 dev.py stack`` runs it."""
-    port = free_port()
+    port, *ops = free_ports(1 + len(OPS_SERVICES))  # distinct: a port given twice started no API
     url = f"http://127.0.0.1:{port}"
     if flush and redis_url is not None:
         redis.Redis.from_url(redis_url).flushdb()
@@ -248,7 +248,7 @@ def running_stack(
         "WHISPER_CPU_THREADS": "2",
         # Event streams hear of changes only by pub/sub here: one that is not published hangs its test.
         "EVENTS_RECHECK": "3600",
-        **{f"{service}_METRICS_PORT": str(free_port()) for service in OPS_SERVICES},
+        **{f"{service}_METRICS_PORT": str(ops_port) for service, ops_port in zip(OPS_SERVICES, ops, strict=True)},
         **env,
     }
     data.mkdir(parents=True, exist_ok=True)

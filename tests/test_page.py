@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -255,6 +257,41 @@ def test_the_event_stream_parser_reads_the_standards_format(page) -> None:  # ty
 
 
 # ---- The job list ----
+
+
+def test_files_dropped_together_keep_their_order_after_a_reload(page, stack: Stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 34, finding 7: files submitted together came back in another order after a reload
+    (job ids ordered by the second only, the rest at random)."""
+    page.wait_for_selector("#jobs[data-state=loaded]", state="attached")
+    files = []
+    for n in range(4):
+        files.append(tmp_path / f"part-{n}.wav")
+        files[-1].write_bytes((SPEECH / "url.wav").read_bytes())
+    page.set_input_files("#file", [str(f) for f in files])
+    four = "[...document.querySelectorAll('#jobs > .job')].slice(0, 4)"
+    page.wait_for_function(f"() => {four}.every(r => r.dataset.jobId)", timeout=JOB_TIMEOUT)
+    shown = page.evaluate(f"() => {four}.map(r => r.dataset.jobId)")
+    assert shown == sorted(shown, reverse=True)  # newest first, as the API lists them
+    page.reload()
+    page.wait_for_selector("#jobs[data-state=loaded]", state="attached")
+    again = page.evaluate(f"() => {four}.map(r => r.dataset.jobId)")
+    assert again == shown
+    listed = httpx.get(f"{stack.url}/v1/jobs", params={"limit": 4}).json()["jobs"]
+    created = [j["created_at"] for j in listed]
+    assert created == sorted(created, reverse=True)  # the ids' order is the order they were made
+
+
+def test_the_viewer_says_when_as_the_list_does_and_took_counts_from_the_submission(
+    page, stack: Stack, meeting: str
+) -> None:  # type: ignore[no-untyped-def]
+    open_job(page, stack, meeting)
+    listed = row(page, meeting).locator(".created").text_content().strip()
+    assert f"submitted {listed}" in page.locator("#viewer-facts").text_content()
+    view = job(stack, meeting)
+    length = row(page, meeting).locator(".length").text_content()
+    took = datetime.fromisoformat(view["finished_at"]) - datetime.fromisoformat(view["created_at"])
+    shown = float(re.search(r"took ([\d.]+) s", length).group(1))  # type: ignore[union-attr]
+    assert abs(shown - took.total_seconds()) <= 0.6, (length, view)
 
 
 def test_the_list_comes_back_after_a_reload_with_the_open_transcript(

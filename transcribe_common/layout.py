@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 import unicodedata
+from datetime import UTC, datetime
 
 MANIFEST = "manifest.json"
 STATUS = "status.json"
@@ -44,10 +45,19 @@ INBOX_ID_MARK = "f"  # the first digit of every inbox job's id: they sort after 
 
 
 def new_job_id(now: float | None = None) -> str:
-    """Time-ordered: 8 hex digits of the creation's Unix seconds, then 24 random ones. The jobs
-    bucket lists in key order, so the janitor can list only the jobs made since a watermark
-    (``dated_floor``) instead of every job ever kept."""
-    return f"{int(time.time() if now is None else now):08x}{secrets.token_hex(12)}"
+    """Time-ordered: 8 hex digits of the creation's Unix seconds and 4 of its fraction (1/65536 s),
+    then 20 random ones. The jobs bucket lists in key order, so the janitor can list only the jobs
+    made since a watermark (``dated_floor``) instead of every job ever kept; and files submitted
+    together list in the order they were submitted, not at random within their second."""
+    now = time.time() if now is None else now
+    return f"{int(now):08x}{int(now % 1 * 65536):04x}{secrets.token_hex(10)}"
+
+
+def made_at(job_id: str) -> datetime:
+    """When a job of ``new_job_id`` was made, from its id: the order jobs list in is the order of
+    their ids."""
+    seconds = int(job_id[:8], 16) + int(job_id[8:12], 16) / 65536
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def inbox_job_id(bucket: str, key: str, version: str | None) -> str:

@@ -301,12 +301,21 @@ class Row {
   }
 }
 
+function seconds(value) {
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} s`;
+}
+
 function lengthText(view) {
   const parts = [];
   if (view.duration) parts.push(`${clock(view.duration)} of audio`);
-  if (view.started_at && view.finished_at) {
-    const took = (new Date(view.finished_at) - new Date(view.started_at)) / 1000;
-    parts.push(`took ${took < 10 ? took.toFixed(1) : Math.round(took)} s`);
+  const from = view.created_at || view.started_at; // from the submission: what the user waited
+  if (from && view.finished_at) {
+    const took = (new Date(view.finished_at) - new Date(from)) / 1000;
+    parts.push(`took ${seconds(took)}`);
+    if (view.created_at && view.started_at) {
+      const queued = (new Date(view.started_at) - new Date(view.created_at)) / 1000;
+      if (queued >= 1) parts.push(`${seconds(queued)} of it queued`);
+    }
   }
   return parts.join(" · ");
 }
@@ -404,7 +413,20 @@ async function transcribe(file) {
     row.abortUpload = null;
   }
   row.show({ progress: 0, warnings: [], ...accepted });
+  placeByJobId(row.el);
   row.follow();
+}
+
+// Rows with a job stand newest first, by job id, as the API lists them (and as they come back
+// after a reload); files dropped together are accepted in any order.
+function placeByJobId(el) {
+  const jobId = el.dataset.jobId;
+  const older = [...$("#jobs").children].find((other) => other !== el && other.dataset.jobId && other.dataset.jobId < jobId);
+  if (older) {
+    if (older !== el.nextElementSibling) older.before(el);
+  } else {
+    $("#jobs").append(el);
+  }
 }
 
 // ---- The transcript viewer ----
@@ -423,7 +445,7 @@ async function openViewer(view) {
     view.language && `language ${view.language}`,
     view.duration && `${clock(view.duration)} of audio`,
     view.model && `model ${view.model}`,
-    view.created_at && new Date(view.created_at).toLocaleString(),
+    view.created_at && `submitted ${when(view.created_at)}`, // as the list says it
   ];
   $("#viewer-facts").textContent = facts.filter(Boolean).join(" · ");
   showWarnings($("#viewer-warnings"), view.warnings || []);
