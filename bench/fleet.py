@@ -10,7 +10,7 @@ No cluster runs here, so this is a discrete-event simulation, deterministic for 
   between and 0.1 % of the peak through the night. --shape bell: a bell around 14:00
   (sigma 3.5 h) whose tails keep a trickle of jobs coming through the night.
 - Service: a job's time on one slot is the 60 s clip's end-to-end time measured by
-  bench/worker.py (README, "Performance": 2.37-2.58 s alone), stretched by the throughput
+  bench/worker.py (docs/performance.md: 2.37-2.58 s alone), stretched by the throughput
   MAX_CONCURRENCY 2 gave (x1.51-1.59 for two slots: each slot is slower than one alone), times a
   log-normal spread of +-30 % (runs vary that much). These are CPU figures with tiny.en; no GPU
   figure exists here. A GPU is faster per job, which only shortens the waits.
@@ -52,7 +52,7 @@ BASE = ROOT / "infra" / "k8s" / "base"
 DAY = 24 * 3600.0
 HPA_PERIOD = 15.0  # the HPA controller's sync period (Kubernetes' default)
 HPA_TOLERANCE = 0.1
-# bench/worker.py's last figures (README, "Performance"): mid-points of the ranges measured.
+# bench/worker.py's last figures (docs/performance.md): mid-points of the ranges measured.
 MEASURED_ALONE = 2.47  # s, the 60 s clip end to end, one job at a time (2.37-2.58)
 MEASURED_SPEEDUP = 1.55  # throughput of MAX_CONCURRENCY 2 against 1 (1.51-1.59)
 

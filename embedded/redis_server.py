@@ -3,7 +3,7 @@ BLMOVE), on a loopback port, with its append-only file and its log in ``data_dir
 restart carries on where it stopped.
 
 The embedded stack asks for Redis's own port (``EMBEDDED_REDIS_PORT``, 6379) so that the commands
-in the README work as written; ``choose_port`` takes another, and says so, when that one is taken."""
+in docs/operating.md work as written; ``choose_port`` takes another, and says so, when that one is taken."""
 
 from __future__ import annotations
 

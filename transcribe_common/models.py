@@ -207,7 +207,9 @@ class StatusRecord(BaseModel):
     worker: str | None = Field(None, description="The RQ worker running it, while started.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Format -> key in the jobs bucket.")
     webhook: WebhookDelivery | None = None
-    warnings: list[str] = Field(default_factory=list, description="What the worker found worth telling; see README.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What the worker found worth telling; see docs/api.md, 'Warnings'."
+    )
     shards: ShardCount | None = Field(None, description="A long or multichannel job's shards: how many, how many done.")
     model: str | None = Field(None, description="The model the worker runs it with, once it has chosen.")
     started_at: datetime | None = Field(None, description="When its latest attempt started.")

@@ -32,7 +32,10 @@ def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | N
     parser.prog = prog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = plain(doc or "")
-    parser.epilog = "Settings come from the environment (or a .env file); README.md, 'Configuration', lists them."
+    parser.epilog = (
+        "Settings come from the environment (or a .env file); .env.example and docs/operating.md "
+        "('Configuration') list them."
+    )
     return parser.parse_args()
 
 

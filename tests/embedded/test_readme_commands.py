@@ -36,11 +36,16 @@ README = ROOT / "README.md"
 DEFAULT_PORTS = {"8000": "API", **{str(port): name for name, port in OPS_PORTS.items()}}
 
 
+# Every page a user reads: the README and docs/, but for the production pages, whose commands run
+# docker compose and kubectl (tests/infra checks what they deploy).
+PAGES = [README, *sorted(p for p in (ROOT / "docs").glob("*.md") if p.stem not in ("production", "kubernetes"))]
+
+
 def readme_commands() -> list[str]:
-    """Command lines of the README's sh blocks (before the production set-up) that operate a
-    running embedded stack: its tools in ``.venv/bin`` and the ``curl``s that read it. Those that
-    submit (``-F``, ``-d``) or name an example job (``3f0c…``) belong to other tests."""
-    text = README.read_text().split("\n## Production", 1)[0]
+    """Command lines of the pages' sh blocks that operate a running embedded stack: its tools in
+    ``.venv/bin`` and the ``curl``s that read it. Those that submit (``-F``, ``-d``) or name an
+    example job (``3f0c…``) belong to other tests."""
+    text = "\n".join(page.read_text() for page in PAGES)
     blocks = re.findall(r"^```sh\n(.*?)^```", text, flags=re.M | re.S)
     lines = [line.strip() for block in blocks for line in block.splitlines()]
     commands = [re.split(r"\s+#\s", line, maxsplit=1)[0].strip() for line in lines if line and line[0] != "#"]
@@ -183,8 +188,15 @@ def _rq_info_interval(stack: LiveStack, command: str) -> None:
 
 
 def _dashboard(stack: LiveStack, command: str) -> None:
-    url = f"http://127.0.0.1:{stack.extra['dashboard']}/0/data/queues.json"
-    _served(stack, command, url, lambda r: r.status_code == 200 and keys.QUEUE in r.text)
+    """It serves its page, and the page's data names our queue."""
+    base = f"http://127.0.0.1:{stack.extra['dashboard']}"
+
+    def serves(response: httpx.Response) -> bool:
+        page = httpx.get(f"{base}/", follow_redirects=True, timeout=5)
+        ours = response.status_code == 200 and keys.QUEUE in response.text
+        return ours and "<title>RQ dashboard</title>" in page.text
+
+    _served(stack, command, f"{base}/0/data/queues.json", serves)
 
 
 def _janitor_dry_run(stack: LiveStack, command: str) -> None:
@@ -269,3 +281,71 @@ def test_the_janitor_with_no_stack_says_why_in_one_line_and_fails(tmp_path: Path
     lines = (done.stdout + done.stderr).splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("transcribe-janitor: cannot reach Redis at redis://127.0.0.1:"), lines
+
+
+def test_the_second_stack_line_names_settings_that_exist_and_every_port() -> None:
+    """The README's line for a second stack on one machine (issue 34, finding 8): each name in it
+    is a setting of the stack, and it moves every port the stack listens on."""
+    from embedded.__main__ import StackSettings
+
+    [line] = [line for line in README.read_text().splitlines() if line.startswith("DATA_DIR=")]
+    assert line.endswith(" python3 dev.py stack")
+    given = dict(pair.split("=", 1) for pair in line.split()[:-3])
+    known = {name.upper() for name in StackSettings.model_fields} | {f"{s}_METRICS_PORT" for s in OPS_PORTS}
+    assert set(given) <= known, set(given) - known
+    assert {f"{s}_METRICS_PORT" for s in OPS_PORTS} | {"API_PORT", "EMBEDDED_REDIS_PORT", "DATA_DIR"} <= set(given)
+    ports = [given[name] for name in given if name.endswith("PORT")]
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {"8000", "6379", *map(str, OPS_PORTS.values())}  # none of the first stack's
+
+
+def _block(heading: str) -> list[str]:
+    """The command lines of the sh block under ``heading`` in the README, comments cut."""
+    section = README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```sh\n(.*?)^```", section, flags=re.M | re.S)[1]  # type: ignore[index]
+    lines = [re.split(r"\s+#\s", line, maxsplit=1)[0].strip() for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_the_readme_s_one_request_works_as_written(live: LiveStack) -> None:
+    """Submit, follow, fetch: the README's three curls, run from a folder holding meeting.mp3,
+    the example job id replaced by the one the first answered."""
+    (live.folder / "meeting.mp3").write_bytes((SPEECH / "upload.mp3").read_bytes())
+    submit, status, result = [live.localise(line) for line in _block("One request")]
+    accepted = json.loads(_shell(live, submit).stdout)
+    job_id = accepted["job_id"]
+    assert accepted["links"]["result"] == f"/v1/jobs/{job_id}/result"
+    follow = lambda: json.loads(_shell(live, status.replace("3f0c…", job_id)).stdout)  # noqa: E731
+    wait_until(lambda: follow()["status"] in ("finished", "failed"), timeout=120, interval=0.5)
+    assert follow()["status"] == "finished"
+    srt = _shell(live, result.replace("3f0c…", job_id)).stdout
+    assert srt.startswith("1\n00:00:")
+
+
+def test_the_readme_s_inbox_works_as_written(live: LiveStack) -> None:
+    (live.folder / "weekly sync.mp4").write_bytes((SPEECH / "inbox.mp4").read_bytes())
+    *copy, look = _block("The inbox")
+    for line in copy:
+        done = _shell(live, line)
+        assert done.returncode == 0, done.stderr
+    wait_until(lambda: "weekly sync.srt" in _shell(live, look).stdout, timeout=120, interval=0.5)
+
+
+def test_the_readme_s_command_lines_work_as_written(live: LiveStack) -> None:
+    """The README's ``transcribe`` lines, with ``.venv/bin`` on the PATH as an activated venv has
+    it; but the one that submits a URL of example.com (no network here: tests/test_cli.py submits
+    URLs from a server of its own)."""
+    (live.folder / "meeting.mp3").write_bytes((SPEECH / "upload.mp3").read_bytes())
+    (live.folder / "call.wav").write_bytes((SPEECH / "call.mp3").read_bytes())
+    env = {**live.env, "PATH": f"{live.folder / '.venv' / 'bin'}:{live.env.get('PATH', '')}",
+           "TRANSCRIBE_URL": f"http://127.0.0.1:{live.ports['API']}"}  # fmt: skip
+    job_id = live.extra["job"]
+    for line in _block("The command line"):
+        if "https://" in line:
+            continue
+        done = subprocess.run(["bash", "-c", line.replace("3f0c…", job_id)], cwd=live.folder, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, (line, done.stderr)
+    assert (live.folder / "meeting.srt").read_text().startswith("1\n")
+    assert (live.folder / "call.vtt").read_text().startswith("WEBVTT")
+    assert (live.folder / "meeting.vtt").read_text().startswith("WEBVTT")
