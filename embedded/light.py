@@ -76,9 +76,14 @@ def main() -> None:
     settings = {module: light.settings() for module, light in chosen.items()}  # a bad setting stops us here
     first = next(iter(settings.values()))
     setup_logging("light", first.log_level, first.log_format)
-    code = run(chosen, settings, stop_on_signals(second="exiting now"), args.restart_delay)
-    # The services have stopped: end here, without waiting on threads their libraries may keep.
-    logging.shutdown()
+    # The webhook sender's attempts may take WEBHOOK_DEADLINE to end: wait that long for it at least.
+    deadlines = [s.webhook_deadline + 10 for s in settings.values() if isinstance(s, WebhookSettings)]
+    stopping = stop_on_signals(second="exiting now")
+    code = run(chosen, settings, stopping, args.restart_delay, max([STOP_WAIT, *deadlines]))
+    # The services have stopped: end here, without waiting on threads their libraries may keep. A
+    # service left running may hold a handler's lock: then not even the logs are waited for.
+    if code == 0:
+        logging.shutdown()
     os._exit(code)
 
 
@@ -106,9 +111,9 @@ def run(
     for thread in threads:
         thread.join(max(0.0, until - time.monotonic()))
     if running := [thread.name for thread in threads if thread.is_alive()]:
-        log.error("%s did not stop within %g s; exiting without them. Where every thread waits:",
+        faulthandler.dump_traceback(all_threads=True)  # first: it takes no lock a stuck thread may hold
+        log.error("%s did not stop within %g s; exiting without them (where every thread waited: above)",
                   ", ".join(running), stop_wait)  # fmt: skip
-        faulthandler.dump_traceback(all_threads=True)
         return 1
     return 0
 

@@ -87,7 +87,7 @@ class Keeper:
         self.language = (language, probability)
 
     def add(self, segment: Segment) -> None:
-        self.segments.append(segment)
+        self.segments.append(segment.model_copy(update={"id": len(self.segments)}))  # ids run on across windows
         if time.monotonic() - self._saved_at >= self.every:
             self.save()
 

@@ -250,12 +250,10 @@ class JobRun:
         decoded = channels[0]
         shard_min = self.settings.shard_min_seconds
         if manifest.options.multichannel or (shard_min and decoded.duration > shard_min):
+            self.starts_over()
             return self.split(manifest, name, model, channels)
-        kept = checkpoint.latest(self.ctx.store, self.bucket, self.job_id, self.attempt, name, decoded.duration)
+        kept = self.earlier_checkpoint(name, decoded.duration)
         resume = kept.resume() if kept is not None else None
-        if kept is not None:
-            log.info("job %s: going on from %s, where attempt %d stopped (%d segments kept)",
-                     self.job_id, audio.clock(kept.until), kept.attempt, len(kept.segments))  # fmt: skip
         keeper = self.keeper = checkpoint.Keeper(
             lambda saved: put_model(
                 self.ctx.store, self.bucket, layout.checkpoint_key(self.job_id, self.attempt), saved
@@ -280,9 +278,33 @@ class JobRun:
             on_info=info,
             resume=resume,
             on_segment=keeper.add,
+            on_language=keeper.heard,
         )
         transcript.warnings = self.findings(transcript, decoded.declared, model)
         return transcript
+
+    def earlier_checkpoint(self, model: str, duration: float) -> checkpoint.Checkpoint | None:
+        """What an earlier attempt of this whole job decoded, to go on from; None (and progress
+        back to 0) if there is none to trust. Not reading it costs work, never the job."""
+        try:
+            kept = checkpoint.latest(self.ctx.store, self.bucket, self.job_id, self.attempt, model, duration)
+        except Exception as exc:
+            log.warning(
+                "job %s: earlier checkpoints cannot be read (%s); starting from the beginning", self.job_id, exc
+            )
+            kept = None
+        if kept is None:
+            self.starts_over()
+            return None
+        log.info("job %s: going on from %s, where attempt %d stopped (%d segments kept)",
+                 self.job_id, audio.clock(kept.until), kept.attempt, len(kept.segments))  # fmt: skip
+        return kept
+
+    def starts_over(self) -> None:
+        """A job started again from the beginning shows so: progress 0, not the figure an earlier
+        attempt reached (a requeue keeps it, for the attempt that goes on from a checkpoint)."""
+        if self.attempt > 1:
+            self.ctx.states.note(self.job_id, self.attempt, progress=0.0)
 
     def bounds(self, manifest: Manifest) -> audio.Bounds:
         """What this job's input may cost. Audio split into shards is kept twice: in scratch, and
@@ -308,6 +330,7 @@ class JobRun:
         clips: list[tuple[float, float]] | None = None,
         resume: Resume | None = None,
         on_segment: OnSegment | None = None,
+        on_language: Callable[[str, float], None] | None = None,
     ) -> Transcript:
         """A job's audio or a shard's, read from its file ``DECODE_WINDOW_SECONDS`` at a time: a
         shard is as long as its channel when a multichannel job is not cut in time. ``clips``: the
@@ -327,6 +350,7 @@ class JobRun:
             clips=clips,
             resume=resume,
             on_segment=on_segment,
+            on_language=on_language,
         )
         metrics.transcribed(name, time.monotonic() - started, transcript.duration)
         return transcript

@@ -167,17 +167,18 @@ def turns(own: list[Region], others: list[Region], duration: float, *, speech_on
     job that asked for no VAD): the turns cover the whole channel, cut in the middle of each such
     pause."""
     if not own:
-        return [] if speech_only else [(0.0, duration)]
+        return [] if speech_only else [(round(a, 3), round(b, 3)) for a, b in _at_most(0.0, duration, TURN_MAX)]
+    longest = TURN_MAX - 2 * TURN_PAD  # padded, a turn is at most TURN_MAX
     joined: list[list[Region]] = [[own[0]]]
     for region in own[1:]:
         gap_start, gap_end = joined[-1][-1][1], region[0]
         spoken = any(start < gap_end and end > gap_start for start, end in others)
-        long = region[1] - joined[-1][0][0] > TURN_MAX
+        long = region[1] - joined[-1][0][0] > longest
         if spoken or long:
             joined.append([region])
         else:
             joined[-1].append(region)
-    spans = [piece for group in joined for piece in _at_most(group[0][0], group[-1][1], TURN_MAX)]
+    spans = [piece for group in joined for piece in _at_most(group[0][0], group[-1][1], longest)]
     if not speech_only:
         cuts = [(a[1] + b[0]) / 2 for a, b in itertools.pairwise(spans)]
         pieces = [piece for a, b in itertools.pairwise([0.0, *cuts, duration]) for piece in _at_most(a, b, TURN_MAX)]

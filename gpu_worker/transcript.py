@@ -60,8 +60,8 @@ class Transcript(BaseModel):
     options: JobOptions
     model: str
     warnings: list[str] = []  # gpu_worker.findings: what its reader should know about it
-    # Seconds of the audio decoded as speech: what VAD heard (or the clips asked for); None when
-    # the job asked for no VAD, and all of it was decoded. Tells "no speech" from "no text".
+    # Seconds of the audio decoded as speech: what VAD heard (as a whole, or as a channel's turns);
+    # None when the job asked for no VAD, and all of it was decoded. Tells "no speech" from "no text".
     speech_seconds: float | None = None
 
     @property
@@ -125,8 +125,8 @@ def transcribe(
         if time.monotonic() - last_report >= progress_interval:
             on_progress(min(99.0, 100.0 * piece.end / duration))
             last_report = time.monotonic()
-    if clips is not None:
-        speech: float | None = sum(end - start for start, end in clips)
+    if clips is not None:  # what VAD heard, if it was asked to listen (multichannel turns)
+        speech: float | None = sum(end - start for start, end in clips) if options.vad_filter else None
     else:
         speech = info.duration_after_vad if options.vad_filter else None
     return Transcript(
@@ -225,6 +225,7 @@ def transcribe_windows(
     clips: list[Clip] | None = None,
     resume: Resume | None = None,
     on_segment: OnSegment | None = None,
+    on_language: Callable[[str, float], None] | None = None,
 ) -> Transcript:
     """``transcribe`` over audio of ``total`` samples read ``window_seconds`` at a time, so that
     memory holds one window whatever the length. Each window ends at the quietest moment near its
@@ -237,7 +238,9 @@ def transcribe_windows(
     them is not decoded. They need the job's language: there may be no window to detect it on.
 
     ``resume``: go on from where an earlier run stopped, in the language it heard, after its
-    segments. ``on_segment``: each segment as it is decoded, at its place in the whole audio."""
+    segments. ``on_segment``: each segment as it is decoded, at its place in the whole audio;
+    ``on_language``: the language they are in, as soon as it is known (before ``on_info`` while
+    windows still detect their own: a window with speech holds it for the rest)."""
     size = int(window_seconds * SAMPLE_RATE)
     assert clips is None or options.language is not None, "clips are decoded in a language given"
 
@@ -270,7 +273,7 @@ def transcribe_windows(
             on_progress(min(99.0, 100.0 * (done + percent / 100 * length) / total))
 
         if heard is None:  # each window detects its own, until one has speech to detect it on
-            part = run(start, end, options, scaled, _ignore)
+            part = run(start, end, options, scaled, _language_of(on_language))
             first = first or part
             if part.segments:
                 heard = (part.language, part.language_probability)
@@ -293,6 +296,13 @@ def transcribe_windows(
         model=model_name,
         speech_seconds=total_speech(speech),
     )
+
+
+def _language_of(on_language: Callable[[str, float], None] | None) -> Callable[[str, float, float], None]:
+    """A window's ``on_info`` that tells only ``on_language`` (its segments' language, if it has any)."""
+    if on_language is None:
+        return _ignore
+    return lambda language, probability, _: on_language(language, probability)
 
 
 def _placed(on_segment: OnSegment | None, offset: float) -> OnSegment | None:

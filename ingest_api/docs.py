@@ -209,7 +209,8 @@ def without_impossible_422(schema: dict[str, Any]) -> dict[str, Any]:
             if "422" in responses and responses["422"].get("description") == "Validation Error":
                 checked = [p for p in operation.get("parameters", []) if p.get("in") != "path"]
                 if checked or operation.get("requestBody"):  # a query, a header or a body may not validate
-                    name = checked[0]["name"] if checked else "url"
+                    first = checked[0] if checked else {"name": "url", "in": "body"}
+                    name = first["name"].lower() if first["in"] == "header" else first["name"]  # as an error names it
                     example = {"detail": f"{name}: what is wrong with it, in a sentence", "field": name}
                     responses["422"] = {
                         "description": "A parameter does not validate; detail says what, field says which",

@@ -164,12 +164,13 @@ async def upload_fingerprint(services: Services, request: Request) -> str:
     return await drain_upload(body, upload_reader(services, request))
 
 
-def refuse_early(form_of: Callable[[dict[str, str]], TranscribeRequest], fields: dict[str, str]) -> None:
+def refuse_early(validate: Callable[[dict[str, str]], object], fields: dict[str, str]) -> None:
     """Refuse a field sent before the file that is wrong whatever follows (``language=xx``), before
     the file is read: a caller does not wait for a gigabyte to go up to learn of a typo. Fields not
-    sent yet, and checks across fields, wait for the whole form."""
+    sent yet, and checks across fields, wait for the whole form. ``validate`` runs on the event
+    loop, in the parser: it must do no I/O."""
     try:
-        form_of(fields)
+        validate(fields)
     except (ValidationError, RequestValidationError) as exc:
         wrong = [error for error in exc.errors() if error["type"] != "missing" and len(error.get("loc", ())) > 0]
         if wrong:
@@ -183,11 +184,12 @@ async def accept_upload(
     request: Request,
     job_id: str,
     form_of: Callable[[dict[str, str]], TranscribeRequest] = TranscribeRequest.model_validate,
+    early: Callable[[dict[str, str]], object] = TranscribeRequest.model_validate,
 ) -> tuple[Manifest, str]:
     """Stream the upload into ``<job_id>/input/``, then validate the form fields (read as ours by
     default; the OpenAI-compatible route reads OpenAI's). The manifest, and the upload's fingerprint."""
     settings = services.settings
-    reader = upload_reader(services, request, on_file=lambda fields: refuse_early(form_of, fields))
+    reader = upload_reader(services, request, on_file=lambda fields: refuse_early(early, fields))
 
     def open_writer(filename: str, content_type: str) -> ObjectWriter:
         key = layout.input_key(job_id, filename)

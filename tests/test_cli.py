@@ -154,6 +154,14 @@ def test_submit_has_an_option_for_each_field_of_the_api(stack: Stack, receiver: 
     assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished"
 
 
+@pytest.mark.parametrize("key", ["clé-1", "two\nlines", "x" * 256])
+def test_an_idempotency_key_no_header_can_carry_is_bad_usage(key: str) -> None:
+    done = transcribe("http://127.0.0.1:9", "submit", str(SPEECH / "upload.mp3"), "--idempotency-key", key)
+    assert done.returncode == 2
+    assert "--idempotency-key: give 1 to 255 printable ASCII characters" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_folder_is_not_called_a_missing_file(tmp_path: Path) -> None:
     done = transcribe("http://127.0.0.1:9", "submit", str(tmp_path))
     assert done.returncode == 2

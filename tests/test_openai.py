@@ -122,7 +122,10 @@ def test_a_bad_field_is_named(client: openai.OpenAI) -> None:
     with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="docx")  # type: ignore[arg-type]
     assert caught.value.param == "response_format"
-    assert "Input should be 'json', 'text', 'srt', 'vtt', 'verbose_json' or 'diarized_json'" in caught.value.message
+    assert (
+        "response_format: input should be 'json', 'text', 'srt', 'vtt', 'verbose_json' or 'diarized_json'"
+        in caught.value.message
+    )
 
 
 def test_the_job_is_an_ordinary_job(stack: Stack, client: openai.OpenAI) -> None:
@@ -188,4 +191,4 @@ def test_a_translation_takes_only_its_formats(client: openai.OpenAI) -> None:
     with (SPEECH / "upload.mp3").open("rb") as audio, pytest.raises(openai.BadRequestError) as caught:
         client.audio.translations.create(model="base", file=audio, response_format="diarized_json")  # type: ignore[arg-type]
     assert caught.value.param == "response_format"
-    assert "Input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'" in caught.value.message
+    assert "response_format: input should be 'json', 'text', 'srt', 'vtt' or 'verbose_json'" in caught.value.message

@@ -235,18 +235,18 @@ def test_cancelling_a_sharded_job_stops_it_and_drops_its_queued_shards(
     assert not [call for call in receiver.for_job(job_id) if call["json"]["status"] == "finished"]
 
 
+def stereo_call(stack: Stack, receiver: Receiver, call: Path, output: str) -> tuple[str, dict]:
+    """A call sent with a speaker per channel (agent, customer), finished: its job and JSON result."""
+    job_id = upload(
+        stack, call.read_bytes(), call.name, multichannel="true", speaker_labels="agent,customer", output=output
+    )
+    assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished", stack.log_tail()
+    return job_id, json.loads(result(stack, job_id, "json"))
+
+
 def test_a_stereo_call_has_a_speaker_per_channel(shard_stack: Stack, receiver: Receiver) -> None:
     turns = json.loads((SPEECH / "call.json").read_text())
-    job_id = upload(
-        shard_stack,
-        (SPEECH / "call.mp3").read_bytes(),
-        "call.mp3",
-        multichannel="true",
-        speaker_labels="agent,customer",
-        output="json,vtt",
-    )
-    assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished", shard_stack.log_tail()
-    transcript = json.loads(result(shard_stack, job_id, "json"))
+    job_id, transcript = stereo_call(shard_stack, receiver, SPEECH / "call.mp3", "json,vtt")
     for segment in transcript["segments"]:
         turn = max(turns, key=lambda t: min(segment["end"], t["end"]) - max(segment["start"], t["start"]))
         said_by = turn["speaker"]
@@ -263,16 +263,7 @@ def test_a_stereo_call_reads_in_the_order_it_was_said(shard_stack: Stack, receiv
     channel is decoded a turn at a time, so no segment of the customer's spans the agent's turn,
     the text reads in order and no cue starts before the one before it."""
     turns = interleaved_call(tmp_path / "call.wav")
-    job_id = upload(
-        shard_stack,
-        (tmp_path / "call.wav").read_bytes(),
-        "call.wav",
-        multichannel="true",
-        speaker_labels="agent,customer",
-        output="json,srt,vtt,txt",
-    )
-    assert receiver.wait_for(job_id, timeout=300)["json"]["status"] == "finished", shard_stack.log_tail()
-    transcript = json.loads(result(shard_stack, job_id, "json"))
+    job_id, transcript = stereo_call(shard_stack, receiver, tmp_path / "call.wav", "json,srt,vtt,txt")
     for segment in transcript["segments"]:  # none reaches into the other speaker's turn
         across = [
             t

@@ -99,7 +99,9 @@ def parser() -> argparse.ArgumentParser:
         "--speaker-labels", help="with --multichannel: the speakers' names by channel, such as agent,customer"
     )
     submit_parser.add_argument(
-        "--idempotency-key", help="the same key again gives back the same job, not a second one (safe to retry)"
+        "--idempotency-key",
+        type=_idempotency_key,
+        help="the same key again gives back the same job, not a second one (safe to retry)",
     )
     submit_parser.add_argument("--wait", action="store_true", help="show the progress, then save the result")
     submit_parser.add_argument("--save", type=Path, help="where --wait saves the result; - for stdout")
@@ -145,6 +147,13 @@ def parser() -> argparse.ArgumentParser:
     stats_parser.add_argument("--json", action="store_true", help="the API's answer as it is")
     stats_parser.set_defaults(command=stats)
     return main_parser
+
+
+def _idempotency_key(value: str) -> str:
+    """What an HTTP header can carry, as the server takes it: 1 to 255 printable ASCII characters."""
+    if not value or len(value) > 255 or not value.isascii() or not value.isprintable():
+        raise argparse.ArgumentTypeError("give 1 to 255 printable ASCII characters")
+    return value
 
 
 # The submission's fields (POST /v1/transcribe), each an option of ``submit`` named as in the API.

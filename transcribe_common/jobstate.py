@@ -238,8 +238,8 @@ class JobStates:
     def requeue(self, job_id: str, reason: str, attempt: int | None = None) -> StatusRecord | None:
         """Put a started job back in the queue: its worker is stopping (``attempt``: its own) or
         died. Only the worker side does this; a duplicate event can never move a running job back.
-        Its progress stays: the next run goes on from what this one kept (``gpu_worker.checkpoint``),
-        and progress never goes backwards."""
+        Its progress stays: the next run goes on from what this one kept (``gpu_worker.checkpoint``);
+        one that has to start from the beginning sets it back to 0 when it starts."""
         fields: dict[str, object] = {"requeued": reason}
         return self._move(job_id, JobStatus.QUEUED, (JobStatus.STARTED,), fields, attempt)
 

@@ -55,7 +55,9 @@ def new_job_id(now: float | None = None) -> str:
 
 def made_at(job_id: str) -> datetime:
     """When a job of ``new_job_id`` was made, from its id: the order jobs list in is the order of
-    their ids."""
+    their ids. Not for an inbox job's id, which is not dated."""
+    if not is_job_id(job_id) or job_id.startswith(INBOX_ID_MARK):
+        raise ValueError(f"{job_id!r} is not a dated job id")
     seconds = int(job_id[:8], 16) + int(job_id[8:12], 16) / 65536
     return datetime.fromtimestamp(seconds, tz=UTC)
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
     """A service's command line: ``--help`` says what it does in plain words (its docstring without
     the markup), and where its settings come from; anything it does not know is an error (exit 2)."""
+    # SIGUSR1 writes every thread's stack to stderr, and the service runs on: what a process that
+    # does not stop, or does not answer, is waiting for (``kill -USR1 <pid>``).
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     parser = parser or argparse.ArgumentParser()
     parser.prog = prog
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -41,12 +44,8 @@ def command_line(prog: str, doc: str | None, parser: argparse.ArgumentParser | N
 
 def stop_on_signals(second: str | None = None) -> threading.Event:
     """An event the first SIGTERM or SIGINT sets: the service's loops end at their next turn. With
-    ``second``, another signal logs it and exits at once, leaving what runs to the next start.
-
-    SIGUSR1 writes every thread's stack to stderr and the service runs on: what a process that
-    does not stop is waiting for (``kill -USR1 <pid>``)."""
+    ``second``, another signal logs it and exits at once, leaving what runs to the next start."""
     stopping = threading.Event()
-    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
     def stop(*_: object) -> None:
         if second is not None and stopping.is_set():

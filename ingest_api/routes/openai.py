@@ -340,7 +340,8 @@ async def _transcribe(request: Request, services: Services, caller: Identity, ki
 
     try:
         await run_in_threadpool(submit.check_quota, services, caller.owner)
-        manifest, _ = await submit.accept_upload(services, request, job_id, form_of)
+        early = lambda fields: _job_request(None, _form(fields, kind))  # noqa: E731  no I/O: it runs on the loop
+        manifest, _ = await submit.accept_upload(services, request, job_id, form_of, early)
         manifest.owner = caller.owner
         await run_in_threadpool(submit.write_manifest, services, manifest)
     except RequestValidationError as exc:
@@ -375,9 +376,10 @@ def _form(fields: dict[str, str], kind: type[AudioForm]) -> AudioForm:
     return form
 
 
-def _job_request(services: Services, form: AudioForm) -> TranscribeRequest:
+def _job_request(services: Services | None, form: AudioForm) -> TranscribeRequest:
+    """The job the form asks for; with ``services``, for a model the workers serve (Redis says)."""
     model = None if form.model == DEFAULT_MODEL else form.model
-    if model is not None and model not in (served := submit.served_models(services)):
+    if services is not None and model is not None and model not in (served := submit.served_models(services)):
         choices = ", ".join([DEFAULT_MODEL, *served])
         raise InvalidInput(f"model: {form.model!r} is not served here; choose one of {choices}")
     return TranscribeRequest.model_validate({"source_type": "upload", "model": model, **form.job_fields()})

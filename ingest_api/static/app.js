@@ -314,7 +314,7 @@ function lengthText(view) {
     parts.push(`took ${seconds(took)}`);
     if (view.created_at && view.started_at) {
       const queued = (new Date(view.started_at) - new Date(view.created_at)) / 1000;
-      if (queued >= 1) parts.push(`${seconds(queued)} of it queued`);
+      if (queued >= 1) parts.push(`${seconds(queued)} of it before it started`); // the upload, the queue
     }
   }
   return parts.join(" · ");

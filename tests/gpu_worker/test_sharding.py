@@ -164,8 +164,9 @@ def test_turns_are_never_longer_than_a_window_and_never_overlap() -> None:
     own = [(0.0, 50.0), (50.5, 51.0), (60.0, 61.0)]
     others = [(55.0, 58.0)]
     turns = sharding.turns(own, others, 70.0)
-    assert all(end - start <= sharding.TURN_MAX + 2 * sharding.TURN_PAD for start, end in turns), turns
+    assert all(end - start <= sharding.TURN_MAX for start, end in turns), turns  # one window each, padding too
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(turns)), turns
     assert turns[-1] == (59.8, 61.2)
     assert sharding.turns([], others, 70.0) == []
-    assert sharding.turns([], others, 70.0, speech_only=False) == [(0.0, 70.0)]
+    assert sharding.turns([], others, 70.0, speech_only=False) == [(0.0, 23.333), (23.333, 46.667), (46.667, 70.0)]
+    assert sharding.turns([(1.0, 61.0)], [], 70.0)[0] == (0.8, 21.2)  # 60 s of speech: three of 20, each padded

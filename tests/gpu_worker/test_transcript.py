@@ -160,3 +160,44 @@ def test_a_long_recording_takes_its_language_from_its_first_speech_not_a_silent_
     assert told[0][1] > 0.9, told  # the speech's detection, not the silence's guess
     assert (result.language, result.language_probability) == told[0]
     assert wer(speech_text("upload"), result.text) < 0.15
+
+
+def test_a_run_that_stops_goes_on_from_its_checkpoint_across_windows(tiny: WhisperModel, tmp_path: Path) -> None:
+    """Issue 34, finding 5, on the real model, in windows of 40 s with no language given: a keeper
+    learns the language before the first segment (a kill in the first window keeps its work), ids
+    run on across windows, and a run that goes on from the checkpoint ends with every word once."""
+    from gpu_worker.checkpoint import Checkpoint, Keeper
+
+    text = lecture(tmp_path / "lecture.wav", 110)
+    audio = decode(tmp_path / "lecture.wav", tmp_path, timeout=30)
+    window = lambda start, count: audio[start : start + count]  # noqa: E731
+    common = {"window_seconds": 40, "model_name": "tiny.en", "beam_size": 5, "on_progress": lambda _: None}
+    saved: list[Checkpoint] = []
+    keeper = Keeper(saved.append, attempt=1, model="tiny.en", duration=audio.size / 16000, resume=None, every=0)
+    languages: list[str | None] = []
+
+    class Stop(Exception):
+        pass
+
+    def add(segment: Segment) -> None:
+        languages.append(keeper.language and keeper.language[0])
+        keeper.add(segment)
+        if segment.start > 50:  # in the second window: stop here, as a drain or a kill would
+            raise Stop
+
+    with pytest.raises(Stop):
+        transcribe_windows(tiny, window, audio.size, JobOptions(), on_info=lambda *_: None, on_segment=add,
+                           on_language=keeper.heard, **common)  # type: ignore[arg-type]  # fmt: skip
+    assert languages[0] == "en"  # known from the first segment on, not only once the window ended
+    kept = saved[-1]
+    assert [s.id for s in kept.segments] == list(range(len(kept.segments)))
+    assert 50 < kept.until < 80
+    infos: list[tuple] = []
+    whole = transcribe_windows(tiny, window, audio.size, JobOptions(), on_info=lambda *a: infos.append(a),
+                               resume=kept.resume(), **common)  # type: ignore[arg-type]  # fmt: skip
+    assert infos[0][:2] == (kept.language, kept.language_probability)
+    assert [s.text for s in whole.segments[: len(kept.segments)]] == [s.text for s in kept.segments]
+    assert [s.id for s in whole.segments] == list(range(len(whole.segments)))
+    starts = [s.start for s in whole.segments]
+    assert starts == sorted(starts)
+    assert wer(text, whole.text) < 0.2

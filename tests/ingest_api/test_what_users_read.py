@@ -46,7 +46,10 @@ def test_every_refusal_is_a_sentence_and_a_field_error_names_its_field(stack: St
     )
     assert said.startswith("language: unknown language code 'xx'")
     bad_json = httpx.post(f"{stack.url}/v1/transcribe", content=b"{oops", headers={"content-type": "application/json"})
-    refused(bad_json, 422, None)
+    assert refused(bad_json, 422, None).startswith("the body is not valid JSON")
+    long_id = {"source_type": "url", "url": "https://x/", "db_id": "x" * 300}  # a union: str or int
+    said = refused(httpx.post(f"{stack.url}/v1/transcribe", json=long_id), 422, "db_id")
+    assert said == "db_id: string should have at most 256 characters"
     refused(httpx.get(f"{jobs}/nosuchjob"), 404, None)
     refused(httpx.delete(f"{jobs}/nosuchjob", params={"delete_objects": "maybe"}), 422, "delete_objects")
 
@@ -62,20 +65,29 @@ def test_the_openai_routes_keep_openai_s_shape_with_the_same_sentence(stack: Sta
     assert error["message"].startswith("language: unknown language code 'xx'")
 
 
-def test_a_bad_field_before_the_file_is_refused_before_the_file_goes_up(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("path", "first", "status", "said"),
+    [
+        ("/v1/transcribe", ("source_type", "upload"), b" 422 ", b'"field":"language"'),
+        ("/v1/audio/transcriptions", ("model", "whisper-1"), b" 400 ", b'"param":"language"'),
+    ],
+)
+def test_a_bad_field_before_the_file_is_refused_before_the_file_goes_up(
+    stack: Stack, path: str, first: tuple[str, str], status: bytes, said: bytes
+) -> None:
     """The form says language=xx, then begins a file of 200 MB, and stops sending: the answer comes
     while the file has hardly begun (it used to come once the whole file was in)."""
     host, port = stack.url.removeprefix("http://").split(":")
     boundary = "b0undary"
     head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="source_type"\r\n\r\nupload\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{first[0]}"\r\n\r\n{first[1]}\r\n'
         f'--{boundary}\r\nContent-Disposition: form-data; name="language"\r\n\r\nxx\r\n'
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp3"\r\n'
         "Content-Type: audio/mpeg\r\n\r\n"
     ).encode() + (SPEECH / "upload.mp3").read_bytes()[:65536]
     declared = len(head) + 200 * 2**20
     request = (
-        f"POST /v1/transcribe HTTP/1.1\r\nHost: {host}\r\nContent-Length: {declared}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {declared}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
     ).encode()
     with socket.create_connection((host, int(port)), timeout=120) as conn:
@@ -87,8 +99,8 @@ def test_a_bad_field_before_the_file_is_refused_before_the_file_goes_up(stack: S
                 break
             answer += chunk
     status_line, _, rest = answer.partition(b"\r\n")
-    assert b" 422 " in status_line, answer[:500]
-    assert b'"field":"language"' in rest
+    assert status in status_line, answer[:500]
+    assert said in rest
 
 
 def test_an_mp3_without_a_tag_is_served_as_audio(stack: Stack, tmp_path: Path) -> None:

@@ -32,3 +32,13 @@ def test_only_manifest_keys_name_a_job() -> None:
     assert layout.job_id_of_manifest(layout.status_key(job_id)) is None
     assert layout.job_id_of_manifest("nested/" + layout.manifest_key(job_id)) is None
     assert layout.beside_key("talks/my talk.mp4", "srt") == "talks/my talk.srt"
+
+
+def test_job_ids_made_in_one_second_sort_in_the_order_they_were_made_and_say_when() -> None:
+    made = [layout.new_job_id(1_765_000_000 + n / 100) for n in range(50)]
+    assert made == sorted(made)
+    assert abs(layout.made_at(made[7]).timestamp() - (1_765_000_000 + 0.07)) < 1 / 65536 + 1e-6
+    assert layout.dated_floor(1_765_000_000) <= made[0]
+    inbox = layout.inbox_job_id("transcribe-inbox", "talks/a.mp3", "etag")
+    with pytest.raises(ValueError, match="not a dated job id"):
+        layout.made_at(inbox)  # an inbox job's id says nothing of when
