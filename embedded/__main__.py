@@ -371,11 +371,15 @@ def redis_password(data_dir: Path) -> str:
     return password
 
 
+DASHBOARD_PORT = 9181  # rq-dashboard's own default
+
+
 def rq_commands(redis_url: str) -> list[str]:
     """RQ's own tools, as they run from this folder, for this stack's Redis (its URL as a shell
     reads it: the stack's own gives its password by the file that keeps it)."""
     rq, dashboard = _tool("rq"), _tool("rq-dashboard")
-    web = f"RQ's web view: {dashboard} --redis-url {redis_url} -b 127.0.0.1 -p 9181 (then http://127.0.0.1:9181)"
+    port = choose_port(DASHBOARD_PORT)  # another stack's dashboard may have 9181 already
+    web = f"RQ's web view: {dashboard} --redis-url {redis_url} -b 127.0.0.1 -p {port} (then http://127.0.0.1:{port})"
     if not Path(dashboard).exists():
         web += "; rq-dashboard is in the dashboard extra: pip install -e '.[dashboard]'"
     return [f"RQ's queues and workers: {rq} info --url {redis_url}", web]

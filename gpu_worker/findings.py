@@ -8,6 +8,8 @@ reader can tell. A caller who would rather have a failure asks for one
 
 from __future__ import annotations
 
+import re
+
 from gpu_worker.transcript import Transcript
 from transcribe_common.errors import PermanentError
 from transcribe_common.models import JobOptions
@@ -49,6 +51,23 @@ def empty(transcript: Transcript, multilingual: bool) -> str:
     return f"{said}; try naming the language in 'language', or a larger model"
 
 
+# The commonest words of English: at least a third of any English text, next to none of another
+# language's. Too few of them in a translation's text: it is not in English.
+ENGLISH_WORDS = frozenset(
+    "the a an and or but of to in on at for with from by as is are was were be been it its this that these those "  # noqa: SIM905
+    "i you he she we they me him her us them my your his our their not no yes have has had do does did will would "
+    "can could should there here what which who how all if so".split()
+)
+ENGLISH_SHARE_MIN = 0.08
+WORDS_TO_JUDGE = 12  # fewer words than this say too little
+
+
+def not_english(text: str) -> bool:
+    """Whether a text of some length has next to none of English's commonest words."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return len(words) >= WORDS_TO_JUDGE and sum(w in ENGLISH_WORDS for w in words) / len(words) < ENGLISH_SHARE_MIN
+
+
 def findings(
     transcript: Transcript, *, declared: float | None, confidence_min: float, multilingual: bool = True
 ) -> list[str]:
@@ -61,6 +80,12 @@ def findings(
         )
     if not transcript.text:
         found.append(empty(transcript, multilingual))
+    elif transcript.options.task == "translate" and not_english(transcript.text):
+        found.append(
+            f"task=translate, but the text does not read as English: the model ({transcript.model}) may have "
+            "written the speech down instead of translating it; a larger multilingual model (small or up) "
+            "translates more surely"
+        )
     decoded = transcript.duration
     if declared is not None and decoded <= declared * TRUNCATED_SHARE and declared - decoded >= TRUNCATED_SECONDS:
         found.append(

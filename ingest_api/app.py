@@ -110,7 +110,10 @@ async def _error_response(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyQueued) else None
     detail = public_message(exc) if code < 500 else _unavailable(exc)
-    return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+    body = {"detail": detail}
+    if code < 500 and (field := invalid.field_named(detail)) is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

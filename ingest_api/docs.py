@@ -89,7 +89,7 @@ AUTH = (401, 403)
 
 NOT_A_BOOLEAN = (
     "delete_objects is not a boolean",
-    {"detail": "delete_objects: input should be a valid boolean, unable to interpret input", "field": "delete_objects"},
+    {"detail": "delete_objects: should be true or false", "field": "delete_objects"},
 )
 BAD_FORMAT = ("unknown format", {"detail": "unknown format 'docx'; choose one of srt, vtt, txt, tsv, json"})
 

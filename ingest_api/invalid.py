@@ -13,6 +13,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+# pydantic's sentences that say less than they could, by its error type.
+READABLE = {
+    "extra_forbidden": "not a field of this request (the fields are in /docs)",
+    "bool_parsing": "should be true or false",
+    "bool_type": "should be true or false",
+}
 # What pydantic puts before the message of an error a validator raised.
 PREFIXES = ("Value error, ", "Assertion failed, ")
 WHERE = ("body", "query", "path", "header", "form")  # where FastAPI says a field came from
@@ -37,6 +43,7 @@ def message_of(error: dict[str, Any]) -> str:
         message = message.removeprefix(prefix)
     if error.get("type") == "json_invalid" and (where := (error.get("ctx") or {}).get("error")):
         message = f"the body is not valid JSON ({where})"
+    message = READABLE.get(str(error.get("type")), message)
     if message[1:2].islower():  # a word, not an acronym ("URL scheme ...")
         message = message[:1].lower() + message[1:]
     return message
@@ -59,3 +66,12 @@ def body(errors: Sequence[Any]) -> dict[str, str]:
     """The REST API's answer to a request with these errors."""
     detail, field = sentence(errors)
     return {"detail": detail, "field": field} if field else {"detail": detail}
+
+
+_NAMED = re.compile(r"([a-z][a-z0-9_]*(?:\[\])?): ")
+
+
+def field_named(sentence: str) -> str | None:
+    """The field a refusal of ours is about: the sentence names it first (``model: ...``)."""
+    found = _NAMED.match(sentence)
+    return found[1] if found else None

@@ -276,7 +276,13 @@ def result_stream(
     if record.status == JobStatus.DELETED:
         raise Gone(f"job {job_id} was deleted, and its result with it")
     if record.status != JobStatus.FINISHED:
-        raise Conflict(f"job {job_id} has no result: it is {record.status.value}")
+        state = {
+            JobStatus.QUEUED: "it is queued; its result comes once it has finished",
+            JobStatus.STARTED: "it is running; its result comes once it has finished",
+            JobStatus.FAILED: f"it failed: {record.error or 'its error is in GET /v1/jobs/' + job_id}",
+            JobStatus.CANCELLED: "it was cancelled",
+        }.get(record.status, f"it is {record.status.value}")
+        raise Conflict(f"job {job_id} has no result: {state}")
     if fmt is None:
         if (manifest := services.manifests.stored(job_id)) is None:
             raise NotFound(f"job {job_id} has no result")

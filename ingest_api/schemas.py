@@ -24,6 +24,8 @@ class TranscribeRequest(JobOptions):
             raise ValueError("'url' is required when source_type is 'url'")
         if self.source_type == "upload" and self.url is not None:
             raise ValueError("'url' is not allowed when source_type is 'upload'")
+        if self.speaker_labels and not self.multichannel:
+            raise ValueError("speaker_labels name the speakers of the channels: give multichannel=true with them")
         return self
 
     def options(self) -> JobOptions:

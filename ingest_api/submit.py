@@ -72,14 +72,18 @@ def check_model_served(services: Services, options: JobOptions) -> None:
     served = fleet.available(workers, services.settings.scalable_models)
     if options.model is not None and options.model not in served:
         listed = ", ".join(sorted(served)) or "none"
-        raise InvalidInput(f"no live worker serves model {options.model!r}; served now: {listed}")
+        raise InvalidInput(f"model: no live worker serves model {options.model!r}; served now: {listed}")
     candidates = [options.model] if options.model else sorted({w.default_model for w in workers})
     for name in candidates:
         if (why := fleet.unfit(name, served[name].multilingual, options)) is not None:
             others = sorted(n for n, m in served.items() if m.multilingual)
             hint = f" (served now: {', '.join(others)})" if others else ""
             default = "" if options.model else "the default "
-            raise InvalidInput(f"{default}{why}{hint}, or leave 'language' empty and 'task' as transcribe")
+            field = "model" if options.model else "task" if options.task == "translate" else "language"
+            if not others:
+                hint = " (none is served here now)"
+            said = why.removeprefix("model ") if field == "model" else f"{default}{why}"
+            raise InvalidInput(f"{field}: {said}{hint}, or leave 'language' empty and 'task' as transcribe")
 
 
 def check_request(services: Services, request: TranscribeRequest) -> None:
@@ -114,11 +118,11 @@ def check_channels(services: Services, key: str) -> None:
         found = None
     channels = getattr(getattr(found, "info", None), "channels", None)
     if channels == 1:
-        raise InvalidInput("multichannel=true, but the file has one audio channel; submit it without multichannel")
+        raise InvalidInput("multichannel: the file has one audio channel; submit it without multichannel")
     most = services.settings.max_channels
     if isinstance(channels, int) and channels > most:
         raise InvalidInput(
-            f"multichannel=true, but the file has {channels} audio channels; MAX_CHANNELS allows {most}: "
+            f"multichannel: the file has {channels} audio channels; MAX_CHANNELS allows {most}: "
             "submit it without multichannel to transcribe its mix"
         )
 

@@ -31,7 +31,7 @@ def transcribe(stack_url: str, *args: str, cwd: Path | None = None) -> subproces
 def test_submit_wait_shows_progress_and_saves_the_srt(stack: Stack, tmp_path: Path) -> None:
     target = tmp_path / "talk.srt"
     done = transcribe(
-        stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "srt", "--wait", "--save", str(target)
+        stack.url, "submit", str(SPEECH / "upload.mp3"), "--output", "srt,vtt", "--wait", "--save", str(target)
     )
     assert done.returncode == 0, done.stderr
     cues = list(srt.parse(target.read_text()))
@@ -39,6 +39,7 @@ def test_submit_wait_shows_progress_and_saves_the_srt(stack: Stack, tmp_path: Pa
     assert re.search(r"^job [0-9a-f]{32}$", done.stderr, re.M), done.stderr
     assert "finished 100%" in done.stderr
     assert f"saved {target}" in done.stderr
+    assert (tmp_path / "talk.vtt").read_text().startswith("WEBVTT")  # every format asked for, beside it
 
 
 def test_the_progress_shown_is_the_jobs_real_progress(stack: Stack, tmp_path: Path) -> None:

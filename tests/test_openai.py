@@ -184,6 +184,7 @@ def test_a_translation_on_an_english_only_model_is_refused_saying_which_to_name(
     assert caught.value.type == "invalid_request_error"
     assert "model 'tiny.en' is English-only and cannot translate" in caught.value.message
     assert "served now: base" in caught.value.message
+    assert caught.value.param == "task"
 
 
 @translation

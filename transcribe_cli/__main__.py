@@ -104,7 +104,9 @@ def parser() -> argparse.ArgumentParser:
         help="the same key again gives back the same job, not a second one (safe to retry)",
     )
     submit_parser.add_argument("--wait", action="store_true", help="show the progress, then save the result")
-    submit_parser.add_argument("--save", type=Path, help="where --wait saves the result; - for stdout")
+    submit_parser.add_argument(
+        "--save", type=Path, help="where --wait saves the first format (-: stdout, it alone); the others go beside it"
+    )
     submit_parser.add_argument(
         "--poll", type=float, default=0.5, help="seconds between progress checks, if the event stream fails"
     )
@@ -184,8 +186,12 @@ def submit(client: Client, args: argparse.Namespace) -> int:
     if view["status"] != "finished":
         err.print(f"[red]job {job_id} {view['status']}[/]: {view.get('error') or 'no result'}")
         return 1
-    fmt = args.output.split(",")[0].strip()
-    save(client.result(job_id, fmt), args.save or Path(f"{_stem(args.source, job_id)}.{fmt}"))
+    # Every format asked for: the first where --save says, the others beside it (stdout: the first).
+    main, *others = [fmt.strip() for fmt in args.output.split(",") if fmt.strip()]
+    target = args.save or Path(f"{_stem(args.source, job_id)}.{main}")
+    save(client.result(job_id, main), target)
+    for fmt in others if str(target) != "-" else []:
+        save(client.result(job_id, fmt), target.with_suffix(f".{fmt}"))
     return 0
 
 

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest_api import docs, jobs, submit
 from ingest_api.auth import Identity, authorize, bearer
-from ingest_api.invalid import sentence
+from ingest_api.invalid import field_named, sentence
 from ingest_api.schemas import TranscribeRequest
 from ingest_api.services import Services, ServicesDep
 from ingest_api.upload import TooLarge
@@ -173,10 +173,18 @@ class TranscriptionForm(AudioForm):
 
 class TranslationForm(AudioForm):
     """``POST /v1/audio/translations``: the speech in English, whatever it was spoken in (Whisper's
-    ``translate`` task). As at OpenAI, there is no ``language`` field: the spoken one is detected."""
+    ``translate`` task). OpenAI's has no ``language`` field: the spoken one is detected. Ours takes
+    one (``extra_body={"language": "id"}`` from OpenAI's client): a detection that goes wrong (a
+    short clip, a small model) otherwise leaves the caller no way to say what was spoken."""
 
     task: ClassVar[str] = "translate"
     response_format: TranslationFormat = "json"
+    language: str | None = Field(
+        None, description="Not OpenAI's: ISO 639-1 code of the speech, when its detection goes wrong."
+    )
+
+    def job_fields(self) -> dict[str, object]:
+        return {**super().job_fields(), "language": self.language}
 
 
 class Transcription(BaseModel):
@@ -351,7 +359,7 @@ async def _transcribe(request: Request, services: Services, caller: Identity, ki
     except submit.TooManyQueued as exc:
         raise OpenAIError(429, str(exc), code="rate_limit_exceeded") from exc
     except InvalidInput as exc:
-        raise OpenAIError(400, str(exc)) from exc
+        raise OpenAIError(400, str(exc), param=field_named(str(exc))) from exc
     form = chosen["form"]
     record = await _wait(services, request, job_id, caller)
     try:

@@ -101,7 +101,7 @@ def test_a_stopping_worker_stops_counting_at_once(
             f"{stack.url}/v1/transcribe", json={"source_type": "url", "url": gated.url, "model": "tiny.en"}
         )
         assert refused.status_code == 422
-        assert refused.json()["detail"] == "no live worker serves model 'tiny.en'; served now: none"
+        assert refused.json()["detail"] == "model: no live worker serves model 'tiny.en'; served now: none"
         gated.open()
         worker.wait(120)
         wait_until(lambda: stats(stack)["workers"] == 2, timeout=120)  # restarted by the supervisor

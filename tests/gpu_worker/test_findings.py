@@ -60,3 +60,20 @@ def test_speech_the_model_wrote_nothing_from_is_not_called_no_speech() -> None:
     assert "check that the speech is in 'en'" in said
     [said] = findings(transcript("", language="en", speech=None, vad_filter=False), declared=None, confidence_min=0.95)
     assert said.startswith("the model wrote no text from the audio: the transcript is empty")
+
+
+def test_a_translation_that_is_not_english_says_so() -> None:
+    """What base wrote for the Indonesian fixture asked to translate it (a new user saw it finish
+    with no warning): the speech written down, not translated."""
+    indonesian = (
+        "Salamat pagi semuanya. Hari ni kita akan membahas kecana kejahun tukuran pepan, timpendualan sudat "
+        "melihatkan laporan tentang pelanggan paru di Jakarta dan Suramaya."
+    )
+    [said] = findings(transcript(indonesian, language="id", task="translate"), declared=None, confidence_min=0.95)
+    assert said.startswith("task=translate, but the text does not read as English: the model (base) may have")
+    english = "Good morning everyone. Today we will discuss the plan for next month, and the sales team has a report."
+    assert findings(transcript(english, language="id", task="translate"), declared=None, confidence_min=0.95) == []
+    assert findings(transcript(indonesian, language="id"), declared=None, confidence_min=0.95) == []  # transcribed
+    assert (
+        findings(transcript("Terima kasih.", language="id", task="translate"), declared=None, confidence_min=0.95) == []
+    )

@@ -42,7 +42,7 @@ def test_a_url_job_is_accepted_and_announced_not_enqueued(client: TestClient, re
         ({"source_type": "url", "url": "https://x/a.mp3", "language": "xx"}, "unknown language code"),
         ({"source_type": "url", "url": "https://x/a.mp3", "output": "docx"}, "srt"),
         ({"source_type": "url", "url": "https://x/a.mp3", "output": [{}]}, "srt"),  # found by schemathesis
-        ({"source_type": "url", "url": "https://x/a.mp3", "colour": "red"}, "colour: extra inputs are not permitted"),
+        ({"source_type": "url", "url": "https://x/a.mp3", "colour": "red"}, "colour: not a field of this request"),
         ({"source_type": "smoke", "url": "https://x/a.mp3"}, "source_type"),
         ({"source_type": "url", "url": "https://x/a.mp3", "callback_url": "not a url"}, "callback_url"),
     ],
@@ -101,7 +101,7 @@ def test_a_model_no_live_worker_serves_is_refused(client: TestClient, redis_conn
     body = {"source_type": "url", "url": "https://93.184.215.14/a.mp3", "model": "large-v3"}
     refused = client.post("/v1/transcribe", json=body)
     assert refused.status_code == 422
-    assert refused.json()["detail"] == "no live worker serves model 'large-v3'; served now: none"
+    assert refused.json()["detail"] == "model: no live worker serves model 'large-v3'; served now: none"
     fleet.advertise(redis_conn, worker_record("a", {"large-v3": True}, until=time.time() + 30))
     fleet.advertise(redis_conn, worker_record("b", {"base": True}, until=time.time() - 1))
     assert client.get("/v1/models").json() == {"models": ["large-v3"]}  # base's worker went quiet
@@ -122,10 +122,11 @@ def test_an_english_only_model_refuses_other_languages_and_translation(client: T
     for asked, says in (({"language": "id"}, "transcribe language 'id'"), ({"task": "translate"}, "translate")):
         named = client.post("/v1/transcribe", json=url | asked | {"model": "tiny.en"})
         assert named.status_code == 422
-        assert named.json()["detail"].startswith(f"model 'tiny.en' is English-only and cannot {says}"), named.json()
+        assert named.json()["detail"].startswith(f"model: 'tiny.en' is English-only and cannot {says}"), named.json()
         default = client.post("/v1/transcribe", json=url | asked)  # tiny.en is the worker's default
         assert default.status_code == 422
         assert "the default model 'tiny.en' is English-only" in default.json()["detail"]
+        assert (named.json()["field"], default.json()["field"]) == ("model", next(iter(asked)))
         assert "(served now: base)" in default.json()["detail"]
         assert client.post("/v1/transcribe", json=url | asked | {"model": "base"}).status_code == 202
     assert client.post("/v1/transcribe", json=url | {"language": "en", "model": "tiny.en"}).status_code == 202

@@ -94,7 +94,7 @@ def test_a_model_outside_the_fleet_is_still_refused_and_failed(
     with client_for(redis_url, tmp_path / "buckets", **FLEET) as client:
         status, body = submit(client, "large-v3")
         assert status == 422
-        assert body["detail"] == "no live worker serves model 'large-v3'; served now: base, tiny.en"
+        assert body["detail"] == "model: no live worker serves model 'large-v3'; served now: base, tiny.en"
         # Queued all the same (an inbox drop naming it, say): MODEL_WAIT fails it, and only it.
         status, body = submit(client, "tiny.en")
         assert status == 202
@@ -112,7 +112,7 @@ def test_without_the_setting_a_job_for_a_model_no_worker_serves_is_refused_or_fa
     with client_for(redis_url, tmp_path / "buckets") as client:
         status, body = submit(client, "base")
         assert status == 422
-        assert body["detail"] == "no live worker serves model 'base'; served now: none"
+        assert body["detail"] == "model: no live worker serves model 'base'; served now: none"
         assert client.get("/v1/models").json()["models"] == []
     with client_for(redis_url, tmp_path / "buckets", **FLEET) as client:
         status, body = submit(client, "base")  # taken by an API that knows the fleet scales...

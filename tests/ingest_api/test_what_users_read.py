@@ -51,7 +51,14 @@ def test_every_refusal_is_a_sentence_and_a_field_error_names_its_field(stack: St
     said = refused(httpx.post(f"{stack.url}/v1/transcribe", json=long_id), 422, "db_id")
     assert said == "db_id: string should have at most 256 characters"
     refused(httpx.get(f"{jobs}/nosuchjob"), 404, None)
-    refused(httpx.delete(f"{jobs}/nosuchjob", params={"delete_objects": "maybe"}), 422, "delete_objects")
+    said = refused(httpx.delete(f"{jobs}/nosuchjob", params={"delete_objects": "maybe"}), 422, "delete_objects")
+    assert said == "delete_objects: should be true or false"
+    labels = {"source_type": "url", "url": "https://x/", "speaker_labels": "agent,customer"}  # no multichannel
+    said = refused(httpx.post(f"{stack.url}/v1/transcribe", json=labels), 422, None)
+    assert "give multichannel=true with them" in said
+    unserved = {"source_type": "url", "url": "https://x/", "model": "large-v9"}
+    said = refused(httpx.post(f"{stack.url}/v1/transcribe", json=unserved), 422, "model")
+    assert said.startswith("model: no live worker serves model 'large-v9'")
 
 
 def test_the_openai_routes_keep_openai_s_shape_with_the_same_sentence(stack: Stack) -> None:
