@@ -7,6 +7,7 @@ move to ``queued`` in Redis is the gate, and an event for a job that has moved a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from redis.client import Pipeline
 
 from event_router.settings import RouterSettings
-from transcribe_common import deadletters, events, jobqueue, keys, layout
+from transcribe_common import deadletters, events, fleet, jobqueue, keys, layout
 from transcribe_common.errors import InvalidInput, NotFound, StateUnavailable, public_message
 from transcribe_common.events import ObjectCreated
 from transcribe_common.jobstate import JobStates
@@ -314,7 +315,10 @@ class Router:
         enqueues it then."""
         # The owner comes from the manifest's metadata, which only the API writes: never from an
         # inbox drop's, which anyone who may drop a file sets.
-        if not self.states.claim(job_id, JobStatus.QUEUED, owner=owner, made=made):
+        fields: dict[str, object] = {"owner": owner, "made": made}
+        if model is not None and (waiting := self.waiting_for(model)) is not None:
+            fields["warnings"] = json.dumps([waiting])  # the worker's findings replace it when the job ends
+        if not self.states.claim(job_id, JobStatus.QUEUED, **fields):
             current = self.states.read(job_id)
             # A job still "queued" that RQ will not run means a router died between the two steps,
             # or RQ gave up on it (its manifest could not be read, a few times).
@@ -323,6 +327,22 @@ class Router:
         jobqueue.enqueue(self.redis, job_id, model, self.settings, pipeline=pipe)
         log.info("job %s enqueued", job_id)
         return "enqueued"
+
+    def waiting_for(self, model: str) -> str | None:
+        """Why a job for ``model`` will wait, if no live worker serves it (nor one the fleet starts
+        for it): an inbox drop names any model it likes, and would sit 'queued' with no word of why
+        until MODEL_WAIT failed it. The API refuses such a job at once."""
+        try:
+            served = fleet.available(fleet.live(self.redis), self.settings.scalable_models)
+        except redis.RedisError:
+            return None  # the enqueue that follows says what Redis says
+        if model in served:
+            return None
+        listed = ", ".join(sorted(served)) or "none"
+        return (
+            f"waiting for a worker that serves model {model!r}: none runs now (served: {listed}); the job "
+            "fails once it has waited MODEL_WAIT (10 minutes by default) unless one starts"
+        )
 
 
 def made(event: ObjectCreated, trusted: bool = True) -> str | None:

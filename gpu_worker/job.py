@@ -127,7 +127,8 @@ class JobRun:
             return "retired"
         rq_job = jobqueue.running_job()
         worker = rq_job.worker if rq_job is not None else None
-        started = self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker)
+        # Started: what the router said while it waited for a worker (``waiting_for``) is over.
+        started = self.ctx.states.advance(self.job_id, JobStatus.STARTED, worker=worker, warnings="[]")
         if started is None:
             log.info("job %s: taken or done already; skipping", self.job_id)
             return "skipped"

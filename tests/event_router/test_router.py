@@ -251,3 +251,20 @@ def test_an_inbox_drop_cannot_choose_where_its_job_is_listed(router: Router, loc
         made = redis_conn.zscore(keys.JOBS_CREATED, job_id)
         assert made is not None
         assert abs(made - time.time()) < 3600  # the store's time, not the dropper's
+
+
+def test_a_drop_for_a_model_no_worker_serves_says_why_it_waits(router: Router, local_store, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    """A new user's inbox folder named model base on a stack serving tiny.en: the job sat
+    'queued' for MODEL_WAIT with no word of why."""
+    info = put_bytes(local_store.store, INBOX_BUCKET, "rapat/a.mp3", b"ID3", content_type="audio/mpeg",
+                     metadata={"model": "large-v9"})  # fmt: skip
+    redis_conn.rpush(keys.EVENTS, *local_store.records)
+    drain(router)
+    job_id = layout.inbox_job_id(INBOX_BUCKET, "rapat/a.mp3", info.etag)
+    record = router.states.read(job_id)
+    assert record is not None
+    assert record.status == JobStatus.QUEUED
+    assert record.warnings == [
+        "waiting for a worker that serves model 'large-v9': none runs now (served: none); the job fails once it "
+        "has waited MODEL_WAIT (10 minutes by default) unless one starts"
+    ]
