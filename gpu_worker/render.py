@@ -82,7 +82,26 @@ def _segment_cues(words: list[Word], rules: CueRules, speaker: str | None) -> li
         if group and too_long:
             group = _move_tail_after_punctuation(groups)
         group.append(word)
+    _no_orphan(groups, rules)
     return [_cue(group, rules, speaker) for group in groups if group]
+
+
+ORPHAN_WORDS = 2  # a last cue of this many words or fewer takes words from the one before
+
+
+def _no_orphan(groups: list[list[Word]], rules: CueRules) -> None:
+    """A segment's last cue of one or two words ("town.", flashed for a third of a second) takes
+    the words before it from the cue before, while that cue keeps as many."""
+    if len(groups) < 2 or len(groups[-1]) > ORPHAN_WORDS:
+        return
+    before, last = groups[-2], groups[-1]
+    while len(last) <= ORPHAN_WORDS and len(before) > len(last) + 1:
+        moved = [before[-1], *last]
+        text = "".join(w.word for w in moved).strip()
+        if len(text) > rules.max_chars or moved[-1].end - moved[0].start > rules.max_seconds:
+            return
+        before.pop()
+        last.insert(0, moved[0])
 
 
 def _move_tail_after_punctuation(groups: list[list[Word]]) -> list[Word]:

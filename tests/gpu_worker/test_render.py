@@ -101,3 +101,16 @@ def test_output_takes_one_format_or_several() -> None:
     assert JobOptions(output=["json", "txt"]).main_output == "json"  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="srt"):
         JobOptions(output=["srt", "docx"])  # type: ignore[arg-type]
+
+
+def test_a_segment_s_last_cue_is_not_one_word_flashed_alone() -> None:
+    """A new user's upload.srt ended on a 0.375 s cue of one word, 'town.'."""
+    text = "Every morning the baker opens his shop and sells fresh bread to the people of the town."
+    words, at = [], 0.0
+    for token in text.split():
+        words.append(Word(start=at, end=at + 0.375, word=f" {token}", probability=0.9))
+        at += 0.375
+    found = cues(transcript(Segment(id=0, start=0.0, end=at, text=text, words=words)), CueRules(max_seconds=6.0))
+    assert len(found) == 2
+    assert len(found[-1].text.split()) >= 3, found
+    assert " ".join(c.text.replace("\n", " ") for c in found) == text  # every word once, in order
