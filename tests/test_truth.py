@@ -152,12 +152,13 @@ def test_an_english_only_model_refuses_another_language(stack: Stack) -> None:
         refused = httpx.post(f"{stack.url}/v1/transcribe", data={"source_type": "upload", **asked}, files=files)
         assert refused.status_code == 422, refused.text
         detail = refused.json()["detail"]
-        assert detail.startswith("the default model 'tiny.en' is English-only and cannot "), detail
+        field = next(iter(asked))
+        assert detail.startswith(f"{field}: the default model 'tiny.en' is English-only and cannot "), detail
         assert "(served now: base)" in detail
     url = {"source_type": "url", "url": "http://127.0.0.1:9/a.mp3", "model": "tiny.en", "language": "id"}
     named = httpx.post(f"{stack.url}/v1/transcribe", json=url)
     assert named.status_code == 422
-    assert named.json()["detail"].startswith("model 'tiny.en' is English-only and cannot transcribe language 'id'")
+    assert named.json()["detail"].startswith("model: 'tiny.en' is English-only and cannot transcribe language 'id'")
 
 
 def test_an_inbox_drop_asking_an_english_only_model_for_another_language_fails_clearly(

@@ -39,10 +39,11 @@ def test_more_channels_than_max_channels_are_refused_at_submission(stack: Stack,
         f"{stack.url}/v1/transcribe", data={"source_type": "upload", "multichannel": "true"}, files=files
     )
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == (
-        "multichannel=true, but the file has 9 audio channels; MAX_CHANNELS allows 8: "
-        "submit it without multichannel to transcribe its mix"
-    )
+    assert response.json() == {
+        "detail": "multichannel: the file has 9 audio channels; MAX_CHANNELS allows 8: "
+        "submit it without multichannel to transcribe its mix",
+        "field": "multichannel",
+    }
 
 
 def test_more_channels_than_max_channels_in_a_header_the_api_cannot_read_fail_the_job(
