@@ -378,7 +378,7 @@ def rq_commands(redis_url: str) -> list[str]:
     """RQ's own tools, as they run from this folder, for this stack's Redis (its URL as a shell
     reads it: the stack's own gives its password by the file that keeps it)."""
     rq, dashboard = _tool("rq"), _tool("rq-dashboard")
-    port = choose_port(DASHBOARD_PORT)  # another stack's dashboard may have 9181 already
+    port = choose_port(DASHBOARD_PORT, "the rq-dashboard command below", "another stack's rq-dashboard")
     web = f"RQ's web view: {dashboard} --redis-url {redis_url} -b 127.0.0.1 -p {port} (then http://127.0.0.1:{port})"
     if not Path(dashboard).exists():
         web += "; rq-dashboard is in the dashboard extra: pip install -e '.[dashboard]'"

@@ -37,8 +37,9 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
-def choose_port(preferred: int) -> int:
-    """``preferred`` when nothing listens on it on loopback, else a free port (0: any free port)."""
+def choose_port(preferred: int, taker: str = "the embedded Redis", likely: str = "another Redis") -> int:
+    """``preferred`` when nothing listens on it on loopback, else a free port (0: any free port),
+    saying which ``taker`` takes it instead, and who ``likely`` holds the preferred one."""
     if not preferred:
         return free_port()
     with socket.socket() as sock:
@@ -52,7 +53,7 @@ def choose_port(preferred: int) -> int:
         else:
             return preferred
     port = free_port()
-    log.warning("port %d is taken (another Redis?); the embedded Redis listens on %d instead", preferred, port)
+    log.warning("port %d is taken (%s?); %s listens on %d instead", preferred, likely, taker, port)
     return port
 
 

@@ -37,3 +37,17 @@ def test_a_port_in_use_gives_another_and_says_so(caplog: pytest.LogCaptureFixtur
 
 def test_zero_asks_for_any_free_port() -> None:
     assert choose_port(0) > 0
+
+
+def test_another_taker_is_named_in_the_message(caplog: pytest.LogCaptureFixture) -> None:
+    """rq-dashboard's port is chosen the same way; its message must not speak of Redis."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        with caplog.at_level(logging.WARNING, logger="stack"):
+            port = choose_port(taken, "the rq-dashboard command below", "another stack's rq-dashboard")
+    assert (
+        f"port {taken} is taken (another stack's rq-dashboard?); the rq-dashboard command below listens on {port}"
+        in (caplog.text)
+    )
