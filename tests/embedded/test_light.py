@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 import embedded.light as light_module
 from tests.helpers import wait_until
@@ -110,3 +113,20 @@ def test_a_service_that_does_not_stop_is_left_behind_saying_where_it_waits(caplo
     assert stopped.is_set()
     assert "stuck did not stop within 1 s" in caplog.text
     assert "in stuck" in capfd.readouterr().err  # the stuck thread's stack, by its function
+
+
+def test_an_api_that_cannot_start_leaves_no_thread_behind(redis_server: str, tmp_path: Path) -> None:
+    """embedded.light starts a failed API again and again (its port taken): each start's stop
+    thread ends with its server, rather than wait for the process's stop for ever."""
+    from ingest_api.__main__ import serve_until
+    from ingest_api.settings import ApiSettings
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        settings = ApiSettings(redis_url=redis_server, store_dir=tmp_path / "buckets", api_port=held.getsockname()[1])
+        stopping = threading.Event()
+        for _ in range(3):
+            with pytest.raises(SystemExit):  # uvicorn's word for a port it cannot bind (_serve logs it)
+                serve_until(settings, stopping)
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "api-stop"], timeout=30)
