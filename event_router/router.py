@@ -262,7 +262,9 @@ class Router:
         if not has_manifest:
             put_model(self.store, self.settings.minio_bucket, manifest_key, manifest)
             log.info("inbox %s: job %s", event.key, job_id)
-        return self.enqueue(job_id, manifest.options.model, pipe, made=made(event, trusted=False))
+        model = manifest.options.model  # any a drop likes: the API refused its own jobs' at once
+        waiting = self.waiting_for(model) if model is not None else None
+        return self.enqueue(job_id, model, pipe, made=made(event, trusted=False), waiting=waiting)
 
     def ended_drop(self, job_id: str, status: JobStatus, event: ObjectCreated, pipe: Pipeline) -> str:
         """A drop whose job exists: one that finished or failed has what it wrote beside the drop
@@ -308,16 +310,23 @@ class Router:
         return FolderOptions()
 
     def enqueue(
-        self, job_id: str, model: str | None, pipe: Pipeline, owner: str | None = None, made: str | None = None
+        self,
+        job_id: str,
+        model: str | None,
+        pipe: Pipeline,
+        owner: str | None = None,
+        made: str | None = None,
+        waiting: str | None = None,
     ) -> str:
         """The gate (``queued`` in Redis, once per job), then the RQ job, written with ``pipe``. If
         the transaction is lost, the retried event finds the job queued with no RQ job, and
-        enqueues it then."""
+        enqueues it then. ``waiting``: why it will wait for a worker, in its warnings until one
+        starts it (the worker's findings replace them)."""
         # The owner comes from the manifest's metadata, which only the API writes: never from an
         # inbox drop's, which anyone who may drop a file sets.
         fields: dict[str, object] = {"owner": owner, "made": made}
-        if model is not None and (waiting := self.waiting_for(model)) is not None:
-            fields["warnings"] = json.dumps([waiting])  # the worker's findings replace it when the job ends
+        if waiting is not None:
+            fields["warnings"] = json.dumps([waiting])
         if not self.states.claim(job_id, JobStatus.QUEUED, **fields):
             current = self.states.read(job_id)
             # A job still "queued" that RQ will not run means a router died between the two steps,
@@ -331,7 +340,7 @@ class Router:
     def waiting_for(self, model: str) -> str | None:
         """Why a job for ``model`` will wait, if no live worker serves it (nor one the fleet starts
         for it): an inbox drop names any model it likes, and would sit 'queued' with no word of why
-        until MODEL_WAIT failed it. The API refuses such a job at once."""
+        until MODEL_WAIT failed it."""
         try:
             served = fleet.available(fleet.live(self.redis), self.settings.scalable_models)
         except redis.RedisError:
