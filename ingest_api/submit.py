@@ -77,11 +77,9 @@ def check_model_served(services: Services, options: JobOptions) -> None:
     for name in candidates:
         if (why := fleet.unfit(name, served[name].multilingual, options)) is not None:
             others = sorted(n for n, m in served.items() if m.multilingual)
-            hint = f" (served now: {', '.join(others)})" if others else ""
+            hint = f" (served now: {', '.join(others)})" if others else " (none is served here now)"
             default = "" if options.model else "the default "
             field = "model" if options.model else "task" if options.task == "translate" else "language"
-            if not others:
-                hint = " (none is served here now)"
             said = why.removeprefix("model ") if field == "model" else f"{default}{why}"
             raise InvalidInput(f"{field}: {said}{hint}, or leave 'language' empty and 'task' as transcribe")
 
